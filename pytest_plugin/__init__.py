@@ -1,0 +1,1 @@
+"""The pytest face of xcomsim: options, fixtures, markers and the report. No logic of its own."""

@@ -1,0 +1,82 @@
+"""Entry point registered under ``pytest11``.
+
+Inert unless ``--xcomsim`` (or ``xcomsim = true`` in the ini) is given: it then
+only adds its options and marker. Neither Airflow nor the heavy parts of
+xcomsim are imported at module level; each hook imports what it needs inside.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+_OPTIONS = [
+    # (name, ini name, help)
+    ("backend", "xcomsim_backend", "dotted path of the XCom backend class under test"),
+    ("dags", "xcomsim_dags", "folder of DAG files that run_dag finds by DAG id (default: an empty temp folder)"),
+    ("bucket", "xcomsim_bucket", "S3 bucket created for every test (default: xcomsim)"),
+    ("run-timeout", "xcomsim_run_timeout", "seconds one DAG run may take before it is reported stuck"),
+]
+_FIXTURES = {"xcomsim_env", "run_dag", "xcomsim_simulation"}
+_STATE = pytest.StashKey[object]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("xcomsim", "xcomsim: simulated Airflow environment for XCom tests")
+    group.addoption("--xcomsim", action="store_true", default=None, help="turn the xcomsim harness on")
+    parser.addini("xcomsim", "turn the xcomsim harness on", type="bool", default=False)
+    for name, ini, text in _OPTIONS:
+        group.addoption(f"--xcomsim-{name}", dest=ini, default=None, help=text)
+        parser.addini(ini, text, default="")
+
+
+def _enabled(config: pytest.Config) -> bool:
+    flag = config.getoption("xcomsim", default=None)
+    return bool(flag) if flag is not None else bool(config.getini("xcomsim"))
+
+
+def _option_values(config: pytest.Config) -> dict[str, object]:
+    values = {ini: config.getoption(ini, default=None) or config.getini(ini) for _, ini, _ in _OPTIONS}
+    return {
+        "backend": values["xcomsim_backend"],
+        "dags_folder": values["xcomsim_dags"],
+        "bucket": values["xcomsim_bucket"],
+        "run_timeout": values["xcomsim_run_timeout"],
+    }
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    # Before any conftest runs: a conftest that imports Airflow must already see the private home.
+    if _enabled(early_config):
+        from pytest_plugin import session
+
+        early_config.stash[_STATE] = session.start(early_config, _option_values(early_config))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "xcomsim(**settings): per-test xcomsim settings, e.g. backend='pkg.mod.MyXCom', bucket='b'",
+    )
+    if not _enabled(config):
+        return
+    from pytest_plugin import fixtures, session
+
+    if _STATE not in config.stash:
+        config.stash[_STATE] = session.start(config, _option_values(config))
+    config.pluginmanager.register(fixtures, "xcomsim-fixtures")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _enabled(config):
+        return
+    skip = pytest.mark.skip(reason="needs the xcomsim harness: run pytest --xcomsim (or set xcomsim = true)")
+    for item in items:
+        if _FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("xcomsim"):
+            item.add_marker(skip)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is not None:
+        state.home.close()  # type: ignore[attr-defined]

@@ -1,0 +1,39 @@
+"""Turning pytest's configuration into xcomsim objects, with bad input shown as short errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from xcomsim.env.airflow_home import AirflowHome
+from xcomsim.errors import XcomsimError
+from xcomsim.settings import HarnessSettings, settings_from_options
+
+
+@dataclass
+class HarnessState:
+    """What the plugin keeps for the session: settings, and the home made before Airflow loads."""
+
+    settings: HarnessSettings
+    home: AirflowHome
+
+
+def start(config: pytest.Config, values: dict[str, object]) -> HarnessState:
+    try:
+        settings = settings_from_options(values, Path(str(config.rootpath)))
+    except XcomsimError as exc:
+        raise pytest.UsageError(f"xcomsim: {exc}") from None
+    return HarnessState(settings, AirflowHome(settings.dags_folder))
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Show harness errors (bad backend, missing DAG, ...) as one line, not an Airflow traceback."""
+    try:
+        yield
+    except XcomsimError as exc:
+        pytest.fail(f"xcomsim: {exc}", pytrace=False)

@@ -1,0 +1,131 @@
+"""One object per session (Simulation) and one per test (Environment).
+
+The session pays for what is slow once (Airflow import, schema migration, the
+Redis and S3 servers); each test gets a fresh clone of the metadata DB, an
+empty Redis, a reset S3 with its bucket, and its own XCom backend installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from xcomsim.env.airflow_home import AirflowHome
+from xcomsim.env.dag_folder import DagFolder
+from xcomsim.env.metadata_db import MetadataDatabase, TemplateDatabase
+from xcomsim.env.redis_store import RedisStore
+from xcomsim.env.s3_store import S3Store
+from xcomsim.env.xcom_backend import install_backend, load_backend
+from xcomsim.settings import DEFAULT_BACKEND, HarnessSettings
+
+
+class Simulation:
+    """The session-wide part of the harness."""
+
+    def __init__(self, settings: HarnessSettings, home: AirflowHome | None = None):
+        self.settings = settings
+        # The home must exist before Airflow is imported; the plugin makes it early.
+        self.home = home or AirflowHome(settings.dags_folder)
+        self.home.set_env({"AIRFLOW__CORE__XCOM_BACKEND": DEFAULT_BACKEND})
+        self.redis = RedisStore()
+        self.s3 = S3Store(settings.bucket)
+        self.home.set_env(
+            {"AIRFLOW_CONN_REDIS_DEFAULT": self.redis.connection_uri(), **self.s3.environment()}
+        )
+        started = time.perf_counter()
+        self.template = TemplateDatabase.migrate()
+        self.startup_seconds = time.perf_counter() - started
+        self.dags = DagFolder(self.home.dags_folder)
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, settings: HarnessSettings | None = None) -> Iterator[Simulation]:
+        sim = cls(settings or HarnessSettings())
+        try:
+            yield sim
+        finally:
+            sim.close()
+
+    @contextlib.contextmanager
+    def environment(self, **overrides: Any) -> Iterator[Environment]:
+        """A fresh per-test environment; ``overrides`` change settings for this one only."""
+        env = Environment(self, self.settings.replace(**overrides) if overrides else self.settings)
+        try:
+            yield env
+        finally:
+            env.close()
+
+    def close(self) -> None:
+        self.template.close()
+        self.redis.close()
+        self.s3.close()
+        self.home.close()
+
+
+class Environment:
+    """What one test sees: ``engine``, ``redis``, ``s3``, ``bucket``, ``backend``, ``run_dag``."""
+
+    def __init__(self, simulation: Simulation, settings: HarnessSettings):
+        self.simulation = simulation
+        self.settings = settings
+        self.backend: type = load_backend(settings.backend)
+        self.bucket = settings.bucket
+        self._db: MetadataDatabase | None = None
+        self._previous_backend: type | None = None
+        self.redis = simulation.redis.client()
+        self.s3 = simulation.s3.client()
+        self.reset()
+
+    @property
+    def engine(self) -> Any:
+        """The SQLAlchemy engine of this test's metadata DB."""
+        assert self._db is not None
+        return self._db.engine
+
+    def reset(self) -> None:
+        """Start over: a new DB clone, empty Redis and S3. Cheap enough to call per Hypothesis example."""
+        if self._db is not None:
+            self._db.close()
+        self._db = self.simulation.template.clone()
+        self._db.install()
+        self.simulation.redis.reset()
+        self.simulation.s3.reset(self.bucket)
+        previous = install_backend(self.backend)
+        if self._previous_backend is None:
+            self._previous_backend = previous
+
+    def run_dag(
+        self,
+        dag_or_id: Any,
+        conf: Mapping[str, Any] | None = None,
+        *,
+        logical_date: datetime | None = None,
+    ) -> Any:
+        """Run a DAG object, or the DAG with this id in the dags folder, to completion."""
+        from xcomsim.runner import run_dag
+
+        dag = self.simulation.dags.get(dag_or_id) if isinstance(dag_or_id, str) else dag_or_id
+        return run_dag(
+            dag, backend=self.backend, conf=conf, logical_date=logical_date, timeout=self.settings.run_timeout
+        )
+
+    def xcom_rows(self) -> list[dict[str, Any]]:
+        """Every row of the ``xcom`` table, as stored (no backend involved)."""
+        from sqlalchemy import select
+
+        from airflow.models.xcom import XComModel
+
+        table = XComModel.__table__
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(select(table))]
+
+    def close(self) -> None:
+        if self._previous_backend is not None:
+            install_backend(self._previous_backend)
+        self.redis.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,83 @@
+"""Installing the XCom backend under test, everywhere Airflow bound it.
+
+Airflow resolves ``[core] xcom_backend`` once, when
+``airflow.sdk.execution_time.xcom`` is imported, and other modules copy the
+resulting class into their own namespace (``task_runner`` at import,
+``airflow.models`` lazily). Re-resolving is not enough, so every module-level
+``XCom`` name that still holds the previous backend is rebound. The config
+variable is set too, so anything resolving afresh agrees.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from xcomsim.errors import BackendImportError
+
+_CONFIG_VAR = "AIRFLOW__CORE__XCOM_BACKEND"
+
+
+def load_backend(path: str) -> type:
+    """Import ``path`` and check it is a BaseXCom subclass, with errors that name the problem."""
+    from airflow.sdk.bases.xcom import BaseXCom
+
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name:
+        raise BackendImportError(f"XCom backend {path!r} is not a dotted path like 'pkg.module.Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise BackendImportError(
+            f"XCom backend {path!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        backend = getattr(module, class_name)
+    except AttributeError:
+        raise BackendImportError(
+            f"XCom backend {path!r}: module {module_name!r} has no attribute {class_name!r}"
+        ) from None
+    if not (isinstance(backend, type) and issubclass(backend, BaseXCom)):
+        raise BackendImportError(
+            f"XCom backend {path!r} is not a subclass of airflow.sdk.bases.xcom.BaseXCom "
+            f"(got {backend!r})"
+        )
+    return backend
+
+
+def backend_path(backend: type) -> str:
+    return f"{backend.__module__}.{backend.__qualname__}"
+
+
+def current_backend() -> type:
+    from airflow.sdk.execution_time import xcom
+
+    return xcom.XCom
+
+
+def install_backend(backend: type) -> type:
+    """Make ``backend`` the XCom class every part of Airflow uses; return the previous one."""
+    import airflow.models
+    import airflow.sdk.execution_time.task_runner  # noqa: F401  (binds XCom at import)
+    from airflow.sdk.execution_time import xcom
+
+    previous = xcom.XCom
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if namespace is not None and namespace.get("XCom") is previous:
+            namespace["XCom"] = backend
+    xcom.XCom = backend
+    # airflow.models resolves XCom lazily and caches it; bind it now so it cannot be stale.
+    airflow.models.__dict__["XCom"] = backend
+    os.environ[_CONFIG_VAR] = backend_path(backend)
+    return previous
+
+
+def bound_names(backend: type) -> list[str]:
+    """Every ``module.XCom`` currently bound to ``backend`` (for tests and diagnostics)."""
+    return sorted(
+        name
+        for name, module in list(sys.modules.items())
+        if getattr(module, "__dict__", {}).get("XCom") is backend
+    )

@@ -1,0 +1,81 @@
+"""What one simulated environment is made of, independent of where it is configured.
+
+The pytest plugin fills this from command-line options, ini values and markers;
+library users build it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from xcomsim.errors import ConfigError
+
+DEFAULT_BACKEND = "airflow.sdk.bases.xcom.BaseXCom"
+DEFAULT_BUCKET = "xcomsim"
+
+
+@dataclasses.dataclass(frozen=True)
+class HarnessSettings:
+    """Options for one simulated environment.
+
+    ``backend`` is the dotted path of the XCom backend class under test;
+    ``dags_folder`` is where DAGs named by id are looked up (``None``: an empty
+    temporary folder); ``bucket`` is the S3 bucket created for every test.
+    """
+
+    backend: str = DEFAULT_BACKEND
+    dags_folder: Path | None = None
+    bucket: str = DEFAULT_BUCKET
+    run_timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not self.backend or "." not in self.backend:
+            raise ConfigError(
+                f"xcomsim backend {self.backend!r} is not a dotted path such as 'my_pkg.xcom.MyXCom'"
+            )
+        if not _is_valid_bucket(self.bucket):
+            raise ConfigError(
+                f"xcomsim bucket {self.bucket!r} is not a valid S3 bucket name "
+                "(3-63 chars of lowercase letters, digits, '.' and '-')"
+            )
+        if self.run_timeout <= 0:
+            raise ConfigError(f"xcomsim run timeout must be positive, got {self.run_timeout!r}")
+
+    def replace(self, **changes: object) -> HarnessSettings:
+        """Return a copy with ``changes`` applied; unknown names are a ConfigError."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            known = ", ".join(f.name for f in dataclasses.fields(self))
+            raise ConfigError(f"unknown xcomsim setting(s) {sorted(unknown)}; known: {known}")
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _is_valid_bucket(name: str) -> bool:
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
+    return 3 <= len(name) <= 63 and set(name) <= allowed and name[0].isalnum() and name[-1].isalnum()
+
+
+def settings_from_options(values: dict[str, object], root: Path) -> HarnessSettings:
+    """Build settings from option strings (command line or ini); empty values keep defaults.
+
+    Relative paths are taken from ``root`` (pytest's rootdir) so the same ini works
+    wherever pytest is started.
+    """
+    changes: dict[str, object] = {}
+    if values.get("backend"):
+        changes["backend"] = str(values["backend"]).strip()
+    if values.get("dags_folder"):
+        folder = Path(str(values["dags_folder"])).expanduser()
+        folder = folder if folder.is_absolute() else root / folder
+        if not folder.is_dir():
+            raise ConfigError(f"xcomsim dags folder {str(folder)!r} does not exist or is not a directory")
+        changes["dags_folder"] = folder
+    if values.get("bucket"):
+        changes["bucket"] = str(values["bucket"])
+    if values.get("run_timeout"):
+        try:
+            changes["run_timeout"] = float(str(values["run_timeout"]))
+        except ValueError:
+            raise ConfigError(f"xcomsim run timeout {values['run_timeout']!r} is not a number of seconds") from None
+    return HarnessSettings().replace(**changes)
