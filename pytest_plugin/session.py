@@ -36,4 +36,4 @@ def reported() -> Iterator[None]:
     try:
         yield
     except XcomsimError as exc:
-        pytest.fail(f"xcomsim: {exc}", pytrace=False)
+        raise pytest.fail.Exception(f"xcomsim: {exc}", pytrace=False) from None

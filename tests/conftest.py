@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def run_python():
+    """Run a snippet in a fresh interpreter (nothing of this session's Airflow state leaks in)."""
+
+    def run(code: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
+        )
+
+    return run
+
+
+@pytest.fixture
+def clean_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester whose subprocess does not inherit this session's Airflow/AWS variables."""
+    for name in list(os.environ):
+        if name.startswith(("AIRFLOW", "AWS_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))
+    return pytester
