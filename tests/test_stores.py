@@ -1,0 +1,58 @@
+"""Code that finds its stores the Airflow way reaches the test's fakes, from inside a running task."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, task
+
+with DAG("store_routing", start_date=datetime(2024, 1, 1), schedule=None) as routing_dag:
+
+    @task
+    def through_hooks():
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from airflow.providers.redis.hooks.redis import RedisHook
+
+        RedisHook(redis_conn_id="redis_default").get_conn().set("via:hook", "redis-hook")
+        S3Hook(aws_conn_id="aws_default").load_string("s3-hook", key="via/hook", bucket_name="xcomsim")
+
+    @task
+    def through_plain_clients():
+        import boto3
+        import redis
+
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection("redis_default")
+        redis.Redis(host=conn.host, port=conn.port).set("via:plain", "redis-py")
+        boto3.client("s3").put_object(Bucket="xcomsim", Key="via/plain", Body=b"boto3")
+
+    @task
+    def through_object_storage():
+        from airflow.sdk import ObjectStoragePath
+
+        path = ObjectStoragePath("s3://aws_default@xcomsim/via/objectstorage")
+        path.write_text("object-storage")
+        return path.read_text()
+
+    through_hooks() >> through_plain_clients() >> through_object_storage()
+
+
+def test_hooks_plain_clients_and_object_storage_reach_the_fakes(run_dag, xcomsim_env):
+    result = run_dag(routing_dag)
+
+    assert result.succeeded, result.describe()
+    assert xcomsim_env.redis.get("via:hook") == b"redis-hook"
+    assert xcomsim_env.redis.get("via:plain") == b"redis-py"
+    bodies = {
+        key: xcomsim_env.s3.get_object(Bucket=xcomsim_env.bucket, Key=key)["Body"].read()
+        for key in ("via/hook", "via/plain", "via/objectstorage")
+    }
+    assert bodies == {"via/hook": b"s3-hook", "via/plain": b"boto3", "via/objectstorage": b"object-storage"}
+    assert result.xcom("through_object_storage") == "object-storage"
+
+
+def test_the_exposed_clients_are_ready(xcomsim_env):
+    assert xcomsim_env.redis.ping()
+    buckets = [b["Name"] for b in xcomsim_env.s3.list_buckets()["Buckets"]]
+    assert buckets == [xcomsim_env.bucket]
