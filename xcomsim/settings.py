@@ -7,11 +7,13 @@ library users build it directly.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 from xcomsim.errors import ConfigError
 
-DEFAULT_BACKEND = "airflow.sdk.bases.xcom.BaseXCom"
+DEFAULT_BACKEND = "xcomsim.backend.ExclusiveXCom"
+AIRFLOW_BACKEND = "airflow.sdk.bases.xcom.BaseXCom"
 DEFAULT_BUCKET = "xcomsim"
 
 
@@ -21,13 +23,16 @@ class HarnessSettings:
 
     ``backend`` is the dotted path of the XCom backend class under test;
     ``dags_folder`` is where DAGs named by id are looked up (``None``: an empty
-    temporary folder); ``bucket`` is the S3 bucket created for every test.
+    temporary folder); ``bucket`` is the S3 bucket created for every test;
+    ``config`` is Airflow configuration for one test, ``{"section.option": value}``
+    (set as ``AIRFLOW__SECTION__OPTION`` while the test runs).
     """
 
     backend: str = DEFAULT_BACKEND
     dags_folder: Path | None = None
     bucket: str = DEFAULT_BUCKET
     run_timeout: float = 300.0
+    config: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.backend or "." not in self.backend:
@@ -41,6 +46,19 @@ class HarnessSettings:
             )
         if self.run_timeout <= 0:
             raise ConfigError(f"xcomsim run timeout must be positive, got {self.run_timeout!r}")
+        self.config_env()  # validates
+
+    def config_env(self) -> dict[str, str]:
+        """``config`` as the environment variables Airflow reads."""
+        if not isinstance(self.config, Mapping):
+            raise ConfigError(f"xcomsim config must map 'section.option' to a value, got {self.config!r}")
+        env = {}
+        for name, value in self.config.items():
+            section, dot, option = str(name).partition(".")
+            if not dot or not section or not option:
+                raise ConfigError(f"xcomsim config key {name!r} is not 'section.option'")
+            env[f"AIRFLOW__{section.upper()}__{option.upper()}"] = str(value)
+        return env
 
     def replace(self, **changes: object) -> HarnessSettings:
         """Return a copy with ``changes`` applied; unknown names are a ConfigError."""

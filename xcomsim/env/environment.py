@@ -8,6 +8,7 @@ empty Redis, a reset S3 with its bucket, and its own XCom backend installed.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -19,7 +20,7 @@ from xcomsim.env.metadata_db import MetadataDatabase, TemplateDatabase
 from xcomsim.env.redis_store import RedisStore
 from xcomsim.env.s3_store import S3Store
 from xcomsim.env.xcom_backend import install_backend, load_backend
-from xcomsim.settings import DEFAULT_BACKEND, HarnessSettings
+from xcomsim.settings import AIRFLOW_BACKEND, HarnessSettings
 
 
 class Simulation:
@@ -29,7 +30,7 @@ class Simulation:
         self.settings = settings
         # The home must exist before Airflow is imported; the plugin makes it early.
         self.home = home or AirflowHome(settings.dags_folder)
-        self.home.set_env({"AIRFLOW__CORE__XCOM_BACKEND": DEFAULT_BACKEND})
+        self.home.set_env({"AIRFLOW__CORE__XCOM_BACKEND": AIRFLOW_BACKEND})
         self.redis = RedisStore()
         self.s3 = S3Store(settings.bucket)
         self.home.set_env(
@@ -75,6 +76,13 @@ class Environment:
         self.bucket = settings.bucket
         self._db: MetadataDatabase | None = None
         self._previous_backend: type | None = None
+        env = {
+            # The reference backend's store (offloaded values, push-once guards); config may override.
+            "AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH": f"s3://aws_default@{self.bucket}/xcom",
+            **settings.config_env(),
+        }
+        self._saved_env = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
         self.redis = simulation.redis.client()
         self.s3 = simulation.s3.client()
         self.reset()
@@ -123,6 +131,11 @@ class Environment:
             return [dict(row._mapping) for row in conn.execute(select(table))]
 
     def close(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if self._previous_backend is not None:
             install_backend(self._previous_backend)
         self.redis.close()

@@ -1,0 +1,129 @@
+"""Turning values into stored form and back: Airflow serde, JSON bytes, compression, references.
+
+The size that decides offload is the length of the serialised JSON (UTF-8), the
+form Airflow would store inline. A reference is one bounded string naming the
+store, the object and the content's SHA-256, so a row can never silently point
+at different bytes. An inline value that happens to look like a reference is
+wrapped once so it cannot be mistaken for one.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import json
+import lzma
+import zlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from xcomsim.backend.errors import XComStoreError, XComValueError
+
+REF_PREFIX = "xcomsim+"
+ESCAPE_KEY = "__xcomsim_inline__"
+MAX_REFERENCE_LEN = 1024
+
+_COMPRESS = {"gzip": gzip.compress, "zlib": zlib.compress, "bz2": bz2.compress, "lzma": lzma.compress, "": bytes}
+_DECOMPRESS = {"gzip": gzip.decompress, "zlib": zlib.decompress, "bz2": bz2.decompress, "lzma": lzma.decompress, "": bytes}
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A value in Airflow's serde form, and that form as JSON bytes (whose length is the size)."""
+
+    serialized: Any
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def encode(value: Any, *, key: str, task_id: str) -> Encoded:
+    from airflow.sdk.serde import serialize
+
+    try:
+        serialized = serialize(value)
+        data = json.dumps(serialized, ensure_ascii=False, separators=(",", ":")).encode()
+    except Exception as exc:
+        raise XComValueError(
+            f"task {task_id!r} pushed a value for XCom key {key!r} that cannot be serialised "
+            f"({type(value).__module__}.{type(value).__qualname__}): {exc}"
+        ) from exc
+    return Encoded(serialized, data)
+
+
+def decode_bytes(data: bytes) -> Any:
+    from airflow.sdk.serde import deserialize
+
+    return deserialize(json.loads(data))
+
+
+def decode_inline(stored: Any) -> Any:
+    from airflow.sdk.serde import deserialize
+
+    if isinstance(stored, dict) and set(stored) == {ESCAPE_KEY}:
+        stored = stored[ESCAPE_KEY]
+    return deserialize(stored)
+
+
+def inline(encoded: Encoded) -> Any:
+    stored = encoded.serialized
+    if is_reference(stored) or (isinstance(stored, dict) and set(stored) == {ESCAPE_KEY}):
+        return {ESCAPE_KEY: stored}
+    return stored
+
+
+def compress(data: bytes, codec: str) -> bytes:
+    return _COMPRESS[codec](data)
+
+
+def decompress(data: bytes, codec: str) -> bytes:
+    return _DECOMPRESS[codec](data)
+
+
+def is_reference(stored: Any) -> bool:
+    return isinstance(stored, str) and stored.startswith(REF_PREFIX)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """``xcomsim+<store uri>/<name>?sha256=..&size=..&codec=..``, at most 1 KiB."""
+
+    store_path: str
+    name: str
+    sha256: str
+    size: int
+    codec: str
+
+    def to_uri(self) -> str:
+        query = urlencode({"sha256": self.sha256, "size": self.size, "codec": self.codec})
+        uri = f"{REF_PREFIX}{self.store_path}/{self.name}?{query}"
+        if len(uri) > MAX_REFERENCE_LEN:
+            raise XComStoreError(
+                f"reference {uri[:80]}... is {len(uri)} chars (limit {MAX_REFERENCE_LEN}); "
+                "shorten the [xcomsim] xcom_objectstorage_path prefix"
+            )
+        return uri
+
+    @classmethod
+    def parse(cls, uri: str) -> Reference:
+        body, _, query = uri[len(REF_PREFIX) :].partition("?")
+        params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        try:
+            store_path, kind, name = body.rsplit("/", 2)
+            return cls(store_path, f"{kind}/{name}", params["sha256"], int(params["size"]), params["codec"])
+        except (KeyError, ValueError) as exc:
+            raise XComStoreError(f"malformed xcomsim reference {uri!r}: {exc}") from None
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def object_name(dag_id: str, run_id: str, task_id: str, map_index: int, key: str, kind: str = "values") -> str:
+    """One fixed name per XCom coordinate: a rerun overwrites, it never leaves a second object."""
+    coordinate = json.dumps([dag_id, run_id, task_id, map_index, key], ensure_ascii=False)
+    return f"{kind}/{hashlib.sha256(coordinate.encode()).hexdigest()}"

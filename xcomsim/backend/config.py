@@ -1,0 +1,74 @@
+"""The backend's settings, read from Airflow's configuration at every use.
+
+Section ``[xcomsim]`` (or ``AIRFLOW__XCOMSIM__*`` variables). Names follow
+``[common.io] xcom_objectstorage_*`` where the meaning is the same. Nothing is
+cached: a cached threshold or path outlives the configuration that set it (the
+reason Airflow's own object-storage backend leaks settings between tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from xcomsim.backend.errors import XComPolicyError
+
+SECTION = "xcomsim"
+DEFAULT_THRESHOLD = 1024 * 1024
+COMPRESSIONS = ("", "gzip", "zlib", "bz2", "lzma")
+
+
+class Undeclared(enum.Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendConfig:
+    """``path``: where values at or above ``threshold`` bytes go, and where push-once guards live.
+
+    ``s3://CONN_ID@BUCKET/PREFIX`` (or ``s3://BUCKET/PREFIX`` with ``aws_default``), or
+    ``redis://CONN_ID/PREFIX``. ``threshold`` -1 keeps every value inline; 0 offloads all.
+    """
+
+    path: str = ""
+    threshold: int = DEFAULT_THRESHOLD
+    compression: str = ""
+    undeclared_dags: Undeclared = Undeclared.ALLOW
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise XComPolicyError(
+                f"[{SECTION}] xcom_objectstorage_compression={self.compression!r}; use one of {COMPRESSIONS}"
+            )
+        if self.threshold < -1:
+            raise XComPolicyError(f"[{SECTION}] xcom_objectstorage_threshold={self.threshold}; use -1 or more")
+
+    def offloads(self, size: int) -> bool:
+        return self.threshold >= 0 and size >= self.threshold
+
+
+def load() -> BackendConfig:
+    from airflow.sdk.configuration import conf
+
+    def get(name: str, default: str) -> str:
+        return str(conf.get(SECTION, name, fallback=default)).strip()
+
+    raw_threshold = get("xcom_objectstorage_threshold", str(DEFAULT_THRESHOLD))
+    try:
+        threshold = int(raw_threshold)
+    except ValueError:
+        raise XComPolicyError(
+            f"[{SECTION}] xcom_objectstorage_threshold={raw_threshold!r} is not a whole number of bytes"
+        ) from None
+    undeclared = get("undeclared_dags", "allow").lower()
+    try:
+        mode = Undeclared(undeclared)
+    except ValueError:
+        raise XComPolicyError(f"[{SECTION}] undeclared_dags={undeclared!r}; use 'allow' or 'deny'") from None
+    return BackendConfig(
+        path=get("xcom_objectstorage_path", ""),
+        threshold=threshold,
+        compression=get("xcom_objectstorage_compression", "").lower(),
+        undeclared_dags=mode,
+    )

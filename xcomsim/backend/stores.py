@@ -1,0 +1,268 @@
+"""Object stores the backend offloads values to and keeps push-once guards in.
+
+Two implementations, S3 (boto3, through the Airflow connection) and Redis
+(redis-py, through the Airflow connection), each with the one atomic primitive
+push-once needs: create-if-absent (S3 ``If-None-Match: *``, Redis ``SET NX``)
+and compare-and-swap (S3 ``If-Match``, a Redis Lua script) for the explicit
+retry escape. Errors are turned into ``XComStoreError`` naming the store.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from xcomsim.backend.errors import XComStoreError
+
+_CLIENTS: dict[tuple[str, str], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """``scheme://conn_id@bucket/prefix`` for S3, ``redis://conn_id/prefix`` for Redis."""
+
+    scheme: str
+    conn_id: str
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, path: str) -> StoreLocation:
+        parts = urlsplit(path)
+        prefix = parts.path.strip("/")
+        if parts.scheme == "s3":
+            conn_id = parts.username or "aws_default"
+            bucket = parts.hostname or ""
+            if not bucket:
+                raise XComStoreError(f"object store path {path!r} names no bucket: use s3://CONN_ID@BUCKET/PREFIX")
+            return cls("s3", conn_id, bucket, prefix)
+        if parts.scheme == "redis":
+            return cls("redis", parts.netloc or "redis_default", "", prefix)
+        raise XComStoreError(
+            f"object store path {path!r}: scheme must be s3:// (s3://CONN_ID@BUCKET/PREFIX) "
+            "or redis:// (redis://CONN_ID/PREFIX)"
+        )
+
+    def __str__(self) -> str:
+        where = f"{self.conn_id}@{self.bucket}" if self.scheme == "s3" else self.conn_id
+        return f"{self.scheme}://{where}/{self.prefix}".rstrip("/")
+
+
+class ObjectStore(abc.ABC):
+    def __init__(self, location: StoreLocation):
+        self.location = location
+
+    def uri(self, name: str) -> str:
+        return f"{self.location}/{name}"
+
+    def _key(self, name: str) -> str:
+        return f"{self.location.prefix}/{name}" if self.location.prefix else name
+
+    @abc.abstractmethod
+    def put(self, name: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, name: str) -> bytes:
+        """The object's bytes; XComStoreError if it does not exist."""
+
+    @abc.abstractmethod
+    def read(self, name: str) -> tuple[bytes, str] | None:
+        """(bytes, version token for ``swap``) or None if absent."""
+
+    @abc.abstractmethod
+    def delete(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def create(self, name: str, data: bytes) -> bool:
+        """Atomically create ``name`` if it does not exist; False if it did."""
+
+    @abc.abstractmethod
+    def swap(self, name: str, token: str, data: bytes) -> bool:
+        """Atomically replace ``name`` if it still has version ``token``."""
+
+    @abc.abstractmethod
+    def names(self, under: str) -> Iterator[str]:
+        """Names (relative to the prefix) of every object under ``under``."""
+
+
+class S3ObjectStore(ObjectStore):
+    def _client(self) -> Any:
+        return _cached_client("s3", self.location.conn_id, _make_s3_client)
+
+    def _call(self, action: str, name: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self._client(), action)(Bucket=self.location.bucket, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "NoSuchBucket":
+                raise XComStoreError(
+                    f"S3 bucket {self.location.bucket!r} does not exist "
+                    f"(connection {self.location.conn_id!r}); create it or fix [xcomsim] xcom_objectstorage_path"
+                ) from None
+            raise
+        except BotoCoreError as exc:
+            raise XComStoreError(f"S3 store {self.location} unreachable during {action} of {name!r}: {exc}") from exc
+
+    def put(self, name: str, data: bytes) -> None:
+        self._call("put_object", name, Key=self._key(name), Body=data)
+
+    def get(self, name: str) -> bytes:
+        found = self.read(name)
+        if found is None:
+            raise XComStoreError(f"object {self.uri(name)} is missing: the XCom row points to nothing")
+        return found[0]
+
+    def read(self, name: str) -> tuple[bytes, str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._call("get_object", name, Key=self._key(name))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return response["Body"].read(), response["ETag"]
+
+    def delete(self, name: str) -> None:
+        self._call("delete_object", name, Key=self._key(name))
+
+    def create(self, name: str, data: bytes) -> bool:
+        return self._conditional_put(name, data, IfNoneMatch="*")
+
+    def swap(self, name: str, token: str, data: bytes) -> bool:
+        return self._conditional_put(name, data, IfMatch=token)
+
+    def _conditional_put(self, name: str, data: bytes, **condition: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("put_object", name, Key=self._key(name), Body=data, **condition)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
+                return False
+            raise
+        return True
+
+    def names(self, under: str) -> Iterator[str]:
+        start = self._key(under)
+        strip = len(self._key(""))
+        paginator = self._client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.location.bucket, Prefix=start):
+            for obj in page.get("Contents", []):
+                yield obj["Key"][strip:]
+
+
+_CAS_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class RedisObjectStore(ObjectStore):
+    def _client(self) -> Any:
+        return _cached_client("redis", self.location.conn_id, _make_redis_client)
+
+    def _call(self, action: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        import redis
+
+        try:
+            return getattr(self._client(), action)(*args, **kwargs)
+        except redis.ConnectionError as exc:
+            raise XComStoreError(
+                f"Redis store {self.location} unreachable during {action} of {name!r}: {exc}"
+            ) from exc
+
+    def put(self, name: str, data: bytes) -> None:
+        self._call("set", name, self._key(name), data)
+
+    def get(self, name: str) -> bytes:
+        data = self._call("get", name, self._key(name))
+        if data is None:
+            raise XComStoreError(f"object {self.uri(name)} is missing: the XCom row points to nothing")
+        return data
+
+    def read(self, name: str) -> tuple[bytes, str] | None:
+        data = self._call("get", name, self._key(name))
+        return None if data is None else (data, data.hex())
+
+    def delete(self, name: str) -> None:
+        self._call("delete", name, self._key(name))
+
+    def create(self, name: str, data: bytes) -> bool:
+        return bool(self._call("set", name, self._key(name), data, nx=True))
+
+    def swap(self, name: str, token: str, data: bytes) -> bool:
+        return bool(self._call("eval", name, _CAS_SCRIPT, 1, self._key(name), bytes.fromhex(token), data))
+
+    def names(self, under: str) -> Iterator[str]:
+        strip = len(self._key(""))
+        for key in self._call("scan_iter", under, match=self._key(under) + "*"):
+            yield key.decode()[strip:]
+
+
+def open_store(path: str) -> ObjectStore:
+    if not path:
+        raise XComStoreError(
+            "ExclusiveXCom has no object store: set [xcomsim] xcom_objectstorage_path "
+            "(AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH), e.g. s3://aws_default@my-bucket/xcom "
+            "or redis://redis_default/xcom; it holds offloaded values and push-once guards"
+        )
+    location = StoreLocation.parse(path)
+    return S3ObjectStore(location) if location.scheme == "s3" else RedisObjectStore(location)
+
+
+def clear_client_cache() -> None:
+    """Forget cached clients (after connections change, e.g. between test sessions)."""
+    with _CLIENTS_LOCK:
+        _CLIENTS.clear()
+
+
+def _cached_client(kind: str, conn_id: str, factory: Any) -> Any:
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get((kind, conn_id))
+        if client is None:
+            client = _CLIENTS[(kind, conn_id)] = factory(conn_id)
+        return client
+
+
+def _make_s3_client(conn_id: str) -> Any:
+    try:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    except ImportError:
+        raise XComStoreError(
+            "an s3:// object store needs apache-airflow-providers-amazon (pip install 'xcomsim[providers]')"
+        ) from None
+    return S3Hook(aws_conn_id=conn_id).get_conn()
+
+
+def _make_redis_client(conn_id: str) -> Any:
+    import redis
+
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:
+        raise XComStoreError(f"Redis connection {conn_id!r} is not defined: {exc}") from None
+    extra = conn.extra_dejson
+    return redis.Redis(
+        host=conn.host or "localhost",
+        port=int(conn.port or 6379),
+        db=int(extra.get("db", 0)),
+        username=conn.login or None,
+        password=conn.password or None,
+        ssl=bool(extra.get("ssl", False)),
+        socket_connect_timeout=float(extra.get("socket_connect_timeout", 5)),
+        socket_timeout=float(extra.get("socket_timeout", 30)),
+    )

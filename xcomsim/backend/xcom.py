@@ -1,0 +1,306 @@
+"""ExclusiveXCom: the reference XCom backend that keeps the exclusive-XCom guarantees.
+
+* push-once: an XCom coordinate is written at most once; the guard is an atomic
+  create-if-absent in the object store, taken before anything is written;
+* push- and pull-scope: the DAG's ``XComPolicy`` decides, the caller being the
+  task that is running (from Airflow's task context), never an argument;
+* offload: values whose serialised size is at or above the threshold live in S3
+  or Redis at one fixed name per coordinate; the ``xcom`` row holds a reference.
+
+Configure with ``[core] xcom_backend = xcomsim.backend.ExclusiveXCom`` and the
+``[xcomsim]`` section (see ``xcomsim.backend.config``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from airflow.sdk.bases.xcom import BaseXCom
+
+from xcomsim.backend import codec
+from xcomsim.backend.config import BackendConfig, Undeclared, load
+from xcomsim.backend.errors import XComOverwriteError, XComScopeError, XComValueError
+from xcomsim.backend.policy import policy_for
+from xcomsim.backend.stores import ObjectStore, open_store
+
+MAX_KEY_LEN = 512  # the xcom.key column
+
+
+def _running_task() -> Any | None:
+    """The task instance whose code is running in this process, if any."""
+    from airflow.sdk.definitions._internal.contextmanager import _CURRENT_CONTEXT
+
+    return _CURRENT_CONTEXT[-1]["ti"] if _CURRENT_CONTEXT else None
+
+
+class ExclusiveXCom(BaseXCom):
+    """See the module docstring; every refusal raises before anything is written."""
+
+    # ----------------------------------------------------------------- push
+    @classmethod
+    def set(  # type: ignore[override]
+        cls,
+        key: str,
+        value: Any,
+        *,
+        dag_id: str,
+        task_id: str,
+        run_id: str,
+        map_index: int = -1,
+        dag_result: bool = False,
+        _mapped_length: int | None = None,
+    ) -> None:
+        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+        message, undo = cls._prepare_push(key, value, dag_id, task_id, run_id, map_index, dag_result, _mapped_length)
+        try:
+            SUPERVISOR_COMMS.send(message)
+        except BaseException:
+            undo()
+            raise
+
+    @classmethod
+    async def aset(  # type: ignore[override]
+        cls,
+        key: str,
+        value: Any,
+        *,
+        dag_id: str,
+        task_id: str,
+        run_id: str,
+        map_index: int = -1,
+        dag_result: bool = False,
+        _mapped_length: int | None = None,
+    ) -> None:
+        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+        message, undo = cls._prepare_push(key, value, dag_id, task_id, run_id, map_index, dag_result, _mapped_length)
+        try:
+            await SUPERVISOR_COMMS.asend(message)
+        except BaseException:
+            undo()
+            raise
+
+    @classmethod
+    def _prepare_push(cls, key, value, dag_id, task_id, run_id, map_index, dag_result, mapped_length):
+        from airflow.sdk.execution_time.comms import SetXCom
+
+        config = load()
+        cls._check_push_scope(config, dag_id, task_id, key)
+        _check_key(key, task_id)
+        encoded = codec.encode(value, key=key, task_id=task_id)
+        store = open_store(config.path)
+        guard = _Guard(store, dag_id, run_id, task_id, map_index, key)
+        guard.acquire(_try_number(), _retry_replaces(dag_id))
+        try:
+            stored = _store_value(store, config, encoded, dag_id, run_id, task_id, map_index, key)
+        except BaseException:
+            guard.release()
+            raise
+
+        def undo() -> None:
+            if codec.is_reference(stored):
+                store.delete(codec.Reference.parse(stored).name)
+            guard.release()
+
+        message = SetXCom(
+            key=key,
+            value=stored,
+            dag_id=dag_id,
+            task_id=task_id,
+            run_id=run_id,
+            map_index=map_index,
+            dag_result=dag_result,
+            mapped_length=mapped_length,
+        )
+        return message, undo
+
+    @classmethod
+    def _check_push_scope(cls, config: BackendConfig, dag_id: str, task_id: str, key: str) -> None:
+        policy = policy_for(dag_id)
+        if policy is None:
+            if config.undeclared_dags is Undeclared.DENY:
+                raise XComScopeError(
+                    f"DAG {dag_id!r} declares no XCom policy and [xcomsim] undeclared_dags=deny: "
+                    f"task {task_id!r} may not push key {key!r}"
+                )
+            return
+        if not policy.may_push(task_id, key):
+            allowed = sorted(policy.pushes.get(task_id, ()))
+            raise XComScopeError(
+                f"XCom push refused: DAG {dag_id!r}, task {task_id!r} may not push key {key!r} "
+                f"(its policy allows {allowed})"
+            )
+
+    @classmethod
+    def serialize_value(  # type: ignore[override]
+        cls,
+        value: Any,
+        *,
+        key: str | None = None,
+        task_id: str | None = None,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        map_index: int | None = None,
+    ) -> Any:
+        """The stored form (inline JSON-able value, or a reference after offloading); no guard, no scope."""
+        config = load()
+        encoded = codec.encode(value, key=key or "", task_id=task_id or "")
+        if not config.offloads(encoded.size):
+            return codec.inline(encoded)
+        store = open_store(config.path)
+        return _store_value(store, config, encoded, dag_id or "", run_id or "", task_id or "",
+                            -1 if map_index is None else map_index, key or "")  # fmt: skip
+
+    # ----------------------------------------------------------------- pull
+    @classmethod
+    def _check_pull_scope(cls, dag_id: str, task_id: str, key: str) -> None:
+        caller = _running_task()
+        if caller is None:
+            return  # not task code: the harness, a script, a test reading results
+        policy = policy_for(caller.dag_id)
+        if policy is None:
+            if load().undeclared_dags is Undeclared.DENY:
+                raise XComScopeError(
+                    f"XCom pull refused: DAG {caller.dag_id!r} declares no XCom policy and "
+                    f"[xcomsim] undeclared_dags=deny (caller {caller.task_id!r}, source {task_id!r}, key {key!r})"
+                )
+            return
+        if not policy.may_pull(caller.task_id, dag_id, task_id, key):
+            source = task_id if dag_id == caller.dag_id else f"{dag_id}/{task_id}"
+            raise XComScopeError(
+                f"XCom pull refused: in DAG {caller.dag_id!r}, task {caller.task_id!r} may not pull "
+                f"key {key!r} from task {source!r}"
+            )
+
+    @classmethod
+    def get_one(cls, *, key: str, dag_id: str, task_id: str, run_id: str, map_index: int | None = None,
+                include_prior_dates: bool = False) -> Any | None:  # fmt: skip
+        cls._check_pull_scope(dag_id, task_id, key)
+        return super().get_one(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index,
+                               include_prior_dates=include_prior_dates)  # fmt: skip
+
+    @classmethod
+    async def aget_one(cls, *, key: str, dag_id: str, task_id: str, run_id: str, map_index: int | None = None,
+                       include_prior_dates: bool = False) -> Any | None:  # fmt: skip
+        cls._check_pull_scope(dag_id, task_id, key)
+        return await super().aget_one(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id,
+                                      map_index=map_index, include_prior_dates=include_prior_dates)  # fmt: skip
+
+    @classmethod
+    def get_all(cls, *, key: str, dag_id: str, task_id: str, run_id: str, include_prior_dates: bool = False) -> Any:
+        cls._check_pull_scope(dag_id, task_id, key)
+        return super().get_all(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id,
+                               include_prior_dates=include_prior_dates)  # fmt: skip
+
+    @classmethod
+    async def aget_all(cls, *, key: str, dag_id: str, task_id: str, run_id: str,
+                       include_prior_dates: bool = False) -> Any:  # fmt: skip
+        cls._check_pull_scope(dag_id, task_id, key)
+        return await super().aget_all(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id,
+                                      include_prior_dates=include_prior_dates)  # fmt: skip
+
+    @classmethod
+    def deserialize_value(cls, result: Any) -> Any:  # type: ignore[override]
+        stored = result.value
+        if not codec.is_reference(stored):
+            return codec.decode_inline(stored)
+        return codec.decode_bytes(_fetch(stored))
+
+    # ----------------------------------------------------------------- delete
+    @classmethod
+    def purge(cls, xcom: Any, *args: Any) -> None:
+        """Delete the offloaded object of a row being deleted (task retry or clear).
+
+        The push-once guard stays: a cleared task pushing again is an overwrite
+        unless its policy sets ``retry_replaces``.
+        """
+        stored = getattr(xcom, "value", None)
+        if codec.is_reference(stored):
+            ref = codec.Reference.parse(stored)
+            open_store(ref.store_path).delete(ref.name)
+
+
+def _fetch(uri: str) -> bytes:
+    from xcomsim.backend.errors import XComStoreError
+
+    ref = codec.Reference.parse(uri)
+    data = open_store(ref.store_path).get(ref.name)
+    if codec.digest(data) != ref.sha256:
+        raise XComStoreError(f"object {uri.partition('?')[0]} no longer holds the bytes this XCom row was written with")
+    return codec.decompress(data, ref.codec)
+
+
+def _store_value(store: ObjectStore, config: BackendConfig, encoded: codec.Encoded, dag_id: str, run_id: str,
+                 task_id: str, map_index: int, key: str) -> Any:  # fmt: skip
+    if not config.offloads(encoded.size):
+        return codec.inline(encoded)
+    data = codec.compress(encoded.data, config.compression)
+    name = codec.object_name(dag_id, run_id, task_id, map_index, key)
+    reference = codec.Reference(str(store.location), name, codec.digest(data), encoded.size, config.compression)
+    uri = reference.to_uri()  # checks the length before anything is written
+    store.put(name, data)
+    return uri
+
+
+def _check_key(key: str, task_id: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise XComValueError(f"task {task_id!r} pushed an XCom with an empty or non-string key {key!r}")
+    if len(key) > MAX_KEY_LEN:
+        raise XComValueError(
+            f"task {task_id!r} pushed XCom key {key[:40]!r}... of {len(key)} chars; Airflow's xcom.key holds {MAX_KEY_LEN}"
+        )
+
+
+def _try_number() -> int:
+    ti = _running_task()
+    return int(getattr(ti, "try_number", 0) or 0)
+
+
+def _retry_replaces(dag_id: str) -> bool:
+    policy = policy_for(dag_id)
+    return bool(policy and policy.retry_replaces)
+
+
+class _Guard:
+    """The push-once marker of one coordinate: created atomically, never check-then-act."""
+
+    def __init__(self, store: ObjectStore, dag_id: str, run_id: str, task_id: str, map_index: int, key: str):
+        self.store = store
+        self.coordinate = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, "key": key}
+        self.name = codec.object_name(dag_id, run_id, task_id, map_index, key, kind="guards")
+        self._previous: tuple[bytes, str] | None = None
+        self._held = False
+
+    def _body(self, try_number: int) -> bytes:
+        return json.dumps({**self.coordinate, "try_number": try_number}).encode()
+
+    def acquire(self, try_number: int, retry_replaces: bool) -> None:
+        body = self._body(try_number)
+        if self.store.create(self.name, body):
+            self._held = True
+            return
+        existing = self.store.read(self.name)
+        if retry_replaces and existing is not None:
+            earlier = json.loads(existing[0]).get("try_number", 0)
+            if earlier < try_number and self.store.swap(self.name, existing[1], body):
+                self._previous, self._held = existing, True
+                return
+        c = self.coordinate
+        where = f"map_index {c['map_index']} " if c["map_index"] >= 0 else ""
+        raise XComOverwriteError(
+            f"XCom key {c['key']!r} of DAG {c['dag_id']!r}, task {c['task_id']!r} {where}in run "
+            f"{c['run_id']!r} was already pushed; push-once keeps the first value"
+            + ("" if retry_replaces else " (an XComPolicy with retry_replaces=True lets a later try replace it)")
+        )
+
+    def release(self) -> None:
+        """Undo ``acquire`` after a failed write, so nothing is left half-done."""
+        if not self._held:
+            return
+        if self._previous is None:
+            self.store.delete(self.name)
+        else:
+            self.store.put(self.name, self._previous[0])
+        self._held = False
