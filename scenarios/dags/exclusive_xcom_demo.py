@@ -1,6 +1,7 @@
 """The seeds' exclusive_xcom_demo: extract -> transform -> load with classic PythonOperators.
 
-Each task pushes under its own explicit key and pulls only from its direct upstream.
+Each task pushes under its own explicit key and pulls only from its direct upstream;
+the policy at the bottom says exactly that, and the ExclusiveXCom backend enforces it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from datetime import datetime
 
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
+
+from xcomsim.backend import XComPolicy
 
 
 def extract(ti, **_):
@@ -32,3 +35,8 @@ with DAG("exclusive_xcom_demo", start_date=datetime(2023, 1, 1), schedule=None, 
     t2 = PythonOperator(task_id="transform", python_callable=transform)
     t3 = PythonOperator(task_id="load", python_callable=load)
     t1 >> t2 >> t3
+
+XComPolicy(
+    pushes={"extract": ["raw_rows"], "transform": ["summary"], "load": ["return_value"]},
+    pulls={"transform": {"extract": ["raw_rows"]}, "load": {"transform": ["summary"]}},
+).attach(dag)

@@ -133,5 +133,6 @@ def _code_edges(dag: Any) -> set[tuple[str, str, str]]:
 
 def _task_arguments(task: Any) -> list[Any]:
     """The operator (its template fields) plus, for a mapped task, what it expands over."""
-    expand_input = getattr(task, "expand_input", None)
-    return [task, getattr(expand_input, "value", None), getattr(task, "partial_kwargs", None)]
+    if not getattr(task, "is_mapped", False):
+        return [task]
+    return [task._get_specified_expand_input(), getattr(task, "partial_kwargs", None)]

@@ -76,13 +76,10 @@ class Environment:
         self.bucket = settings.bucket
         self._db: MetadataDatabase | None = None
         self._previous_backend: type | None = None
-        env = {
-            # The reference backend's store (offloaded values, push-once guards); config may override.
-            "AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH": f"s3://aws_default@{self.bucket}/xcom",
-            **settings.config_env(),
-        }
-        self._saved_env = {name: os.environ.get(name) for name in env}
-        os.environ.update(env)
+        self._saved_env: dict[str, str | None] = {}
+        # The reference backend's store (offloaded values, push-once guards); config may override.
+        self._set_env({"AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH": f"s3://aws_default@{self.bucket}/xcom"})
+        self._set_env(settings.config_env())
         self.redis = simulation.redis.client()
         self.s3 = simulation.s3.client()
         self.reset()
@@ -129,6 +126,15 @@ class Environment:
         table = XComModel.__table__
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(select(table))]
+
+    def set_config(self, config: Mapping[str, object]) -> None:
+        """Set Airflow configuration (``{"section.option": value}``) until the end of this test."""
+        self._set_env(self.settings.replace(config=config).config_env())
+
+    def _set_env(self, values: Mapping[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
 
     def close(self) -> None:
         for name, value in self._saved_env.items():

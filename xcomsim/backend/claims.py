@@ -1,0 +1,211 @@
+"""Claims: exclusive ownership of a named resource, with lease expiry.
+
+``try_claim(claim_id, worker_id) -> Claim | None`` lets exactly one worker win
+any race, in one atomic statement per store:
+
+* SQL: ``INSERT ... ON CONFLICT (claim_id) DO UPDATE ... WHERE status = 'available'
+  OR lease_expires_at < now RETURNING`` (an ``UPDATE ... WHERE status='available'
+  ... RETURNING`` that also creates the row on first use), on SQLite >= 3.35 and
+  PostgreSQL;
+* Redis: ``SET key worker NX PX lease``.
+
+A claim taken with a lease becomes available again when the lease runs out, so
+a crashed claimant cannot hold a resource forever. ``release`` only works for
+the worker that holds the claim.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, create_engine, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from xcomsim.backend.errors import ExclusiveXComError
+
+Clock = Callable[[], float]
+
+metadata = MetaData()
+claim_table = Table(
+    "xcomsim_claim",
+    metadata,
+    Column("claim_id", String(250), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("claimed_by", String(250)),
+    Column("claimed_at", DateTime(timezone=True)),
+    Column("lease_expires_at", DateTime(timezone=True)),
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    claim_id: str
+    worker_id: str
+    claimed_at: float
+    lease_expires_at: float | None
+
+
+class ClaimStore(Protocol):
+    def try_claim(self, claim_id: str, worker_id: str, lease_seconds: float | None = None) -> Claim | None: ...
+
+    def release(self, claim_id: str, worker_id: str) -> bool: ...
+
+    def holder(self, claim_id: str) -> str | None: ...
+
+
+def _check_ids(claim_id: str, worker_id: str) -> None:
+    for name, value in (("claim_id", claim_id), ("worker_id", worker_id)):
+        if not isinstance(value, str) or not value or len(value) > 250:
+            raise ExclusiveXComError(f"{name} must be a 1-250 char string, got {value!r}")
+
+
+def _as_datetime(seconds: float | None) -> Any:
+    from datetime import datetime, timezone
+
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def _as_seconds(value: Any) -> float | None:
+    from datetime import timezone
+
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite returns naive datetimes
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+class SqlClaimStore:
+    """Claims in a SQLAlchemy Core table; give it an engine or a URL (its own DB, or Airflow's)."""
+
+    def __init__(self, engine: Engine | str, clock: Clock = time.time, create_table: bool = True):
+        self.engine = create_engine(engine) if isinstance(engine, str) else engine
+        self.clock = clock
+        if self.engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ExclusiveXComError(
+                f"SqlClaimStore supports SQLite and PostgreSQL (atomic upsert with RETURNING), not {self.engine.dialect.name}"
+            )
+        if create_table:
+            metadata.create_all(self.engine, tables=[claim_table])
+
+    def _insert(self) -> Any:
+        return (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(claim_table)
+
+    def try_claim(self, claim_id: str, worker_id: str, lease_seconds: float | None = None) -> Claim | None:
+        _check_ids(claim_id, worker_id)
+        now = self.clock()
+        expires = None if lease_seconds is None else now + lease_seconds
+        values = {
+            "status": "claimed",
+            "claimed_by": worker_id,
+            "claimed_at": _as_datetime(now),
+            "lease_expires_at": _as_datetime(expires),
+        }
+        t = claim_table.c
+        insert = self._insert().values(claim_id=claim_id, **values)
+        statement = insert.on_conflict_do_update(
+            index_elements=[t.claim_id],
+            set_=values,
+            where=(t.status == "available") | (t.lease_expires_at < _as_datetime(now)),
+        ).returning(t.claim_id, t.claimed_by, t.claimed_at, t.lease_expires_at)
+        with self.engine.begin() as conn:
+            row = conn.execute(statement).first()
+        if row is None:
+            return None
+        return Claim(row.claim_id, row.claimed_by, _as_seconds(row.claimed_at) or now, _as_seconds(row.lease_expires_at))
+
+    def release(self, claim_id: str, worker_id: str) -> bool:
+        t = claim_table.c
+        statement = (
+            update(claim_table)
+            .where(t.claim_id == claim_id, t.claimed_by == worker_id, t.status == "claimed")
+            .values(status="available", claimed_by=None, claimed_at=None, lease_expires_at=None)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount == 1
+
+    def holder(self, claim_id: str) -> str | None:
+        t = claim_table.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.claimed_by, t.status, t.lease_expires_at).where(t.claim_id == claim_id)).first()
+        if row is None or row.status != "claimed":
+            return None
+        expires = _as_seconds(row.lease_expires_at)
+        return None if expires is not None and expires <= self.clock() else row.claimed_by
+
+    def clear(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(claim_table))
+
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisClaimStore:
+    """Claims as Redis keys: ``SET NX PX`` takes one, a Lua compare-and-delete releases it.
+
+    Lease expiry is Redis's own key expiry (server time), so ``clock`` only stamps ``claimed_at``.
+    """
+
+    def __init__(self, client: Any, prefix: str = "xcomsim:claim:", clock: Clock = time.time):
+        self.client = client
+        self.prefix = prefix
+        self.clock = clock
+
+    def try_claim(self, claim_id: str, worker_id: str, lease_seconds: float | None = None) -> Claim | None:
+        _check_ids(claim_id, worker_id)
+        px = None if lease_seconds is None else max(1, int(lease_seconds * 1000))
+        if not self.client.set(self.prefix + claim_id, worker_id, nx=True, px=px):
+            return None
+        now = self.clock()
+        return Claim(claim_id, worker_id, now, None if lease_seconds is None else now + lease_seconds)
+
+    def release(self, claim_id: str, worker_id: str) -> bool:
+        return bool(self.client.eval(_RELEASE, 1, self.prefix + claim_id, worker_id))
+
+    def holder(self, claim_id: str) -> str | None:
+        value = self.client.get(self.prefix + claim_id)
+        return None if value is None else value.decode()
+
+    @classmethod
+    def from_connection(cls, conn_id: str = "redis_default", **kwargs: Any) -> RedisClaimStore:
+        from xcomsim.backend.stores import _make_redis_client
+
+        return cls(_make_redis_client(conn_id), **kwargs)
+
+
+def open_claim_store(clock: Clock = time.time) -> ClaimStore:
+    """The claim store ``[xcomsim] claims_store`` names (``sql``, the default, or ``redis``).
+
+    ``sql`` uses ``[xcomsim] claims_sql_conn`` (a SQLAlchemy URL), or, when that is
+    empty, the process's Airflow metadata engine (in the harness: the test's DB; a
+    real worker has none and must set the URL). ``redis`` uses the connection
+    ``[xcomsim] claims_redis_conn_id`` (default ``redis_default``).
+    """
+    from airflow.sdk.configuration import conf
+
+    kind = conf.get("xcomsim", "claims_store", fallback="sql").strip().lower()
+    if kind == "redis":
+        conn_id = conf.get("xcomsim", "claims_redis_conn_id", fallback="redis_default")
+        return RedisClaimStore.from_connection(conn_id, clock=clock)
+    if kind != "sql":
+        raise ExclusiveXComError(f"[xcomsim] claims_store={kind!r}; use 'sql' or 'redis'")
+    url = conf.get("xcomsim", "claims_sql_conn", fallback="").strip()
+    if url:
+        return SqlClaimStore(url, clock=clock)
+    from airflow import settings
+
+    if settings.engine is None:
+        raise ExclusiveXComError(
+            "no claim store: set [xcomsim] claims_sql_conn to a SQLAlchemy URL the workers can reach "
+            "(or claims_store = redis)"
+        )
+    return SqlClaimStore(settings.engine, clock=clock)
