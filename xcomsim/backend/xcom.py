@@ -14,6 +14,7 @@ Configure with ``[core] xcom_backend = xcomsim.backend.ExclusiveXCom`` and the
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from airflow.sdk.bases.xcom import BaseXCom
@@ -21,10 +22,11 @@ from airflow.sdk.bases.xcom import BaseXCom
 from xcomsim.backend import codec
 from xcomsim.backend.config import BackendConfig, Undeclared, load
 from xcomsim.backend.errors import XComOverwriteError, XComScopeError, XComValueError
-from xcomsim.backend.policy import policy_for
+from xcomsim.backend.policy import AIRFLOW_INTERNAL_KEYS, policy_for
 from xcomsim.backend.stores import ObjectStore, open_store
 
 MAX_KEY_LEN = 512  # the xcom.key column
+log = logging.getLogger(__name__)
 
 
 def _running_task() -> Any | None:
@@ -92,7 +94,8 @@ class ExclusiveXCom(BaseXCom):
         encoded = codec.encode(value, key=key, task_id=task_id)
         store = open_store(config.path)
         guard = _Guard(store, dag_id, run_id, task_id, map_index, key)
-        guard.acquire(_try_number(), _retry_replaces(dag_id))
+        if key not in AIRFLOW_INTERNAL_KEYS:  # Airflow rewrites its own bookkeeping keys
+            guard.acquire(_try_number(), _retry_replaces(dag_id))
         try:
             stored = _store_value(store, config, encoded, dag_id, run_id, task_id, map_index, key)
         except BaseException:
@@ -209,6 +212,21 @@ class ExclusiveXCom(BaseXCom):
         return codec.decode_bytes(_fetch(stored))
 
     # ----------------------------------------------------------------- delete
+    @classmethod
+    def delete(cls, key: str, task_id: str, dag_id: str, run_id: str, map_index: int | None = None) -> None:
+        """Delete a row and its object, unless push-once protects it.
+
+        Airflow calls this when a task is retried, before the new try runs, for
+        every key the earlier try pushed. Under push-once the first value must
+        stay intact, so it is kept and the new try's push raises
+        XComOverwriteError; with ``retry_replaces`` it is deleted so the new try
+        can write it again.
+        """
+        if key not in AIRFLOW_INTERNAL_KEYS and not _retry_replaces(dag_id):
+            log.info("push-once: keeping XCom %r of %s.%s for run %s", key, dag_id, task_id, run_id)
+            return
+        super().delete(key=key, task_id=task_id, dag_id=dag_id, run_id=run_id, map_index=map_index)
+
     @classmethod
     def purge(cls, xcom: Any, *args: Any) -> None:
         """Delete the offloaded object of a row being deleted (task retry or clear).
