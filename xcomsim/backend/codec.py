@@ -3,8 +3,11 @@
 The size that decides offload is the length of the serialised JSON (UTF-8), the
 form Airflow would store inline. A reference is one bounded string naming the
 store, the object and the content's SHA-256, so a row can never silently point
-at different bytes. An inline value that happens to look like a reference is
-wrapped once so it cannot be mistaken for one.
+at different bytes. Two kinds of inline value are stored as their JSON text,
+wrapped as ``{"__xcomsim_json__": text}``: one that looks like a reference (so it
+cannot be mistaken for one), and one the inline path would not carry exactly:
+inf and NaN (the Execution API's strict JSON refuses them, so plain BaseXCom
+fails) and integers beyond 2**53 (they come back rounded).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from urllib.parse import parse_qs, urlencode
 from xcomsim.backend.errors import XComStoreError, XComValueError
 
 REF_PREFIX = "xcomsim+"
-ESCAPE_KEY = "__xcomsim_inline__"
+ESCAPE_KEY = "__xcomsim_json__"
 MAX_REFERENCE_LEN = 1024
 
 _COMPRESS = {"gzip": gzip.compress, "zlib": zlib.compress, "bz2": bz2.compress, "lzma": lzma.compress, "": bytes}
@@ -64,16 +67,38 @@ def decode_bytes(data: bytes) -> Any:
 def decode_inline(stored: Any) -> Any:
     from airflow.sdk.serde import deserialize
 
-    if isinstance(stored, dict) and set(stored) == {ESCAPE_KEY}:
-        stored = stored[ESCAPE_KEY]
+    if _is_escaped(stored):
+        return deserialize(json.loads(stored[ESCAPE_KEY]))
     return deserialize(stored)
 
 
 def inline(encoded: Encoded) -> Any:
     stored = encoded.serialized
-    if is_reference(stored) or (isinstance(stored, dict) and set(stored) == {ESCAPE_KEY}):
-        return {ESCAPE_KEY: stored}
+    if is_reference(stored) or _is_escaped(stored) or not _portable(stored):
+        return {ESCAPE_KEY: encoded.data.decode()}
     return stored
+
+
+def _is_escaped(stored: Any) -> bool:
+    return isinstance(stored, dict) and set(stored) == {ESCAPE_KEY} and isinstance(stored[ESCAPE_KEY], str)
+
+
+_SAFE_INT = 2**53 - 1
+
+
+def _portable(stored: Any) -> bool:
+    """Whether JSON every hop of the inline path agrees on holds ``stored`` exactly."""
+    if isinstance(stored, bool) or stored is None or isinstance(stored, str):
+        return True
+    if isinstance(stored, int):
+        return -_SAFE_INT <= stored <= _SAFE_INT
+    if isinstance(stored, float):
+        return stored == stored and stored not in (float("inf"), float("-inf"))
+    if isinstance(stored, dict):
+        return all(isinstance(k, str) and _portable(v) for k, v in stored.items())
+    if isinstance(stored, (list, tuple)):
+        return all(_portable(v) for v in stored)
+    return False
 
 
 def compress(data: bytes, codec: str) -> bytes:

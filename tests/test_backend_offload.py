@@ -1,0 +1,179 @@
+"""Offload: at/above the threshold the value lives in S3 or Redis and the row holds a bounded reference."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+
+import pytest
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, task
+from xcomsim.backend import XComPolicy
+from xcomsim.backend.codec import encode, is_reference
+from xcomsim.backend.gc import sweep
+
+THRESHOLD = 2000
+STORES = {
+    "s3": {"xcomsim.xcom_objectstorage_threshold": THRESHOLD},
+    "redis": {
+        "xcomsim.xcom_objectstorage_threshold": THRESHOLD,
+        "xcomsim.xcom_objectstorage_path": "redis://redis_default/xcom",
+    },
+}
+
+
+def _string_of_size(size: int) -> str:
+    """A str whose serialised (JSON) form is exactly ``size`` bytes: the quotes count."""
+    value = "x" * (size - 2)
+    assert encode(value, key="k", task_id="t").size == size
+    return value
+
+
+with DAG("offload_sizes", start_date=datetime(2024, 1, 1), schedule=None) as sizes_dag:
+
+    @task
+    def push_sizes(**context):
+        for label, size in (("below", THRESHOLD - 1), ("at", THRESHOLD), ("above", THRESHOLD + 1)):
+            context["ti"].xcom_push(key=label, value=_string_of_size(size))
+
+    push_sizes()
+
+XComPolicy(pushes={"push_sizes": ["below", "at", "above"]}).attach(sizes_dag)
+
+
+def _objects(env) -> list[str]:
+    s3 = [o["Key"] for o in env.s3.list_objects_v2(Bucket=env.bucket).get("Contents", [])]
+    return sorted(s3 + [k.decode() for k in env.redis.keys("*")])
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+def test_threshold_boundaries_measured_on_the_serialised_form(xcomsim_env, store):
+    xcomsim_env.set_config(STORES[store])
+    result = xcomsim_env.run_dag(sizes_dag)
+
+    assert result.succeeded, result.describe()
+    stored = {key: result.record("push_sizes", key).stored for key in ("below", "at", "above")}
+    assert not is_reference(stored["below"])
+    assert is_reference(stored["at"]) and is_reference(stored["above"])
+    assert stored["at"].startswith(f"xcomsim+{store}://")
+    assert all(len(stored[k]) <= 1024 for k in ("at", "above"))
+    for key, size in (("below", THRESHOLD - 1), ("at", THRESHOLD), ("above", THRESHOLD + 1)):
+        assert len(result.xcom("push_sizes", key)) == size - 2
+    values = [o for o in _objects(xcomsim_env) if "/values/" in o]
+    assert len(values) == 2
+
+
+ROUND_TRIP = {
+    "nested": {"a": [1, {"b": (2, 3)}], "c": {"d": None, "e": True}},
+    "tuple": (1, "two", 3.0),
+    "set": {1, 2, 3},
+    "unicode": "naïve – 日本語 – 🦄𝔘𝔫𝔦𝔠𝔬𝔡𝔢 – \u0000 nul",
+    "big_int": 2**200 + 1,
+    "negative_big_int": -(10**40),
+    "floats": [0.1, -0.0, 1e308, float("inf"), float("-inf")],
+    "bools_none": [True, False, None],
+    "datetime": datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone.utc),
+    "empty": {"list": [], "dict": {}, "str": ""},
+}
+
+with DAG("round_trip", start_date=datetime(2024, 1, 1), schedule=None) as round_trip_dag:
+
+    @task
+    def push_all(**context):
+        for key, value in ROUND_TRIP.items():
+            context["ti"].xcom_push(key=key, value=value)
+
+    @task
+    def pull_all(**context):
+        pulled = {key: context["ti"].xcom_pull(task_ids="push_all", key=key) for key in ROUND_TRIP}
+        mismatched = [k for k, v in pulled.items() if not _same(v, ROUND_TRIP[k])]
+        assert not mismatched, f"changed in the round trip: {mismatched}"
+        return sorted(pulled)
+
+    push_all() >> pull_all()
+
+XComPolicy(
+    pushes={"push_all": list(ROUND_TRIP), "pull_all": ["return_value"]},
+    pulls={"pull_all": {"push_all": list(ROUND_TRIP)}},
+).attach(round_trip_dag)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (a == b and math.copysign(1, a) == math.copysign(1, b)) or (a != a and b != b)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"xcomsim.xcom_objectstorage_threshold": -1},
+        {"xcomsim.xcom_objectstorage_threshold": 0},
+        {"xcomsim.xcom_objectstorage_threshold": 0, "xcomsim.xcom_objectstorage_compression": "gzip"},
+        {"xcomsim.xcom_objectstorage_threshold": 0, "xcomsim.xcom_objectstorage_path": "redis://redis_default/x"},
+    ],
+    ids=["inline", "s3", "s3-gzip", "redis"],
+)
+def test_round_trip_is_exact_for_every_serde_kind(xcomsim_env, config):
+    xcomsim_env.set_config(config)
+    result = xcomsim_env.run_dag(round_trip_dag)
+
+    assert result.succeeded, result.describe()
+    for key, value in ROUND_TRIP.items():
+        assert _same(result.xcom("push_all", key), value), key
+    offloaded = [is_reference(result.record("push_all", k).stored) for k in ROUND_TRIP]
+    assert all(offloaded) if config["xcomsim.xcom_objectstorage_threshold"] == 0 else not any(offloaded)
+
+
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 0, "xcomsim.xcom_objectstorage_compression": "gzip"})
+def test_compression_shrinks_the_object(run_dag, xcomsim_env):
+    result = run_dag(sizes_dag)
+    ref = result.record("push_sizes", "above").stored
+    key = "xcom/" + ref.split("/xcom/", 1)[1].split("?", 1)[0]
+    body = xcomsim_env.s3.get_object(Bucket=xcomsim_env.bucket, Key=key)["Body"].read()
+    assert len(body) < 100 < THRESHOLD
+    assert "codec=gzip" in ref and f"size={THRESHOLD + 1}" in ref
+
+
+def _fail_until_last(ti, **_):
+    ti.xcom_push(key="blob", value={"try": ti.try_number, "data": "y" * 5000})
+    if ti.try_number < RERUNS:
+        raise RuntimeError("not yet")
+
+
+RERUNS = 100
+
+with DAG("many_reruns", start_date=datetime(2024, 1, 1), schedule=None) as reruns_dag:
+    PythonOperator(task_id="retried", python_callable=_fail_until_last, retries=RERUNS)
+
+XComPolicy(pushes={"retried": ["blob"]}, retry_replaces=True).attach(reruns_dag)
+
+
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000})
+def test_a_hundred_reruns_leave_one_object_and_no_orphan(run_dag, xcomsim_env):
+    result = run_dag(reruns_dag)
+
+    assert result.succeeded, result.describe()
+    assert result.task("retried").try_number == RERUNS
+    assert result.xcom("retried", "blob")["try"] == RERUNS
+    values = [o for o in _objects(xcomsim_env) if "/values/" in o]
+    assert len(values) == 1
+    report = sweep(f"s3://aws_default@{xcomsim_env.bucket}/xcom", xcomsim_env.engine)
+    assert report.orphan_values == [] and report.referenced == 1
+
+
+def test_long_coordinates_keep_the_reference_under_1_kib(xcomsim_env):
+    from xcomsim.backend.codec import Reference, digest, object_name
+
+    name = object_name("d" * 250, "r" * 250, "t" * 250, 10**6, "k" * 512)
+    uri = Reference("s3://aws_default@" + "b" * 63 + "/" + "p" * 200, name, digest(b""), 10**12, "gzip").to_uri()
+    assert len(uri) <= 1024
+    assert json.dumps(uri)  # JSON-able, as the Execution API needs
