@@ -55,12 +55,19 @@ def test_backend_b_sees_only_itself(xcomsim_env, run_dag):
     _assert_backend_everywhere(xcomsim_env, run_dag, "B")
 
 
-def test_default_backend_is_airflows_own(xcomsim_env, run_dag):
+def test_default_backend_is_the_reference_exclusive_xcom(xcomsim_env, run_dag):
+    from xcomsim.backend import ExclusiveXCom
+
+    assert xcomsim_env.backend is ExclusiveXCom
+    assert run_dag(swap_dag).record("total").stored == 12
+
+
+@pytest.mark.xcomsim(backend="airflow.sdk.bases.xcom.BaseXCom")
+def test_airflows_own_backend_by_marker(xcomsim_env, run_dag):
     from airflow.sdk.bases.xcom import BaseXCom
 
     assert xcomsim_env.backend is BaseXCom
-    result = run_dag(swap_dag)
-    assert result.record("total").stored == 12
+    assert run_dag(swap_dag).record("total").stored == 12
 
 
 def test_runtime_lookups_follow_the_swap(xcomsim_env):

@@ -103,6 +103,12 @@ def _check_task_id(where: str, task_id: object) -> None:
         raise XComPolicyError(f"{where}: task ids must be non-empty strings, got {task_id!r}")
 
 
+def _short(key: object) -> str:
+    if isinstance(key, str) and len(key) > 40:
+        return f"{key[:10]!r}... ({len(key)} chars)".replace("'...", "...'")
+    return repr(key)
+
+
 def _key_sets(where: str, mapping: object) -> dict[str, frozenset[str]]:
     if not isinstance(mapping, Mapping):
         raise XComPolicyError(f"{where} must be a mapping of task id -> list of keys, got {mapping!r}")
@@ -112,9 +118,11 @@ def _key_sets(where: str, mapping: object) -> dict[str, frozenset[str]]:
         if isinstance(keys, str) or not isinstance(keys, Iterable):
             raise XComPolicyError(f"{where}[{task_id!r}] must be a list of keys, got {keys!r}")
         keys = list(keys)
-        bad = [k for k in keys if not isinstance(k, str) or not k or len(k) > 512]
+        bad = [_short(k) for k in keys if not isinstance(k, str) or not k or len(k) > 512]
         if bad:
-            raise XComPolicyError(f"{where}[{task_id!r}] has invalid key(s) {bad!r}: keys are 1-512 char strings")
+            raise XComPolicyError(
+                f"{where}[{task_id!r}] has invalid key(s) [{', '.join(bad)}]: keys are 1-512 char strings"
+            )
         result[task_id] = frozenset(keys)
     return result
 

@@ -2,9 +2,11 @@
 
 A full ``airflow db migrate`` on SQLite costs seconds; SQLite's backup API copies
 the migrated schema into a fresh in-memory database in about a millisecond. The
-clone is reached through one shared connection (``StaticPool``) because Airflow's
+clone is reached through one connection shared by every thread, because Airflow's
 in-process Execution API serves requests from another thread, and a per-thread
-in-memory database (``SingletonThreadPool``) would be a different, empty one.
+in-memory database (``SingletonThreadPool``) would be a different, empty one. The
+pool lends that connection to one borrower at a time, so concurrent threads each
+get whole transactions, never interleaved statements.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import time
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool
+
+
+BORROW_TIMEOUT = 60.0
 
 
 class _KeepOpenConnection(sqlite3.Connection):
@@ -71,9 +76,13 @@ class MetadataDatabase:
 
     def __init__(self, conn: _KeepOpenConnection):
         self._conn = conn
+        # One connection, lent to one borrower at a time: threads take turns, so each
+        # transaction is isolated (a StaticPool would let threads interleave inside
+        # one transaction).
         self.engine: Engine = create_engine(
-            "sqlite://", creator=lambda: conn, poolclass=StaticPool, future=True
-        )
+            "sqlite://", creator=lambda: conn, poolclass=QueuePool, pool_size=1, max_overflow=0,
+            pool_timeout=BORROW_TIMEOUT, future=True,
+        )  # fmt: skip
 
     def install(self) -> None:
         """Point Airflow's engine and session factories at this database."""

@@ -1,0 +1,88 @@
+"""Claims: exactly one winner per race, lease expiry frees a crashed claimant's claim, only the holder releases."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from xcomsim.backend.claims import RedisClaimStore, SqlClaimStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["sql", "redis"])
+def store_and_clock(request, xcomsim_env):
+    clock = Clock()
+    if request.param == "sql":
+        return SqlClaimStore(xcomsim_env.engine, clock=clock), clock
+    return RedisClaimStore(xcomsim_env.redis, clock=clock), clock
+
+
+def test_racing_workers_exactly_one_wins(store_and_clock):
+    store, _ = store_and_clock
+    barrier = threading.Barrier(10)
+    winners: list[str] = []
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        if store.try_claim("resource", f"w{n}") is not None:
+            winners.append(f"w{n}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+    assert store.holder("resource") == winners[0]
+
+
+def test_only_the_holder_releases_and_a_released_claim_is_free_again(store_and_clock):
+    store, _ = store_and_clock
+    assert store.try_claim("c", "alice") is not None
+    assert store.try_claim("c", "bob") is None
+    assert store.release("c", "bob") is False
+    assert store.holder("c") == "alice"
+    assert store.release("c", "alice") is True
+    assert store.holder("c") is None
+    claim = store.try_claim("c", "bob")
+    assert claim is not None and claim.worker_id == "bob"
+
+
+def test_sql_lease_expiry_frees_a_crashed_claimants_claim(xcomsim_env):
+    clock = Clock()
+    store = SqlClaimStore(xcomsim_env.engine, clock=clock)
+    claim = store.try_claim("c", "crashed", lease_seconds=30)
+    assert claim.lease_expires_at == clock.now + 30
+    clock.now += 29
+    assert store.try_claim("c", "next") is None
+    clock.now += 2
+    assert store.holder("c") is None
+    assert store.try_claim("c", "next").worker_id == "next"
+    assert store.release("c", "crashed") is False
+
+
+def test_redis_lease_expiry_is_the_servers_key_expiry(xcomsim_env):
+    store = RedisClaimStore(xcomsim_env.redis)
+    assert store.try_claim("c", "crashed", lease_seconds=0.05) is not None
+    assert store.try_claim("c", "next") is None
+    deadline = time.monotonic() + 5
+    while store.holder("c") is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.try_claim("c", "next") is not None
+
+
+def test_bad_ids_are_refused(store_and_clock):
+    store, _ = store_and_clock
+    from xcomsim.backend import ExclusiveXComError
+
+    with pytest.raises(ExclusiveXComError, match="claim_id must be a 1-250 char string"):
+        store.try_claim("", "w")

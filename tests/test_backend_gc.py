@@ -1,0 +1,77 @@
+"""The sweeper finds objects no xcom row references (dry run), deletes only those, and guards of gone runs."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+import pytest
+
+from airflow.sdk import DAG, task
+from xcomsim.backend import XComPolicy
+from xcomsim.backend.gc import sweep
+from xcomsim.cli import main
+
+with DAG("gc_probe", start_date=datetime(2024, 1, 1), schedule=None) as gc_dag:
+
+    @task
+    def big():
+        return "g" * 5000
+
+    big()
+
+XComPolicy(pushes={"big": ["return_value"]}).attach(gc_dag)
+
+
+def _keys(env, prefix):
+    return sorted(o["Key"] for o in env.s3.list_objects_v2(Bucket=env.bucket, Prefix=prefix).get("Contents", []))
+
+
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000})
+def test_dry_run_lists_then_sweep_deletes_only_orphans(run_dag, xcomsim_env):
+    run_dag(gc_dag)
+    path = f"s3://aws_default@{xcomsim_env.bucket}/xcom"
+    for n in range(3):  # objects left behind by rows deleted without purge
+        xcomsim_env.s3.put_object(Bucket=xcomsim_env.bucket, Key=f"xcom/values/orphan{n}", Body=b"x")
+    xcomsim_env.s3.put_object(
+        Bucket=xcomsim_env.bucket,
+        Key="xcom/guards/gone",
+        Body=b'{"dag_id": "gone", "run_id": "r", "task_id": "t", "map_index": -1, "key": "k"}',
+    )
+
+    dry = sweep(path, xcomsim_env.engine, dry_run=True)
+    assert dry.referenced == 1
+    assert dry.orphan_values == [f"values/orphan{n}" for n in range(3)]
+    assert dry.stale_guards == ["guards/gone"]
+    assert len(_keys(xcomsim_env, "xcom/values/")) == 4  # nothing deleted
+
+    done = sweep(path, xcomsim_env.engine, dry_run=False)
+    assert done.deleted == 4
+    assert len(_keys(xcomsim_env, "xcom/values/")) == 1
+    assert len(_keys(xcomsim_env, "xcom/guards/")) == 1  # the live run's guard stays
+    assert sweep(path, xcomsim_env.engine).orphan_values == []
+
+
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000})
+def test_cli_gc_dry_run_and_sweep(run_dag, xcomsim_env, tmp_path, capsys):
+    run_dag(gc_dag)
+    xcomsim_env.s3.put_object(Bucket=xcomsim_env.bucket, Key="xcom/values/orphan", Body=b"x")
+    db_file = tmp_path / "metadata.db"
+    with xcomsim_env.engine.connect() as conn:  # the CLI opens its own connection: give it a file copy
+        target = sqlite3.connect(db_file)
+        conn.connection.driver_connection.backup(target)
+        target.close()
+    args = ["gc", "--path", f"s3://aws_default@{xcomsim_env.bucket}/xcom", "--sql-alchemy-conn", f"sqlite:///{db_file}"]
+
+    assert main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would delete 1 orphan value(s)" in out and "values/orphan" in out
+    assert main(args) == 0
+    assert "deleted 1 orphan value(s)" in capsys.readouterr().out
+    assert _keys(xcomsim_env, "xcom/values/orphan") == []
+
+
+def test_cli_gc_without_a_store_says_what_to_set(capsys, monkeypatch):
+    monkeypatch.delenv("AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH", raising=False)
+    assert main(["gc", "--dry-run", "--sql-alchemy-conn", "sqlite://"]) == 2
+    assert "set [xcomsim] xcom_objectstorage_path" in capsys.readouterr().err
