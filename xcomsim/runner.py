@@ -12,10 +12,12 @@ a run that cannot progress raises instead of sleeping forever.
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -104,17 +106,29 @@ def run_dag(
     conf: Mapping[str, Any] | None = None,
     logical_date: datetime | None = None,
     timeout: float = 300.0,
+    worker_process: bool = False,
+    log_dir: Path | None = None,
 ) -> DagRunResult:
-    """Run ``dag`` once to completion in the current (already installed) environment."""
+    """Run ``dag`` once to completion in the current (already installed) environment.
+
+    ``worker_process=True`` runs every task the way a real worker does: Airflow's
+    supervisor forks a task process that parses the DAG file from the dags-folder
+    bundle and talks to the supervisor over a socket (the supervisor still uses the
+    in-process Execution API). The DAG must come from the dags folder then.
+    """
     from airflow import settings
     from airflow.sdk import DAG
 
     if not isinstance(dag, DAG):
         raise ConfigError(f"run_dag needs an airflow.sdk.DAG or a DAG id, got {type(dag).__name__}: {dag!r}")
+    if worker_process:
+        runner: Callable[[Any, Any], BaseException | None] = _WorkerProcess(dag, log_dir or Path(tempfile.mkdtemp()))
+    else:
+        runner = _run_task
     started = time.perf_counter()
     session = settings.Session()
     try:
-        dag_run, outcomes = _execute(dag, session, conf, logical_date, started + timeout)
+        dag_run, outcomes = _execute(dag, session, conf, logical_date, started + timeout, runner)
         result = DagRunResult(
             dag_id=dag.dag_id,
             run_id=dag_run.run_id,
@@ -129,7 +143,7 @@ def run_dag(
     return result
 
 
-def _execute(dag, session, conf, logical_date, deadline):
+def _execute(dag, session, conf, logical_date, deadline, run_task):
     from airflow.models.dagrun import DagRun, get_or_create_dagrun
     from airflow.sdk import timezone
     from airflow.serialization.serialized_objects import DagSerialization
@@ -180,7 +194,7 @@ def _execute(dag, session, conf, logical_date, deadline):
         for ti in ready:
             if time.perf_counter() > deadline:
                 raise DagRunStuckError(f"DAG {dag.dag_id} did not finish within the run timeout")
-            outcomes[(ti.task_id, ti.map_index)] = _run_task(ti, dag.task_dict[ti.task_id])
+            outcomes[(ti.task_id, ti.map_index)] = run_task(ti, dag.task_dict[ti.task_id])
     return dag_run, outcomes
 
 
@@ -195,9 +209,85 @@ def _write_serialized(dag, session) -> None:
     session.commit()
 
 
+def _sdk_task_instance(ti) -> Any:
+    from airflow.sdk.api.datamodels._generated import TaskInstance as SDKTaskInstance
+
+    return SDKTaskInstance(
+        id=UUID(str(ti.id)),
+        task_id=ti.task_id,
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        try_number=ti.try_number,
+        map_index=ti.map_index,
+        dag_version_id=UUID(str(ti.dag_version_id)),
+    )
+
+
+class TaskProcessError(Exception):
+    """A task failed in a worker process; only its exception's type name and message came back."""
+
+    def __init__(self, exc_type: str, message: str):
+        super().__init__(f"{exc_type}: {message}")
+        self.exc_type = exc_type
+        self.message = message
+
+
+class _WorkerProcess:
+    """Runs a task instance through Airflow's real supervisor and a forked task process."""
+
+    def __init__(self, dag: Any, log_dir: Path):
+        from airflow import settings
+
+        self.dag = dag
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        folder = Path(settings.DAGS_FOLDER).resolve()
+        fileloc = Path(dag.fileloc).resolve()
+        if not fileloc.is_relative_to(folder):
+            raise ConfigError(
+                f"worker_process=True runs DAG files from the dags folder ({folder}); "
+                f"DAG {dag.dag_id!r} comes from {fileloc}"
+            )
+        self.rel_path = fileloc.relative_to(folder)
+
+    def __call__(self, ti: Any, task: Any) -> BaseException | None:
+        from airflow.sdk.api.datamodels._generated import BundleInfo
+        from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor, supervise_task
+        from airflow.utils.state import TaskInstanceState
+
+        ti.set_state(TaskInstanceState.QUEUED)
+        log_path = self.log_dir / f"{ti.dag_id}.{ti.task_id}.{ti.map_index}.{ti.try_number}.{ti.id}.log"
+        supervise_task(
+            ti=_sdk_task_instance(ti),
+            bundle_info=BundleInfo(name=BUNDLE_NAME, version=None),
+            dag_rel_path=self.rel_path,
+            token="",
+            client=InProcessTestSupervisor._api_client(self.dag),
+            log_path=str(log_path),
+        )
+        return _failure_from_log(log_path)
+
+
+def _failure_from_log(log_path: Path) -> TaskProcessError | None:
+    """The exception a task process logged when it failed, from its structured log."""
+    import json
+
+    if not log_path.exists():
+        return None
+    for line in reversed(log_path.read_text().splitlines()):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        details = event.get("error_detail") if isinstance(event, dict) else None
+        if details:
+            last = details[-1] if isinstance(details, list) else details
+            return TaskProcessError(str(last.get("exc_type", "Exception")), str(last.get("exc_value", "")))
+    return None
+
+
 def _run_task(ti, task) -> BaseException | None:
     """Run one task instance in-process; return the exception it failed with, if any."""
-    from airflow.sdk.api.datamodels._generated import TaskInstance as SDKTaskInstance
     from airflow.sdk.definitions.dag import _run_inline_trigger
     from airflow.sdk.execution_time.comms import DeferTask
     from airflow.sdk.execution_time.supervisor import run_task_in_process
@@ -207,15 +297,7 @@ def _run_task(ti, task) -> BaseException | None:
 
     while True:
         ti.set_state(TaskInstanceState.QUEUED)
-        sdk_ti = SDKTaskInstance(
-            id=UUID(str(ti.id)),
-            task_id=ti.task_id,
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            try_number=ti.try_number,
-            map_index=ti.map_index,
-            dag_version_id=UUID(str(ti.dag_version_id)),
-        )
+        sdk_ti = _sdk_task_instance(ti)
         try:
             result = run_task_in_process(ti=sdk_ti, task=task)
         except Exception as exc:  # the harness's own path failed, not the task

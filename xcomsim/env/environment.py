@@ -108,13 +108,24 @@ class Environment:
         conf: Mapping[str, Any] | None = None,
         *,
         logical_date: datetime | None = None,
+        worker_process: bool = False,
     ) -> Any:
-        """Run a DAG object, or the DAG with this id in the dags folder, to completion."""
+        """Run a DAG object, or the DAG with this id in the dags folder, to completion.
+
+        ``worker_process=True`` runs each task in a forked task process that parses
+        the DAG file itself, as a real worker does (DAGs from the dags folder only).
+        """
         from xcomsim.runner import run_dag
 
         dag = self.simulation.dags.get(dag_or_id) if isinstance(dag_or_id, str) else dag_or_id
         return run_dag(
-            dag, backend=self.backend, conf=conf, logical_date=logical_date, timeout=self.settings.run_timeout
+            dag,
+            backend=self.backend,
+            conf=conf,
+            logical_date=logical_date,
+            timeout=self.settings.run_timeout,
+            worker_process=worker_process,
+            log_dir=self.simulation.home.path / "logs",
         )
 
     def xcom_rows(self) -> list[dict[str, Any]]:
