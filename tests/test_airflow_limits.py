@@ -1,0 +1,38 @@
+"""What Airflow's own BaseXCom does with values ExclusiveXCom keeps exact (README cites this)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from airflow.sdk import DAG, task
+
+with DAG("basexcom_limits", start_date=datetime(2024, 1, 1), schedule=None) as limits_dag:
+
+    @task
+    def big_int():
+        return 2**200 + 1
+
+    @task
+    def infinity():
+        return float("inf")
+
+    big_int()
+    infinity()
+
+
+@pytest.mark.xcomsim(backend="airflow.sdk.bases.xcom.BaseXCom")
+def test_basexcom_rounds_big_ints_and_refuses_infinity(run_dag):
+    result = run_dag(limits_dag)
+
+    assert result.xcom("big_int") != 2**200 + 1  # came back rounded
+    assert "Out of range float values are not JSON compliant" in str(result.error("infinity"))
+
+
+def test_exclusive_xcom_keeps_both_exact(run_dag):
+    result = run_dag(limits_dag)
+
+    assert result.succeeded, result.describe()
+    assert result.xcom("big_int") == 2**200 + 1
+    assert result.xcom("infinity") == float("inf")
