@@ -158,3 +158,34 @@ def test_policy_naming_a_missing_task_fails_at_parse_time(tmp_path):
     assert "XComPolicyError" in error
     assert "names task(s) ['extarct'] that the DAG does not have" in error
     assert "typo_dag" not in bag.dags
+
+
+with DAG("api_down", start_date=datetime(2024, 1, 1), schedule=None) as api_down_dag:
+
+    @task
+    def pusher(**context):
+        from airflow.sdk.execution_time import task_runner
+
+        real = task_runner.SUPERVISOR_COMMS
+
+        class RowWriteFails:
+            def send(self, msg):
+                if type(msg).__name__ == "SetXCom":
+                    raise ConnectionError("Execution API unreachable while writing the row")
+                return real.send(msg)
+
+        task_runner.SUPERVISOR_COMMS = RowWriteFails()
+        try:
+            context["ti"].xcom_push(key="big", value="b" * 5000)
+        finally:
+            task_runner.SUPERVISOR_COMMS = real
+
+    pusher()
+
+XComPolicy(pushes={"pusher": ["big"]}).attach(api_down_dag)
+
+
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000})
+def test_row_write_failure_leaves_no_object_and_no_guard(run_dag, xcomsim_env):
+    result = run_dag(api_down_dag)
+    _assert_nothing_written(xcomsim_env, result, ConnectionError, "Execution API unreachable")

@@ -177,3 +177,22 @@ def test_long_coordinates_keep_the_reference_under_1_kib(xcomsim_env):
     uri = Reference("s3://aws_default@" + "b" * 63 + "/" + "p" * 200, name, digest(b""), 10**12, "gzip").to_uri()
     assert len(uri) <= 1024
     assert json.dumps(uri)  # JSON-able, as the Execution API needs
+
+
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000})
+def test_purge_removes_the_object_and_gc_finds_rows_deleted_without_purge(run_dag, xcomsim_env):
+    from sqlalchemy import text
+
+    from airflow.sdk.execution_time.comms import XComResult
+    from xcomsim.backend import ExclusiveXCom
+
+    result = run_dag(reruns_dag)
+    path = f"s3://aws_default@{xcomsim_env.bucket}/xcom"
+    assert len([o for o in _objects(xcomsim_env) if "/values/" in o]) == 1
+    # A UI delete or `airflow db clean` removes the row without calling purge:
+    with xcomsim_env.engine.begin() as conn:
+        conn.execute(text("DELETE FROM xcom"))
+    assert len(sweep(path, xcomsim_env.engine).orphan_values) == 1
+    # purge, as BaseXCom.delete calls it, removes the object itself:
+    ExclusiveXCom.purge(XComResult(key="blob", value=result.record("retried", "blob").stored))
+    assert [o for o in _objects(xcomsim_env) if "/values/" in o] == []
