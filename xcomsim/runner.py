@@ -143,11 +143,12 @@ def run_dag(
     return result
 
 
-def _execute(dag, session, conf, logical_date, deadline, run_task):
+def create_dag_run(dag: Any, session: Any, conf: Mapping[str, Any] | None = None,
+                   logical_date: datetime | None = None) -> Any:  # fmt: skip
+    """Store ``dag`` as the DAG processor would and create a manual run of it (task instances included)."""
     from airflow.models.dagrun import DagRun, get_or_create_dagrun
     from airflow.sdk import timezone
     from airflow.serialization.serialized_objects import DagSerialization
-    from airflow.utils.state import DagRunState, TaskInstanceState
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
 
     dag.validate()
@@ -155,7 +156,7 @@ def _execute(dag, session, conf, logical_date, deadline, run_task):
     scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
     now = timezone.utcnow()
     logical_date = timezone.coerce_datetime(logical_date) if logical_date else now
-    dag_run = get_or_create_dagrun(
+    return get_or_create_dagrun(
         dag=scheduler_dag,
         start_date=now,
         logical_date=logical_date,
@@ -167,6 +168,12 @@ def _execute(dag, session, conf, logical_date, deadline, run_task):
         triggered_by=DagRunTriggeredByType.TEST,
         triggering_user_name="xcomsim",
     )
+
+
+def _execute(dag, session, conf, logical_date, deadline, run_task):
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    dag_run = create_dag_run(dag, session, conf, logical_date)
     outcomes: dict[tuple[str, int], BaseException | None] = {}
     while dag_run.state == DagRunState.RUNNING:
         session.expire_all()
