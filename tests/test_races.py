@@ -1,0 +1,115 @@
+"""Races under the deterministic scheduler: the reference keeps its guarantees, the mutants are caught."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import strategies as st
+
+from xcomsim.backend import XComPolicy
+from xcomsim.backend.claims import RedisClaimStore, SqlClaimStore
+from xcomsim.checks import Observation, violations
+from xcomsim.mutants.claims import CheckThenActClaimStore, RedisGetThenSetClaimStore
+from xcomsim.scheduler import hypothesis_chooser
+from xcomsim.scheduler.workload import WORKLOAD_TASK_ID, run_workload, workload_dag
+from xcomsim.strategies import Claim, Push, workloads
+
+RACE = settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+# Catching a mutant needs only the first failing example; shrinking it to a minimal story
+# is shown once (the claim races below) and costs hundreds of examples elsewhere.
+DETECT_ONLY = settings(RACE, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+DAG = workload_dag()
+XComPolicy(pushes={WORKLOAD_TASK_ID: ["k", "j"]}).attach(DAG)
+
+claim_workloads = workloads(workers=(2, 3), keys=(), claim_ids=("c",), max_ops=3).filter(
+    lambda w: sum(isinstance(op, Claim) for ops in w for op in ops) >= 2
+)
+push_workloads = st.lists(
+    st.lists(st.builds(Push, st.just("k"), st.integers(0, 99)), min_size=1, max_size=2), min_size=2, max_size=3
+)
+
+STORES = {
+    "sql": lambda env: SqlClaimStore(env.engine),
+    "redis": lambda env: RedisClaimStore(env.redis),
+    "sql-check-then-act": lambda env: CheckThenActClaimStore(env.engine),
+    "redis-get-then-set": lambda env: RedisGetThenSetClaimStore(env.redis),
+}
+
+
+def _claim_race(env, make_store):
+    found: dict[str, object] = {"examples": 0}
+    store = make_store(env)
+    run_workload([[Claim("c")]], dag=DAG, claim_store=store)  # warm caches: same I/O every example
+
+    @RACE
+    @given(workload=claim_workloads, data=st.data())
+    def race(workload, data):
+        found["examples"] += 1
+        env.redis.flushall()  # each example gets a new DAG run; claims need a clean slate
+        if hasattr(store, "clear"):
+            store.clear()
+        history = run_workload(workload, dag=DAG, claim_store=store, chooser=hypothesis_chooser(data))
+        note(history.describe())
+        problems = violations("exactly-one-claim-winner", Observation(history))
+        assert not problems, problems
+
+    return race, found
+
+
+@pytest.mark.parametrize("store", ["sql", "redis"])
+def test_reference_claim_stores_keep_exactly_one_winner(xcomsim_env, store):
+    race, _ = _claim_race(xcomsim_env, STORES[store])
+    race()
+
+
+@pytest.mark.parametrize("store", ["sql-check-then-act", "redis-get-then-set"])
+def test_check_then_act_claim_stores_are_caught(xcomsim_env, store):
+    race, found = _claim_race(xcomsim_env, STORES[store])
+    with pytest.raises(AssertionError, match="won claim 'c' .* while w\\d held it"):
+        race()
+    assert found["examples"] <= 100 + 50  # within the default budget (plus shrinking)
+
+
+def _push_race(env, profile=RACE):
+    # Warm the backend's caches (clients, connections) so every example makes the same I/O.
+    run_workload([[Push("k", 0)], [Push("k", 1)]], dag=DAG)
+
+    @profile
+    @given(workload=push_workloads, data=st.data())
+    def race(workload, data):
+        history = run_workload(workload, dag=DAG, chooser=hypothesis_chooser(data))  # a new DAG run each time
+        note(history.describe())
+        rows = [row for row in env.xcom_rows() if row["run_id"] == history.run_id]
+        stored = {row["key"]: env.backend.deserialize_value(_Row(row["value"])) for row in rows}
+        problems = violations("push-once", Observation(history, stored))
+        assert not problems, problems
+
+    return race
+
+
+class _Row:
+    def __init__(self, value):
+        self.value = value
+
+
+def test_reference_backend_keeps_push_once_under_races(xcomsim_env):
+    _push_race(xcomsim_env)()
+
+
+@pytest.mark.xcomsim(backend="xcomsim.mutants.xcom.ReadThenWriteGuardXCom")
+def test_read_then_write_guard_is_caught(xcomsim_env):
+    with pytest.raises(AssertionError, match="succeeded after w\\d had pushed it"):
+        _push_race(xcomsim_env, DETECT_ONLY)()
+
+
+@pytest.mark.xcomsim(backend="xcomsim.mutants.xcom.OverwriteAllowedXCom")
+def test_overwriting_backend_is_caught(xcomsim_env):
+    with pytest.raises(AssertionError, match="succeeded after w\\d had pushed it"):
+        _push_race(xcomsim_env, DETECT_ONLY)()
+
+

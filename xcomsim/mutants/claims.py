@@ -1,0 +1,60 @@
+"""Broken claim stores, written the way a user would write them (plain SQLAlchemy / redis-py)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select, update
+
+from xcomsim.backend.claims import Claim, SqlClaimStore, claim_table
+
+
+class CheckThenActClaimStore(SqlClaimStore):
+    """Reads whether the claim is free, then claims it in a second transaction.
+
+    Between the SELECT and the UPDATE another worker can claim the same row, and
+    the UPDATE does not re-check the status: two winners.
+    """
+
+    def try_claim(self, claim_id: str, worker_id: str, lease_seconds: float | None = None) -> Claim | None:
+        t = claim_table.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.status).where(t.claim_id == claim_id)).first()
+        if row is not None and row.status == "claimed":
+            return None
+        with self.engine.begin() as conn:
+            if row is None:
+                conn.execute(claim_table.insert().prefix_with("OR REPLACE").values(
+                    claim_id=claim_id, status="claimed", claimed_by=worker_id))  # fmt: skip
+            else:
+                conn.execute(update(claim_table).where(t.claim_id == claim_id).values(
+                    status="claimed", claimed_by=worker_id))  # fmt: skip
+        return Claim(claim_id, worker_id, self.clock(), None)
+
+
+class NoLeaseClaimStore(SqlClaimStore):
+    """Ignores the lease: a crashed claimant holds its claim forever."""
+
+    def try_claim(self, claim_id: str, worker_id: str, lease_seconds: float | None = None) -> Claim | None:
+        return super().try_claim(claim_id, worker_id, lease_seconds=None)
+
+
+class RedisGetThenSetClaimStore:
+    """GET the key; if empty, SET it. Two workers can both see it empty."""
+
+    def __init__(self, client: Any, prefix: str = "mutant:claim:", clock: Any = time.time):
+        self.client, self.prefix, self.clock = client, prefix, clock
+
+    def try_claim(self, claim_id: str, worker_id: str, lease_seconds: float | None = None) -> Claim | None:
+        if self.client.get(self.prefix + claim_id) is not None:
+            return None
+        self.client.set(self.prefix + claim_id, worker_id)
+        return Claim(claim_id, worker_id, self.clock(), None)
+
+    def release(self, claim_id: str, worker_id: str) -> bool:
+        return bool(self.client.delete(self.prefix + claim_id))
+
+    def holder(self, claim_id: str) -> str | None:
+        value = self.client.get(self.prefix + claim_id)
+        return None if value is None else value.decode()

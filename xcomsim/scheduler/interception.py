@@ -1,0 +1,101 @@
+"""The I/O points where a scheduled worker may be preempted, installed once per process.
+
+Every way a backend reaches a store passes one of these: borrowing a SQLAlchemy
+connection (``Pool.connect``), a redis-py command (``Redis.execute_command``),
+a botocore API call (``BaseClient._make_api_call``: boto3, S3Hook, s3fs's
+aiobotocore shares it), and a task's message to its supervisor (the Execution
+API: the ``xcom`` row). The hooks are class-level, so a backend written without
+xcomsim in mind, building its own clients, is intercepted all the same. A
+thread that is not a scheduled worker passes straight through.
+
+SQL yields at connection borrow, not per statement: the per-test SQLite
+database runs one transaction at a time, so statements inside one borrow are
+atomic with respect to other workers, exactly as SQLite makes them.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_local = threading.local()
+_installed = False
+_lock = threading.Lock()
+
+
+def set_hook(hook: Callable[[str, bool], None] | None) -> None:
+    """Route this thread's I/O to ``hook(label, preemptible)`` (``None``: stop)."""
+    _local.hook = hook
+
+
+def io_point(label: str, preemptible: bool = True) -> None:
+    """I/O about to happen; ``preemptible=False`` only records it (a statement inside a borrow)."""
+    hook = getattr(_local, "hook", None)
+    if hook is not None:
+        hook(label, preemptible)
+
+
+def install() -> None:
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _wrap_sqlalchemy()
+        _wrap_redis()
+        _wrap_botocore()
+        _wrap_task_comms()
+        _installed = True
+
+
+def _wrap(owner: Any, name: str, label: Callable[..., str]) -> None:
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        io_point(label(*args, **kwargs))
+        return original(*args, **kwargs)
+
+    wrapper.__xcomsim_original__ = original  # type: ignore[attr-defined]
+    setattr(owner, name, wrapper)
+
+
+def _wrap_sqlalchemy() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
+
+    _wrap(Pool, "connect", lambda pool, *a, **k: "sql borrow connection")
+
+    def statement(conn: Any, cursor: Any, sql: str, params: Any, context: Any, executemany: bool) -> None:
+        io_point("sql " + " ".join(sql.split())[:90], preemptible=False)
+
+    event.listen(Engine, "before_cursor_execute", statement)
+
+
+def _wrap_redis() -> None:
+    import redis
+
+    def label(client: Any, *args: Any, **kwargs: Any) -> str:
+        command = str(args[0]) if args else "?"
+        key = f" {args[1]!r}" if len(args) > 1 and isinstance(args[1], (str, bytes)) else ""
+        return f"redis {command.upper()}{key[:80]}"
+
+    _wrap(redis.Redis, "execute_command", label)
+
+
+def _wrap_botocore() -> None:
+    from botocore.client import BaseClient
+
+    def label(client: Any, operation: str, params: dict[str, Any], *args: Any, **kwargs: Any) -> str:
+        key = params.get("Key") or params.get("Prefix") or ""
+        return f"s3 {operation} {key}"[:120]
+
+    _wrap(BaseClient, "_make_api_call", label)
+
+
+def _wrap_task_comms() -> None:
+    from xcomsim.task_context import _TaskComms
+
+    _wrap(_TaskComms, "send", lambda comms, msg, *a, **k: f"api {type(msg).__name__}")

@@ -1,0 +1,142 @@
+"""Running a workload (a list of operations per worker) under the scheduler, into a history.
+
+Every worker acts as the same task instance, the way a duplicated or zombie
+execution of one task instance would: their pushes race for the same XCom
+coordinates, a ``Retry`` by any of them starts the next try of that instance,
+and claims race for the same claim ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from xcomsim.scheduler.scheduler import Chooser, Scheduler, Timeline, first_runnable
+from xcomsim.strategies import Claim, Crash, Delete, Operation, Pull, Push, Release, Retry
+
+WORKLOAD_DAG_ID = "xcomsim_workload"
+WORKLOAD_TASK_ID = "worker"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One finished operation: who, what, and how it ended (``error`` is the exception's text)."""
+
+    index: int
+    worker: str
+    op: Operation
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+
+    def __str__(self) -> str:
+        outcome = f"-> {self.error_type}: {self.error}" if self.error else f"-> {self.result!r}"
+        return f"#{self.index} {self.worker}: {self.op} {outcome}"
+
+
+@dataclass
+class History:
+    steps: list[Step] = field(default_factory=list)
+    timeline: Timeline = field(default_factory=Timeline)
+    crashed: set[str] = field(default_factory=set)
+    run_id: str = ""
+
+    def describe(self) -> str:
+        return "\n".join(str(s) for s in self.steps) + "\n\ninterleaving:\n" + self.timeline.describe()
+
+
+def workload_dag(dag_id: str = WORKLOAD_DAG_ID, retries: int = 100) -> Any:
+    """A one-task DAG whose task instance the workers impersonate."""
+    from airflow.sdk import DAG, task
+
+    with DAG(dag_id, start_date=datetime(2024, 1, 1), schedule=None) as dag:
+
+        @task(task_id=WORKLOAD_TASK_ID, retries=retries)
+        def worker() -> None:
+            return None
+
+        worker()
+    return dag
+
+
+class _Crashed(BaseException):
+    """Stops a worker where it stands (not an Exception: nothing may catch and clean up)."""
+
+
+def run_workload(
+    workload: Sequence[Sequence[Operation]],
+    *,
+    dag: Any,
+    claim_store: Any = None,
+    chooser: Chooser = first_runnable,
+    max_preemptions: int = 3,
+) -> History:
+    """Start a run of ``dag``, then run each worker's operations under the scheduler."""
+    from xcomsim.task_context import start_task_instances, thread_local_task_state
+
+    history = History()
+    with thread_local_task_state():
+        (handle,) = start_task_instances(dag, [(WORKLOAD_TASK_ID, -1)])
+        history.run_id = handle.run_id
+        scheduler = Scheduler(chooser, max_preemptions=max_preemptions)
+        history.timeline = scheduler.timeline
+        workers = {
+            f"w{n}": _worker(f"w{n}", ops, handle, claim_store, scheduler, history)
+            for n, ops in enumerate(workload)
+        }
+        results = scheduler.run(workers)
+    for name, result in results.items():
+        if result.error is not None and not isinstance(result.error, _Crashed):
+            raise RuntimeError(f"worker {name} failed outside its operations:\n{result.trace}")
+    return history
+
+
+def _worker(name: str, ops: Sequence[Operation], handle: Any, claims: Any, scheduler: Scheduler,
+            history: History) -> Callable[[], None]:  # fmt: skip
+    def run() -> None:
+        for op in ops:
+            scheduler.operation(str(op))
+            if isinstance(op, Crash):
+                history.crashed.add(name)
+                history.steps.append(Step(len(history.steps), name, op))
+                raise _Crashed()
+            try:
+                with handle.active() as ti:  # per operation: a Retry by anyone starts a new try
+                    result = _apply(op, ti, handle, claims, name)
+            except Exception as exc:
+                step = Step(len(history.steps), name, op, error=str(exc), error_type=type(exc).__name__)
+            else:
+                step = Step(len(history.steps), name, op, result=result)
+            history.steps.append(step)
+
+    return run
+
+
+def _apply(op: Operation, ti: Any, handle: Any, claims: Any, worker: str) -> Any:
+    from airflow.sdk.execution_time.xcom import XCom
+
+    if isinstance(op, Push):
+        XCom.set(op.key, op.value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
+        return None
+    if isinstance(op, Pull):
+        return ti.xcom_pull(task_ids=ti.task_id, key=op.key)
+    if isinstance(op, Delete):
+        XCom.delete(key=op.key, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
+        return None
+    if isinstance(op, Retry):
+        handle.finish("failed")
+        handle.start()
+        return handle.try_number
+    if isinstance(op, Claim):
+        return _require(claims, op).try_claim(op.claim_id, worker, lease_seconds=op.lease_seconds) is not None
+    if isinstance(op, Release):
+        return _require(claims, op).release(op.claim_id, worker)
+    raise TypeError(f"unknown operation {op!r}")
+
+
+def _require(claims: Any, op: Operation) -> Any:
+    if claims is None:
+        raise RuntimeError(f"{op} needs a claim store; pass claim_store=")
+    return claims
