@@ -15,6 +15,8 @@ _OPTIONS = [
     ("dags", "xcomsim_dags", "folder of DAG files that run_dag finds by DAG id (default: an empty temp folder)"),
     ("bucket", "xcomsim_bucket", "S3 bucket created for every test (default: xcomsim)"),
     ("run-timeout", "xcomsim_run_timeout", "seconds one DAG run may take before it is reported stuck"),
+    ("profile", "xcomsim_profile", "Hypothesis profile: ci (derandomised), dev, thorough (default: ci under CI, else dev)"),
+    ("hypothesis-db", "xcomsim_hypothesis_db", "folder where failing examples are kept for replay (dev, thorough)"),
 ]
 _FIXTURES = {"xcomsim_env", "run_dag", "xcomsim_simulation"}
 _STATE = pytest.StashKey[object]()
@@ -64,6 +66,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if _STATE not in config.stash:
         config.stash[_STATE] = session.start(config, _option_values(config))
+    session.activate_profile(config.getoption("xcomsim_profile") or config.getini("xcomsim_profile"),
+                             config.getoption("xcomsim_hypothesis_db") or config.getini("xcomsim_hypothesis_db"))  # fmt: skip
     config.pluginmanager.register(fixtures, "xcomsim-fixtures")
 
 

@@ -30,6 +30,15 @@ def start(config: pytest.Config, values: dict[str, object]) -> HarnessState:
     return HarnessState(settings, AirflowHome(settings.dags_folder))
 
 
+def activate_profile(name: str | None, database: str | None) -> None:
+    from xcomsim import profiles
+
+    try:
+        profiles.activate(name or None, database or None)
+    except XcomsimError as exc:
+        raise pytest.UsageError(f"xcomsim: {exc}") from None
+
+
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
     """Show harness errors (bad backend, missing DAG, ...) as one line, not an Airflow traceback."""

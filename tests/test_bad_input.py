@@ -20,6 +20,7 @@ def test_unknown_backend_option_names_the_module(clean_pytester):
         ("--xcomsim-dags=/no/such/folder", "*xcomsim dags folder '/no/such/folder' does not exist*"),
         ("--xcomsim-run-timeout=soon", "*xcomsim run timeout 'soon' is not a number*"),
         ("--xcomsim-backend=NoDots", "*is not a dotted path*"),
+        ("--xcomsim-profile=fast", "*xcomsim profile 'fast' is unknown; use one of ci, dev, thorough*"),
     ],
 )
 def test_bad_options_are_usage_errors(clean_pytester, option, message):

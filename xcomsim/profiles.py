@@ -1,0 +1,41 @@
+"""Hypothesis settings profiles for xcomsim's property tests.
+
+``ci``: fast and derandomised (the same examples every run, so CI is stable);
+``dev``: random examples, the default budget, failures kept in the example
+database for replay; ``thorough``: ten times the examples. Deadlines are off:
+a DAG-level example talks to a real Execution API and store servers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from xcomsim.errors import ConfigError
+
+PROFILES = ("ci", "dev", "thorough")
+_SUPPRESSED = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+
+
+def default_profile() -> str:
+    return "ci" if os.environ.get("CI") else "dev"
+
+
+def activate(name: str | None = None, database: str | None = None) -> str:
+    """Register the profiles and load ``name`` (default: ``ci`` under CI, else ``dev``)."""
+    name = name or default_profile()
+    if name not in PROFILES:
+        raise ConfigError(f"xcomsim profile {name!r} is unknown; use one of {', '.join(PROFILES)}")
+    db = DirectoryBasedExampleDatabase(database) if database else None
+    common = {"deadline": None, "suppress_health_check": _SUPPRESSED, "print_blob": True}
+    settings.register_profile("xcomsim-ci", max_examples=100, derandomize=True, database=None, **common)
+    settings.register_profile(
+        "xcomsim-dev", max_examples=100, **({"database": db} if db else {}), **common
+    )
+    settings.register_profile(
+        "xcomsim-thorough", max_examples=1000, **({"database": db} if db else {}), **common
+    )
+    settings.load_profile(f"xcomsim-{name}")
+    return name
