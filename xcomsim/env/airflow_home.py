@@ -7,13 +7,14 @@ environment variables here must be in place first. Everything is restored by
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+
+from xcomsim.env.env_vars import ScopedEnv
 
 
 def _airflow_config(home: Path, dags_folder: Path) -> dict[str, str]:
@@ -49,20 +50,13 @@ class AirflowHome:
                 "after the harness starts (for example, not at the top of conftest.py).",
                 stacklevel=2,
             )
-        self._saved: dict[str, str | None] = {}
+        self._env = ScopedEnv()
         self.set_env({**_airflow_config(self.path, self.dags_folder), **(extra_env or {})})
 
     def set_env(self, values: Mapping[str, str]) -> None:
-        """Set environment variables, remembering the first value seen so close() restores it."""
-        for name, value in values.items():
-            self._saved.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
+        """Set environment variables until ``close``, which restores their earlier values."""
+        self._env.set(values)
 
     def close(self) -> None:
-        for name, value in self._saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved.clear()
+        self._env.restore()
         shutil.rmtree(self.path, ignore_errors=True)

@@ -8,7 +8,6 @@ empty Redis, a reset S3 with its bucket, and its own XCom backend installed.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -16,6 +15,7 @@ from typing import Any
 
 from xcomsim.env.airflow_home import AirflowHome
 from xcomsim.env.dag_folder import DagFolder
+from xcomsim.env.env_vars import ScopedEnv
 from xcomsim.env.metadata_db import MetadataDatabase, TemplateDatabase
 from xcomsim.env.redis_store import RedisStore
 from xcomsim.env.s3_store import S3Store
@@ -76,10 +76,10 @@ class Environment:
         self.bucket = settings.bucket
         self._db: MetadataDatabase | None = None
         self._previous_backend: type | None = None
-        self._saved_env: dict[str, str | None] = {}
+        self._env = ScopedEnv()
         # The reference backend's store (offloaded values, push-once guards); config may override.
-        self._set_env({"AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH": f"s3://aws_default@{self.bucket}/xcom"})
-        self._set_env(settings.config_env())
+        self._env.set({"AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH": f"s3://aws_default@{self.bucket}/xcom"})
+        self._env.set(settings.config_env())
         self.redis = simulation.redis.client()
         self.s3 = simulation.s3.client()
         self.reset()
@@ -140,19 +140,10 @@ class Environment:
 
     def set_config(self, config: Mapping[str, object]) -> None:
         """Set Airflow configuration (``{"section.option": value}``) until the end of this test."""
-        self._set_env(self.settings.replace(config=config).config_env())
-
-    def _set_env(self, values: Mapping[str, str]) -> None:
-        for name, value in values.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
+        self._env.set(self.settings.replace(config=config).config_env())
 
     def close(self) -> None:
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        self._env.restore()
         if self._previous_backend is not None:
             install_backend(self._previous_backend)
         self.redis.close()
