@@ -60,15 +60,19 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "xcomsim(**settings): per-test xcomsim settings, e.g. backend='pkg.mod.MyXCom', bucket='b'",
     )
+    config.addinivalue_line(
+        "markers", "xcomsim_guarantee(name): the guarantee a conformance test checks (for the verdict table)"
+    )
     if not _enabled(config):
         return
-    from pytest_plugin import fixtures, session
+    from pytest_plugin import fixtures, report, session
 
     if _STATE not in config.stash:
         config.stash[_STATE] = session.start(config, _option_values(config))
     session.activate_profile(config.getoption("xcomsim_profile") or config.getini("xcomsim_profile"),
                              config.getoption("xcomsim_hypothesis_db") or config.getini("xcomsim_hypothesis_db"))  # fmt: skip
     config.pluginmanager.register(fixtures, "xcomsim-fixtures")
+    config.pluginmanager.register(report, "xcomsim-report")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

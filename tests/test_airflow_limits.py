@@ -18,16 +18,22 @@ with DAG("basexcom_limits", start_date=datetime(2024, 1, 1), schedule=None) as l
     def infinity():
         return float("inf")
 
+    @task
+    def zero_float():
+        return 0.0
+
     big_int()
     infinity()
+    zero_float()
 
 
 @pytest.mark.xcomsim(backend="airflow.sdk.bases.xcom.BaseXCom")
-def test_basexcom_rounds_big_ints_and_refuses_infinity(run_dag):
+def test_basexcom_rounds_big_ints_refuses_infinity_and_turns_zero_float_to_int(run_dag):
     result = run_dag(limits_dag)
 
     assert result.xcom("big_int") != 2**200 + 1  # came back rounded
     assert "Out of range float values are not JSON compliant" in str(result.error("infinity"))
+    assert type(result.xcom("zero_float")) is int  # 0.0 came back as 0
 
 
 def test_exclusive_xcom_keeps_both_exact(run_dag):
@@ -36,3 +42,4 @@ def test_exclusive_xcom_keeps_both_exact(run_dag):
     assert result.succeeded, result.describe()
     assert result.xcom("big_int") == 2**200 + 1
     assert result.xcom("infinity") == float("inf")
+    assert type(result.xcom("zero_float")) is float

@@ -25,7 +25,8 @@ def test_size_is_the_serialised_json_length():
 
 @pytest.mark.parametrize(
     "value",
-    ["xcomsim+s3://looks/like/a/ref", {ESCAPE_KEY: "already escaped"}, float("nan"), [1, 2**60], {"x": float("-inf")}],
+    ["xcomsim+s3://looks/like/a/ref", {ESCAPE_KEY: "already escaped"}, float("nan"), [1, 2**60], {"x": float("-inf")},
+     0.0, -0.0, 3.0],
 )
 def test_values_the_inline_path_cannot_hold_are_escaped_and_come_back(value):
     stored = inline(encode(value, key="k", task_id="t"))

@@ -54,10 +54,10 @@ class HarnessSettings:
             raise ConfigError(f"xcomsim config must map 'section.option' to a value, got {self.config!r}")
         env = {}
         for name, value in self.config.items():
-            section, dot, option = str(name).partition(".")
+            section, dot, option = str(name).rpartition(".")  # sections may hold dots: common.io
             if not dot or not section or not option:
                 raise ConfigError(f"xcomsim config key {name!r} is not 'section.option'")
-            env[f"AIRFLOW__{section.upper()}__{option.upper()}"] = str(value)
+            env[f"AIRFLOW__{section.replace('.', '_').upper()}__{option.upper()}"] = str(value)
         return env
 
     def replace(self, **changes: object) -> HarnessSettings:

@@ -7,7 +7,8 @@ at different bytes. Two kinds of inline value are stored as their JSON text,
 wrapped as ``{"__xcomsim_json__": text}``: one that looks like a reference (so it
 cannot be mistaken for one), and one the inline path would not carry exactly:
 inf and NaN (the Execution API's strict JSON refuses them, so plain BaseXCom
-fails) and integers beyond 2**53 (they come back rounded).
+fails), integers beyond 2**53 (they come back rounded) and a bare integral
+float such as 0.0 (it comes back as the int 0).
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def decode_inline(stored: Any) -> Any:
 
 def inline(encoded: Encoded) -> Any:
     stored = encoded.serialized
-    if is_reference(stored) or _is_escaped(stored) or not _portable(stored):
+    # A bare integral float (0.0, 1.0) comes back from the inline path as an int.
+    bare_integral_float = isinstance(stored, float) and (stored.is_integer() or stored != stored)
+    if is_reference(stored) or _is_escaped(stored) or bare_integral_float or not _portable(stored):
         return {ESCAPE_KEY: encoded.data.decode()}
     return stored
 

@@ -19,7 +19,7 @@ from xcomsim.env.env_vars import ScopedEnv
 from xcomsim.env.metadata_db import MetadataDatabase, TemplateDatabase
 from xcomsim.env.redis_store import RedisStore
 from xcomsim.env.s3_store import S3Store
-from xcomsim.env.xcom_backend import install_backend, load_backend
+from xcomsim.env.xcom_backend import clear_module_caches, install_backend, load_backend
 from xcomsim.settings import AIRFLOW_BACKEND, HarnessSettings
 
 
@@ -101,6 +101,7 @@ class Environment:
         previous = install_backend(self.backend)
         if self._previous_backend is None:
             self._previous_backend = previous
+        clear_module_caches(self.backend)
 
     def run_dag(
         self,

@@ -81,3 +81,19 @@ def bound_names(backend: type) -> list[str]:
         for name, module in list(sys.modules.items())
         if getattr(module, "__dict__", {}).get("XCom") is backend
     )
+
+
+def clear_module_caches(backend: type) -> list[str]:
+    """Clear ``functools`` caches at module level in the backend's module and its bases' modules.
+
+    Backends cache configuration (Airflow's object-storage backend caches its path and
+    threshold with ``@cache``); without this, one test's settings would leak into the next.
+    """
+    cleared = []
+    for cls in backend.__mro__:
+        module = sys.modules.get(cls.__module__)
+        for name, value in list(getattr(module, "__dict__", {}).items()):
+            if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == cls.__module__:
+                value.cache_clear()
+                cleared.append(f"{cls.__module__}.{name}")
+    return cleared

@@ -72,13 +72,19 @@ def run_workload(
     claim_store: Any = None,
     chooser: Chooser = first_runnable,
     max_preemptions: int = 3,
+    handle: Any = None,
 ) -> History:
-    """Start a run of ``dag``, then run each worker's operations under the scheduler."""
+    """Run each worker's operations under the scheduler, as ``handle``'s task instance.
+
+    Without ``handle`` a new run of ``dag`` is started (fresh XCom coordinates);
+    passing one saves that cost when the workload uses fresh keys instead.
+    """
     from xcomsim.task_context import start_task_instances, thread_local_task_state
 
     history = History()
     with thread_local_task_state():
-        (handle,) = start_task_instances(dag, [(WORKLOAD_TASK_ID, -1)])
+        if handle is None:
+            (handle,) = start_task_instances(dag, [(WORKLOAD_TASK_ID, -1)])
         history.run_id = handle.run_id
         scheduler = Scheduler(chooser, max_preemptions=max_preemptions)
         history.timeline = scheduler.timeline

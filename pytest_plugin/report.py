@@ -1,0 +1,43 @@
+"""The conformance verdict at the end of the run: hooks that feed xcomsim's Verdicts, nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from xcomsim.conformance.verdict import Verdicts
+
+_verdicts: dict[str, Verdicts] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    report = yield
+    marker = item.get_closest_marker("xcomsim_guarantee")
+    if marker is not None:
+        env = getattr(item, "funcargs", {}).get("xcomsim_env")
+        backend = env.backend if env is not None else None
+        report.xcomsim_guarantee = (  # type: ignore[attr-defined]
+            marker.args[0], f"{backend.__module__}.{backend.__qualname__}" if backend else "?"
+        )
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    tagged = getattr(report, "xcomsim_guarantee", None)
+    if tagged is None or (report.when != "call" and report.passed):
+        return
+    name, backend = tagged
+    verdicts = _verdicts.setdefault(backend, Verdicts(backend))
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        verdicts.record(name, "skipped", reason.removeprefix("Skipped: "))
+    else:
+        verdicts.record(name, report.outcome, report.longreprtext)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for verdicts in _verdicts.values():
+        terminalreporter.write_sep("=", "xcomsim conformance")
+        terminalreporter.write_line(verdicts.table())

@@ -1,0 +1,59 @@
+"""The kit, unmodified, against Airflow's own XComObjectStorageBackend on moto S3: an honest verdict."""
+
+from __future__ import annotations
+
+KIT_MODULE = '''
+import pytest
+from xcomsim.conformance import XComBackendContract
+
+BACKEND = "airflow.providers.common.io.xcom.backend.XComObjectStorageBackend"
+CONFIG = {
+    "common.io.xcom_objectstorage_path": "s3://aws_default@xcomsim/xcom",
+    "common.io.xcom_objectstorage_threshold": "1000",
+}
+
+@pytest.mark.xcomsim(backend=BACKEND, config=CONFIG)
+class TestObjectStorageBackend(XComBackendContract):
+    @pytest.fixture
+    def offload(self):
+        return CONFIG, 1000
+
+
+def _stored_after_push(env, size):
+    from xcomsim.scheduler.workload import WORKLOAD_TASK_ID, workload_dag
+    from xcomsim.strategies import sized_string
+    from xcomsim.task_context import start_task_instances, thread_local_task_state
+
+    with thread_local_task_state():
+        (handle,) = start_task_instances(workload_dag("cache_probe"), [(WORKLOAD_TASK_ID, -1)])
+        with handle.active() as ti:
+            ti.xcom_push(key="probe", value=sized_string(size))
+    return env.xcom_rows()[0]["value"]
+
+
+@pytest.mark.xcomsim(backend=BACKEND, config=CONFIG)
+def test_a_offloads_at_1000(xcomsim_env):
+    assert str(_stored_after_push(xcomsim_env, 2000)).startswith("s3://")
+
+
+@pytest.mark.xcomsim(backend=BACKEND, config={**CONFIG, "common.io.xcom_objectstorage_threshold": "-1"})
+def test_b_threshold_from_the_previous_test_does_not_leak(xcomsim_env):
+    assert len(_stored_after_push(xcomsim_env, 2000)) == 1998
+'''
+
+
+def test_kit_reports_what_the_objectstorage_backend_keeps(clean_pytester):
+    clean_pytester.makepyfile(test_objectstorage_kit=KIT_MODULE)
+    result = clean_pytester.runpytest_subprocess("--xcomsim", "-p", "no:randomly", "--xcomsim-profile=ci")
+
+    result.assert_outcomes(passed=3, failed=3)  # offload kept, both cache probes pass
+    result.stdout.fnmatch_lines(
+        [
+            "*xcomsim conformance verdict for airflow.providers.common.io.xcom.backend.XComObjectStorageBackend:",
+            "*push-once*broken",
+            "*DID NOT RAISE*",
+            "*round-trip-exact*broken",
+            "*value=*",
+            "*offload-threshold*kept",
+        ]
+    )
