@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime, timezone
 
 import pytest
@@ -13,6 +12,7 @@ from airflow.sdk import DAG, task
 from xcomsim.backend import XComPolicy
 from xcomsim.backend.codec import encode, is_reference
 from xcomsim.backend.gc import sweep
+from xcomsim.conformance import same
 
 THRESHOLD = 2000
 STORES = {
@@ -88,7 +88,7 @@ with DAG("round_trip", start_date=datetime(2024, 1, 1), schedule=None) as round_
     @task
     def pull_all(**context):
         pulled = {key: context["ti"].xcom_pull(task_ids="push_all", key=key) for key in ROUND_TRIP}
-        mismatched = [k for k, v in pulled.items() if not _same(v, ROUND_TRIP[k])]
+        mismatched = [k for k, v in pulled.items() if not same(v, ROUND_TRIP[k])]
         assert not mismatched, f"changed in the round trip: {mismatched}"
         return sorted(pulled)
 
@@ -98,18 +98,6 @@ XComPolicy(
     pushes={"push_all": list(ROUND_TRIP), "pull_all": ["return_value"]},
     pulls={"pull_all": {"push_all": list(ROUND_TRIP)}},
 ).attach(round_trip_dag)
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return (a == b and math.copysign(1, a) == math.copysign(1, b)) or (a != a and b != b)
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 @pytest.mark.parametrize(
@@ -128,7 +116,7 @@ def test_round_trip_is_exact_for_every_serde_kind(xcomsim_env, config):
 
     assert result.succeeded, result.describe()
     for key, value in ROUND_TRIP.items():
-        assert _same(result.xcom("push_all", key), value), key
+        assert same(result.xcom("push_all", key), value), key
     offloaded = [is_reference(result.record("push_all", k).stored) for k in ROUND_TRIP]
     assert all(offloaded) if config["xcomsim.xcom_objectstorage_threshold"] == 0 else not any(offloaded)
 
