@@ -57,17 +57,30 @@ def test_only_the_holder_releases_and_a_released_claim_is_free_again(store_and_c
     assert claim is not None and claim.worker_id == "bob"
 
 
-def test_sql_lease_expiry_frees_a_crashed_claimants_claim(xcomsim_env):
-    clock = Clock()
-    store = SqlClaimStore(xcomsim_env.engine, clock=clock)
+def _crashed_claim_is_free_after_its_lease(store, clock) -> None:
     claim = store.try_claim("c", "crashed", lease_seconds=30)
-    assert claim.lease_expires_at == clock.now + 30
+    assert claim is not None
     clock.now += 29
     assert store.try_claim("c", "next") is None
     clock.now += 2
-    assert store.holder("c") is None
+    assert store.holder("c") is None, "no-lost-claim: the lease ran out but the claim is still held"
     assert store.try_claim("c", "next").worker_id == "next"
     assert store.release("c", "crashed") is False
+
+
+def test_sql_lease_expiry_frees_a_crashed_claimants_claim(xcomsim_env):
+    clock = Clock()
+    store = SqlClaimStore(xcomsim_env.engine, clock=clock)
+    assert store.try_claim("probe", "w", lease_seconds=30).lease_expires_at == clock.now + 30
+    _crashed_claim_is_free_after_its_lease(store, clock)
+
+
+def test_claim_store_without_lease_expiry_is_caught(xcomsim_env):
+    from xcomsim.mutants.claims import NoLeaseClaimStore
+
+    clock = Clock()
+    with pytest.raises(AssertionError, match="no-lost-claim"):
+        _crashed_claim_is_free_after_its_lease(NoLeaseClaimStore(xcomsim_env.engine, clock=clock), clock)
 
 
 def test_redis_lease_expiry_is_the_servers_key_expiry(xcomsim_env):
