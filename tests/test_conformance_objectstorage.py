@@ -46,7 +46,8 @@ def test_kit_reports_what_the_objectstorage_backend_keeps(clean_pytester):
     clean_pytester.makepyfile(test_objectstorage_kit=KIT_MODULE)
     result = clean_pytester.runpytest_subprocess("--xcomsim", "-p", "no:randomly", "--xcomsim-profile=ci")
 
-    result.assert_outcomes(passed=3, failed=3)  # offload kept, both cache probes pass
+    # kept: offload, delete purges; broken: push-once (2), round trip, reruns; both cache probes pass
+    result.assert_outcomes(passed=4, failed=4)
     result.stdout.fnmatch_lines(
         [
             "*xcomsim conformance verdict for airflow.providers.common.io.xcom.backend.XComObjectStorageBackend:",
@@ -55,5 +56,7 @@ def test_kit_reports_what_the_objectstorage_backend_keeps(clean_pytester):
             "*round-trip-exact*broken",
             "*value=*",
             "*offload-threshold*kept",
+            "*purge-leaves-no-orphan*broken",
+            "*19 object(s) after 20 reruns that no row references*",
         ]
     )

@@ -15,6 +15,8 @@ class TestTupleToListIsCaught(XComBackendContract):
     test_second_push_raises_and_first_value_stays = None
     test_racing_pushers_exactly_one_wins = None
     test_offload_at_and_above_threshold_only = None
+    test_delete_leaves_no_object_of_the_xcom = None
+    test_reruns_leave_at_most_one_object_per_live_xcom = None
 
 
 @pytest.mark.xcomsim(backend="xcomsim.mutants.xcom.ThresholdOffByOneXCom", config={"mutant.unused": "x"})
@@ -28,6 +30,8 @@ class TestThresholdOffByOneIsCaught(XComBackendContract):
     test_round_trip_is_exact = None
     test_second_push_raises_and_first_value_stays = None
     test_racing_pushers_exactly_one_wins = None
+    test_delete_leaves_no_object_of_the_xcom = None
+    test_reruns_leave_at_most_one_object_per_live_xcom = None
 
 
 @pytest.mark.xcomsim(backend="xcomsim.mutants.xcom.ReadThenWriteGuardXCom")
@@ -36,3 +40,25 @@ class TestReadThenWriteGuardIsCaughtByTheKit(XComBackendContract):
     test_second_push_raises_and_first_value_stays = None
     test_round_trip_is_exact = None
     test_offload_at_and_above_threshold_only = None
+    test_delete_leaves_no_object_of_the_xcom = None
+    test_reruns_leave_at_most_one_object_per_live_xcom = None
+
+
+PURGE_CONFIG = {
+    "common.io.xcom_objectstorage_path": "s3://aws_default@xcomsim/xcom",
+    "common.io.xcom_objectstorage_threshold": "1000",
+}
+
+
+@pytest.mark.xcomsim(backend="xcomsim.mutants.objectstorage.PurgeForgetsObjectXCom", config=PURGE_CONFIG)
+class TestPurgeThatForgetsTheObjectIsCaught(XComBackendContract):
+    @pytest.fixture
+    def offload(self):
+        return PURGE_CONFIG, 1000
+
+    test_delete_leaves_no_object_of_the_xcom = caught(XComBackendContract.test_delete_leaves_no_object_of_the_xcom)
+    test_reruns_leave_at_most_one_object_per_live_xcom = None
+    test_offload_at_and_above_threshold_only = None
+    test_round_trip_is_exact = None
+    test_second_push_raises_and_first_value_stays = None
+    test_racing_pushers_exactly_one_wins = None

@@ -35,6 +35,7 @@ class BackendConfig:
     threshold: int = DEFAULT_THRESHOLD
     compression: str = ""
     undeclared_dags: Undeclared = Undeclared.ALLOW
+    retry_replaces: bool = False  # for DAGs without a policy; a policy's own setting wins
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:
@@ -66,7 +67,11 @@ def load() -> BackendConfig:
         mode = Undeclared(undeclared)
     except ValueError:
         raise XComPolicyError(f"[{SECTION}] undeclared_dags={undeclared!r}; use 'allow' or 'deny'") from None
+    retry = get("retry_replaces", "false").lower()
+    if retry not in ("true", "false"):
+        raise XComPolicyError(f"[{SECTION}] retry_replaces={retry!r}; use true or false")
     return BackendConfig(
+        retry_replaces=retry == "true",
         path=get("xcom_objectstorage_path", ""),
         threshold=threshold,
         compression=get("xcom_objectstorage_compression", "").lower(),

@@ -226,6 +226,9 @@ class ExclusiveXCom(BaseXCom):
             log.info("push-once: keeping XCom %r of %s.%s for run %s", key, dag_id, task_id, run_id)
             return
         super().delete(key=key, task_id=task_id, dag_id=dag_id, run_id=run_id, map_index=map_index)
+        if key not in AIRFLOW_INTERNAL_KEYS:  # a later try may write it afresh: leave nothing of it
+            index = -1 if map_index is None else map_index
+            _Guard(open_store(load().path), dag_id, run_id, task_id, index, key).forget()
 
     @classmethod
     def purge(cls, xcom: Any, *args: Any) -> None:
@@ -278,7 +281,7 @@ def _try_number() -> int:
 
 def _retry_replaces(dag_id: str) -> bool:
     policy = policy_for(dag_id)
-    return bool(policy and policy.retry_replaces)
+    return policy.retry_replaces if policy is not None else load().retry_replaces
 
 
 class _Guard:
@@ -312,6 +315,10 @@ class _Guard:
             f"{c['run_id']!r} was already pushed; push-once keeps the first value"
             + ("" if retry_replaces else " (an XComPolicy with retry_replaces=True lets a later try replace it)")
         )
+
+    def forget(self) -> None:
+        """Remove the guard of a deleted XCom (only when a later try may replace it anyway)."""
+        self.store.delete(self.name)
 
     def release(self) -> None:
         """Undo ``acquire`` after a failed write, so nothing is left half-done."""

@@ -56,8 +56,26 @@ def same(a: Any, b: Any) -> bool:
 
 def store_objects(env: Any) -> set[str]:
     """Every object in the test's S3 bucket and every key in its Redis."""
-    s3 = {o["Key"] for o in env.s3.list_objects_v2(Bucket=env.bucket).get("Contents", [])}
-    return {f"s3://{env.bucket}/{k}" for k in s3} | {f"redis:{k.decode()}" for k in env.redis.keys("*")}
+    return set(store_sizes(env))
+
+
+def store_sizes(env: Any) -> dict[str, int]:
+    """Every object of the test's stores (``s3://bucket/key``, ``redis:key``) and its size in bytes."""
+    sizes = {}
+    paginator = env.s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=env.bucket):
+        for obj in page.get("Contents", []):
+            sizes[f"s3://{env.bucket}/{obj['Key']}"] = obj["Size"]
+    for key in env.redis.keys("*"):
+        try:
+            sizes[f"redis:{key.decode()}"] = env.redis.strlen(key)
+        except Exception:  # not a string value: count it, size unknown
+            sizes[f"redis:{key.decode()}"] = 0
+    return sizes
+
+
+def _object_key(name: str) -> str:
+    return name.split("/", 3)[3] if name.startswith("s3://") else name.removeprefix("redis:")
 
 
 class XComBackendContract:
@@ -167,3 +185,55 @@ class XComBackendContract:
             if size < threshold and row_bytes < size - 2:  # small bookkeeping objects (guards) are fine
                 problems.append(f"{size} B (< {threshold}): not inline, row of {row_bytes} B")
         assert not problems, "; ".join(problems)
+
+    # ---------------------------------------------------------------- purge and orphans
+    @guarantee("purge-leaves-no-orphan")
+    def test_delete_leaves_no_object_of_the_xcom(self, xcomsim_env: Any, contract_dag: Any, offload: Any) -> None:
+        if offload is None:
+            pytest.skip("not claimed: needs offload (override the 'offload' fixture)")
+        config, threshold = offload
+        xcomsim_env.set_config(config)
+        from airflow.sdk.execution_time.xcom import XCom
+
+        from xcomsim.task_context import thread_local_task_state
+
+        with thread_local_task_state():
+            handle = self._task(contract_dag)
+            before = store_objects(xcomsim_env)
+            with handle.active() as ti:
+                ti.xcom_push(key="big", value=sized_string(threshold * 8))
+                appeared = store_objects(xcomsim_env) - before
+                assert appeared, "an offloaded value wrote no object to any store"
+                XCom.delete(key="big", dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
+        left = appeared & store_objects(xcomsim_env)
+        assert not left, f"after XCom.delete the store still holds {sorted(left)}"
+
+    @guarantee("purge-leaves-no-orphan")
+    def test_reruns_leave_at_most_one_object_per_live_xcom(
+        self, xcomsim_env: Any, contract_dag: Any, offload: Any
+    ) -> None:
+        """A DAG-run clear deletes rows without calling purge; the task then runs again."""
+        if offload is None:
+            pytest.skip("not claimed: needs offload (override the 'offload' fixture)")
+        config, threshold = offload
+        xcomsim_env.set_config(config)
+        from sqlalchemy import text
+
+        from xcomsim.task_context import thread_local_task_state
+
+        reruns = 20
+        before = set(store_sizes(xcomsim_env))
+        with thread_local_task_state():
+            handle = self._task(contract_dag)
+            for attempt in range(reruns):
+                if attempt:
+                    with xcomsim_env.engine.begin() as conn:  # the clear: rows go, purge is not called
+                        conn.execute(text("DELETE FROM xcom WHERE run_id = :r"), {"r": handle.run_id})
+                    handle.finish("failed")
+                    handle.start()
+                with handle.active() as ti:
+                    ti.xcom_push(key="big", value=sized_string(threshold * 8))
+        rows = [str(value) for value in self._stored(xcomsim_env, handle.run_id).values()]
+        values = {n for n, size in store_sizes(xcomsim_env).items() if n not in before and size >= threshold}
+        orphans = sorted(n for n in values if not any(_object_key(n) in row for row in rows))
+        assert not orphans, f"{len(orphans)} object(s) after {reruns} reruns that no row references: {orphans[:3]}"
