@@ -111,3 +111,17 @@ def test_overwriting_backend_is_caught(xcomsim_env):
         _push_race(xcomsim_env, DETECT_ONLY)()
 
 
+
+
+@pytest.mark.parametrize("store", ["sql", "redis"])
+def test_stress_free_threads_each_claim_has_one_winner(xcomsim_env, store):
+    from xcomsim.scheduler.workload import stress_workload
+
+    claims = STORES[store](xcomsim_env)
+    claim_ids = [f"c{i}" for i in range(10)]
+    workload = [[Claim(c) for c in claim_ids[n:] + claim_ids[:n]] for n in range(4)]  # 4 workers x 10 claims
+    history = stress_workload(workload, dag=DAG, claim_store=claims, timeout=120)
+
+    wins = {c: [s.worker for s in history.steps if s.op.claim_id == c and s.result] for c in claim_ids}
+    assert all(len(winners) == 1 for winners in wins.values()), wins
+    assert len(history.steps) == 40 and not any(s.error for s in history.steps)

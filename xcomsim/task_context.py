@@ -115,15 +115,17 @@ class _TaskComms:
         self.supervisor = supervisor
         self.messages: deque[Any] = deque()
         self._log = structlog.get_logger(logger_name="task")
+        self._lock = threading.Lock()  # threads acting as one task instance take turns on its channel
 
     def send(self, msg: Any) -> Any:
         # The supervisor's own work (API calls, secrets lookups) is not task code.
         previous, _local.comms = getattr(_local, "comms", None), None
         try:
-            self.supervisor._handle_request(msg, self._log, 0)
+            with self._lock:
+                self.supervisor._handle_request(msg, self._log, 0)
+                return self.messages.popleft()
         finally:
             _local.comms = previous
-        return self.messages.popleft()
 
     async def asend(self, msg: Any) -> Any:
         return self.send(msg)

@@ -8,6 +8,9 @@ and claims race for the same claim ids.
 
 from __future__ import annotations
 
+import threading
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +45,11 @@ class History:
     timeline: Timeline = field(default_factory=Timeline)
     crashed: set[str] = field(default_factory=set)
     run_id: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, worker: str, op: Operation, **outcome: Any) -> None:
+        with self._lock:
+            self.steps.append(Step(len(self.steps), worker, op, **outcome))
 
     def describe(self) -> str:
         return "\n".join(str(s) for s in self.steps) + "\n\ninterleaving:\n" + self.timeline.describe()
@@ -99,23 +107,71 @@ def run_workload(
     return history
 
 
-def _worker(name: str, ops: Sequence[Operation], handle: Any, claims: Any, scheduler: Scheduler,
+class _Unscheduled:
+    """Stress mode: no scheduler, threads run free."""
+
+    def operation(self, label: str) -> None:
+        pass
+
+
+def stress_workload(
+    workload: Sequence[Sequence[Operation]], *, dag: Any, claim_store: Any = None, timeout: float = 60.0
+) -> History:
+    """Run the workers as free threads (no scheduler): for real servers, where races are real.
+
+    Bounded by the workload's operation count and by ``timeout`` seconds; a worker
+    still running then is reported, not waited for.
+    """
+    from xcomsim.task_context import start_task_instances, thread_local_task_state
+
+    history = History()
+    errors: list[str] = []
+    with thread_local_task_state():
+        (handle,) = start_task_instances(dag, [(WORKLOAD_TASK_ID, -1)])
+        history.run_id = handle.run_id
+
+        def guarded(fn: Callable[[], None]) -> Callable[[], None]:
+            def run() -> None:
+                try:
+                    fn()
+                except _Crashed:
+                    pass
+                except BaseException:  # noqa: BLE001 - reported below
+                    errors.append(traceback.format_exc())
+
+            return run
+
+        threads = [
+            threading.Thread(target=guarded(_worker(f"w{n}", ops, handle, claim_store, _Unscheduled(), history)))
+            for n, ops in enumerate(workload)
+        ]
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threads if t.is_alive()]
+    if stuck or errors:
+        raise RuntimeError(f"stress run: {len(stuck)} worker(s) still running after {timeout}s; errors: {errors[:1]}")
+    return history
+
+
+def _worker(name: str, ops: Sequence[Operation], handle: Any, claims: Any, scheduler: Any,
             history: History) -> Callable[[], None]:  # fmt: skip
     def run() -> None:
         for op in ops:
             scheduler.operation(str(op))
             if isinstance(op, Crash):
                 history.crashed.add(name)
-                history.steps.append(Step(len(history.steps), name, op))
+                history.add(name, op)
                 raise _Crashed()
             try:
                 with handle.active() as ti:  # per operation: a Retry by anyone starts a new try
                     result = _apply(op, ti, handle, claims, name)
             except Exception as exc:
-                step = Step(len(history.steps), name, op, error=str(exc), error_type=type(exc).__name__)
+                history.add(name, op, error=str(exc), error_type=type(exc).__name__)
             else:
-                step = Step(len(history.steps), name, op, result=result)
-            history.steps.append(step)
+                history.add(name, op, result=result)
 
     return run
 
