@@ -101,6 +101,15 @@ class XComBackendContract:
         return handle
 
     @staticmethod
+    def _offload_threshold(env: Any, offload: Any) -> int:
+        """Apply the claimed offload configuration and return its threshold, or skip as not claimed."""
+        if offload is None:
+            pytest.skip("not claimed: override the 'offload' fixture with (config, threshold)")
+        config, threshold = offload
+        env.set_config(config)
+        return int(threshold)
+
+    @staticmethod
     def _stored(env: Any, run_id: str) -> dict[str, Any]:
         return {r["key"]: r["value"] for r in env.xcom_rows() if r["run_id"] == run_id}
 
@@ -164,10 +173,7 @@ class XComBackendContract:
     # ---------------------------------------------------------------- offload
     @guarantee("offload-threshold")
     def test_offload_at_and_above_threshold_only(self, xcomsim_env: Any, contract_dag: Any, offload: Any) -> None:
-        if offload is None:
-            pytest.skip("not claimed: override the 'offload' fixture with (config, threshold)")
-        config, threshold = offload
-        xcomsim_env.set_config(config)
+        threshold = self._offload_threshold(xcomsim_env, offload)
         from xcomsim.task_context import thread_local_task_state
 
         problems = []
@@ -189,10 +195,7 @@ class XComBackendContract:
     # ---------------------------------------------------------------- purge and orphans
     @guarantee("purge-leaves-no-orphan")
     def test_delete_leaves_no_object_of_the_xcom(self, xcomsim_env: Any, contract_dag: Any, offload: Any) -> None:
-        if offload is None:
-            pytest.skip("not claimed: needs offload (override the 'offload' fixture)")
-        config, threshold = offload
-        xcomsim_env.set_config(config)
+        threshold = self._offload_threshold(xcomsim_env, offload)
         from airflow.sdk.execution_time.xcom import XCom
 
         from xcomsim.task_context import thread_local_task_state
@@ -213,10 +216,7 @@ class XComBackendContract:
         self, xcomsim_env: Any, contract_dag: Any, offload: Any
     ) -> None:
         """A DAG-run clear deletes rows without calling purge; the task then runs again."""
-        if offload is None:
-            pytest.skip("not claimed: needs offload (override the 'offload' fixture)")
-        config, threshold = offload
-        xcomsim_env.set_config(config)
+        threshold = self._offload_threshold(xcomsim_env, offload)
         from sqlalchemy import text
 
         from xcomsim.task_context import thread_local_task_state
