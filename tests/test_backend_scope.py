@@ -158,3 +158,19 @@ def test_cross_dag_sources_are_spelled_dag_slash_task():
     assert bound.may_pull("reader", "upstream_dag", "export", "table")
     assert not bound.may_pull("reader", "other_dag", "export", "table")
     assert not bound.may_pull("reader", "cross_reader", "export", "table")
+
+
+caught = pytest.mark.xfail(strict=True, raises=AssertionError, reason="the mutant must be caught")
+
+
+@caught
+@pytest.mark.xcomsim(backend="xcomsim.mutants.scope.PullScopeBypassXCom")
+@pytest.mark.parametrize("form", ["plain", "task_ids_none"])
+def test_pull_scope_bypass_is_caught(run_dag, form):
+    test_forbidden_pull_is_refused_in_every_form(run_dag, form)
+
+
+@caught
+@pytest.mark.xcomsim(backend="xcomsim.mutants.scope.PushScopeIgnoredXCom")
+def test_ignored_push_scope_is_caught(run_dag):
+    test_undeclared_push_and_return_value_are_refused(run_dag)
