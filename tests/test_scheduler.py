@@ -6,11 +6,8 @@ import threading
 
 import pytest
 
-from xcomsim.checks import Observation, violations
 from xcomsim.scheduler import Scheduler, SchedulerStuck, first_runnable
 from xcomsim.scheduler import interception
-from xcomsim.scheduler.workload import History, Step
-from xcomsim.strategies import Claim, Push, Release
 
 
 def _io_worker(name: str, points: int, log: list[str]):
@@ -84,24 +81,3 @@ def test_a_worker_that_never_reaches_io_is_reported_stuck():
     with pytest.raises(SchedulerStuck, match="without reaching an I/O point"):
         scheduler.run({"w": waits})
     release.set()
-
-
-def test_invariants_can_fail_on_a_bad_history():
-    double_win = History(
-        steps=[
-            Step(0, "w0", Claim("c"), result=True),
-            Step(1, "w1", Claim("c"), result=True),
-            Step(2, "w0", Release("c"), result=True),
-        ]
-    )
-    assert violations("exactly-one-claim-winner", Observation(double_win)) == [
-        "w1 won claim 'c' (step #1) while w0 held it"
-    ]
-    fair = History(steps=[Step(0, "w0", Claim("c"), result=True), Step(1, "w0", Release("c"), result=True),
-                          Step(2, "w1", Claim("c"), result=True)])  # fmt: skip
-    assert violations("exactly-one-claim-winner", Observation(fair)) == []
-    overwritten = History(steps=[Step(0, "w0", Push("k", 1)), Step(1, "w1", Push("k", 2))])
-    problems = violations("push-once", Observation(overwritten, {"k": 2}))
-    assert len(problems) == 2 and "was replaced by 2" in problems[1]
-    kept = History(steps=[Step(0, "w0", Push("k", 1)), Step(1, "w1", Push("k", 2), error="already", error_type="E")])
-    assert violations("push-once", Observation(kept, {"k": 1})) == []

@@ -1,25 +1,61 @@
-"""The invariants checked against a workload's history and what landed in the stores.
+"""The invariants, one registry: each named, each reported as its own guarantee.
 
 Each invariant is a function from an ``Observation`` to a list of violations
 (plain sentences); an empty list means it held. Checks read what actually
-happened (the history of finished operations, in the order they finished, and
-the ``xcom`` rows as stored), never the backend's opinion of itself.
+happened — the history of operations (each placed on one start/end sequence
+shared by all workers), the ``xcom`` rows as stored, and every object of the
+test's stores — never the backend's opinion of itself. An invariant asked to
+judge an observation that lacks what it needs raises, rather than pass vacuously.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from xcomsim.scheduler.workload import History
-from xcomsim.strategies import Claim, Push, Release
+from xcomsim.checks.values import references, refers_to, same
+from xcomsim.scheduler.workload import History, Step
+from xcomsim.strategies import Claim, Pull, Push, Release
+
+MAX_REFERENCE = 1024
+
+
+@dataclass(frozen=True)
+class ScopeAttempt:
+    """A push (``source == caller``) or pull a task tried, whether the policy allows it, how it ended."""
+
+    kind: str  # "push" or "pull"
+    caller: str
+    source: str
+    key: str
+    allowed: bool
+    error: str | None = None
+
+    def __str__(self) -> str:
+        what = f"{self.caller} push {self.key!r}" if self.kind == "push" else (
+            f"{self.caller} pull {self.key!r} from {self.source}")  # fmt: skip
+        return f"{what} ({'allowed' if self.allowed else 'not allowed'}) -> {self.error or 'ok'}"
 
 
 @dataclass
 class Observation:
-    history: History
+    """What one check looks at; fill what the invariants you ask for need."""
+
+    history: History | None = None
     stored_values: dict[str, Any] = field(default_factory=dict)  # key -> deserialised value in the xcom table
+    rows: list[dict[str, Any]] | None = None  # the xcom rows as stored (raw value column)
+    objects: Mapping[str, int] | None = None  # every store object now -> size in bytes
+    objects_before: frozenset[str] = frozenset()  # objects there before the observed writes
+    bucket: str = "xcomsim"
+    threshold: int | None = None
+    pushed_sizes: dict[str, int] = field(default_factory=dict)  # key -> serialised size of what was pushed
+    scope_attempts: list[ScopeAttempt] | None = None
+
+    def need(self, invariant: str, *names: str) -> None:
+        missing = [n for n in names if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"invariant {invariant!r} needs Observation.{', '.join(missing)}")
 
 
 @dataclass(frozen=True)
@@ -29,11 +65,26 @@ class Invariant:
     check: Callable[[Observation], list[str]]
 
 
+class InvariantViolation(AssertionError):
+    """A check failed; ``invariant`` names which, so reports can attribute it."""
+
+    def __init__(self, invariant: str, problems: list[str], story: str = ""):
+        self.invariant = invariant
+        text = f"[{invariant}] " + "\n".join(problems)
+        super().__init__(text + (f"\n\n{story}" if story else ""))
+
+
+def _ok(step: Step) -> bool:
+    return step.error is None
+
+
+# ---------------------------------------------------------------------------- push-once, round trip
 def _push_once(obs: Observation) -> list[str]:
+    obs.need("push-once", "history")
     problems = []
     first: dict[str, Any] = {}
-    for step in obs.history.steps:
-        if isinstance(step.op, Push) and step.error is None:
+    for step in sorted(obs.history.steps, key=lambda s: s.end):  # type: ignore[union-attr]
+        if isinstance(step.op, Push) and _ok(step):
             if step.op.key in first:
                 problems.append(
                     f"{step.worker}'s push of {step.op.key!r} (step #{step.index}) succeeded after "
@@ -42,40 +93,173 @@ def _push_once(obs: Observation) -> list[str]:
             else:
                 first[step.op.key] = (step.worker, step.op.value)
     for key, (worker, value) in first.items():
-        if key in obs.stored_values and obs.stored_values[key] != value:
+        if key in obs.stored_values and not same(obs.stored_values[key], value):
             problems.append(
                 f"the first value of {key!r} ({worker}: {value!r}) was replaced by {obs.stored_values[key]!r}"
             )
     return problems
 
 
-def _exactly_one_claim_winner(obs: Observation) -> list[str]:
+def _round_trip_exact(obs: Observation) -> list[str]:
+    obs.need("round-trip-exact", "history")
+    pushed: dict[str, list[Any]] = {}
+    for step in obs.history.steps:  # type: ignore[union-attr]
+        if isinstance(step.op, Push):  # a failed push may still have landed (a lost reply)
+            pushed.setdefault(step.op.key, []).append(step.op.value)
     problems = []
-    holders: dict[str, str] = {}
-    for step in obs.history.steps:
-        if step.error is not None:
-            continue
-        if isinstance(step.op, Claim) and step.result:
-            holder = holders.get(step.op.claim_id)
-            if holder is not None and holder != step.worker:
+    for step in obs.history.steps:  # type: ignore[union-attr]
+        if isinstance(step.op, Pull) and _ok(step) and step.result is not None:
+            candidates = pushed.get(step.op.key, [])
+            if not any(same(step.result, value) for value in candidates):
+                problems.append(f"{step.worker} pulled {step.op.key!r} as {step.result!r}; pushed: {candidates!r}")
+    for key, value in obs.stored_values.items():
+        if key in pushed and not any(same(value, v) for v in pushed[key]):
+            problems.append(f"{key!r} reads back as {value!r}; pushed: {pushed[key]!r}")
+    return problems
+
+
+# ---------------------------------------------------------------------------- claims
+def _holds(win: Step, at: Step, steps: list[Step], surely: bool) -> bool:
+    """Whether ``win``'s claim is still held when ``at`` runs: not released before, lease not expired.
+
+    The store stamps a lease somewhere inside the winning operation, so expiry is
+    only bounded, and a release may overlap ``at``: ``surely=True`` asks "held for
+    certain" (an expiry or release that may have come first counts), ``surely=False``
+    asks "possibly held".
+    """
+    lease = win.op.lease_seconds  # type: ignore[union-attr]
+    if lease is not None:
+        expired = (win.clock + lease <= at.finished_at) if surely else (win.finished_at + lease <= at.clock)
+        if expired:
+            return False
+    return not any(
+        isinstance(s.op, Release) and s.op.claim_id == win.op.claim_id and s.worker == win.worker  # type: ignore[union-attr]
+        and s.result and win.end < s.end < (at.end if surely else at.start)
+        for s in steps
+    )
+
+
+def _wins(steps: list[Step]) -> list[Step]:
+    return [s for s in steps if isinstance(s.op, Claim) and _ok(s) and s.result]
+
+
+def _exactly_one_claim_winner(obs: Observation) -> list[str]:
+    obs.need("exactly-one-claim-winner", "history")
+    steps = obs.history.steps  # type: ignore[union-attr]
+    problems = []
+    for win in _wins(steps):
+        for other in _wins(steps):
+            if (other.op.claim_id == win.op.claim_id and other.worker != win.worker  # type: ignore[union-attr]
+                    and other.end < win.end and _holds(other, win, steps, surely=True)):  # fmt: skip
                 problems.append(
-                    f"{step.worker} won claim {step.op.claim_id!r} (step #{step.index}) while {holder} held it"
+                    f"{win.worker} won claim {win.op.claim_id!r} (step #{win.index}) while {other.worker} "  # type: ignore[union-attr]
+                    f"held it (won at step #{other.index}, not released, lease not expired)"
                 )
-            holders[step.op.claim_id] = step.worker
-        elif isinstance(step.op, Release) and step.result and holders.get(step.op.claim_id) == step.worker:
-            del holders[step.op.claim_id]
+                break
+    return problems
+
+
+def _no_lost_claim(obs: Observation) -> list[str]:
+    obs.need("no-lost-claim", "history")
+    steps = obs.history.steps  # type: ignore[union-attr]
+    problems = []
+    for step in steps:
+        if not (isinstance(step.op, Claim) and _ok(step) and not step.result):
+            continue
+        blockers = [w for w in _wins(steps) if w.op.claim_id == step.op.claim_id and w is not step  # type: ignore[union-attr]
+                    and w.start < step.end and _holds(w, step, steps, surely=False)]  # fmt: skip
+        if not blockers:
+            problems.append(
+                f"{step.worker}'s claim of {step.op.claim_id!r} (step #{step.index}) was refused, but no one "
+                f"held it: every earlier holder had released it or let its lease expire"
+            )
+    return problems
+
+
+# ---------------------------------------------------------------------------- scoping
+def _scope(kind: str) -> Callable[[Observation], list[str]]:
+    def check(obs: Observation) -> list[str]:
+        obs.need(f"{kind}-scope", "scope_attempts")
+        problems = []
+        for attempt in obs.scope_attempts or []:
+            if attempt.kind != kind:
+                continue
+            if attempt.allowed and attempt.error:
+                problems.append(f"refused although the policy allows it: {attempt}")
+            elif not attempt.allowed and not attempt.error:
+                problems.append(f"allowed although the policy does not: {attempt}")
+            elif not attempt.allowed:
+                missing = [n for n in {attempt.caller, attempt.source, attempt.key} if n not in attempt.error]  # type: ignore[operator]
+                if missing:
+                    problems.append(f"the refusal does not name {missing}: {attempt}")
+        return problems
+
+    return check
+
+
+# ---------------------------------------------------------------------------- offload and stores
+def _offload_threshold(obs: Observation) -> list[str]:
+    obs.need("offload-threshold", "rows", "objects", "threshold")
+    threshold = obs.threshold or 0
+    by_key = {row["key"]: row["value"] for row in obs.rows or []}
+    problems = []
+    for key, size in obs.pushed_sizes.items():
+        if key not in by_key:
+            problems.append(f"{key!r} ({size} B) has no row")
+            continue
+        row = str(by_key[key])
+        row_bytes = len(row.encode())
+        existing = [n for n in obs.objects or {} if n not in obs.objects_before and refers_to(row, n)]
+        if size >= threshold and (not existing or row_bytes > MAX_REFERENCE):
+            problems.append(f"{key!r}: {size} B (>= {threshold}) but the row is {row_bytes} B and refers to "
+                            f"{len(existing)} new object(s); it must be a reference of <= {MAX_REFERENCE} B")  # fmt: skip
+        if size < threshold and (existing or row_bytes < size - 2):
+            problems.append(f"{key!r}: {size} B (< {threshold}) but not stored inline (row of {row_bytes} B)")
+    return problems
+
+
+def _value_objects(obs: Observation) -> dict[str, int]:
+    floor = obs.threshold or 0
+    return {n: size for n, size in (obs.objects or {}).items() if n not in obs.objects_before and size >= floor}
+
+
+def _purge_leaves_no_orphan(obs: Observation) -> list[str]:
+    obs.need("purge-leaves-no-orphan", "rows", "objects", "threshold")
+    rows = [str(row["value"]) for row in obs.rows or []]
+    orphans = sorted(n for n in _value_objects(obs) if not any(refers_to(row, n) for row in rows))
+    return [f"{len(orphans)} value-sized object(s) no row references: {orphans[:3]}"] if orphans else []
+
+
+def _no_dangling_reference(obs: Observation) -> list[str]:
+    obs.need("no-dangling-reference", "rows", "objects")
+    present = set(obs.objects or {})
+    problems = []
+    for row in obs.rows or []:
+        for name in sorted(references(row["value"], obs.bucket) - present):
+            problems.append(f"row {row['task_id']}/{row['key']} refers to {name}, which does not exist")
     return problems
 
 
 INVARIANTS: dict[str, Invariant] = {
     inv.name: inv
     for inv in (
+        Invariant("exactly-one-claim-winner", "no claim is won while another worker holds it",
+                  _exactly_one_claim_winner),
+        Invariant("no-lost-claim", "a released or expired claim can be claimed again", _no_lost_claim),
         Invariant("push-once", "a second push of an XCom raises and the first value stays", _push_once),
-        Invariant(
-            "exactly-one-claim-winner", "no claim is won while another worker holds it", _exactly_one_claim_winner
-        ),
+        Invariant("push-scope", "a task pushes only its declared keys; a refusal names task and key",
+                  _scope("push")),
+        Invariant("pull-scope", "a task pulls only keys allowed from that source; a refusal names caller, "
+                  "source and key", _scope("pull")),
+        Invariant("offload-threshold", "at/above the threshold the row is a reference (<= 1 KiB) to an object "
+                  "that exists; below, the value is inline", _offload_threshold),
+        Invariant("round-trip-exact", "a pulled value equals, type for type, what was pushed", _round_trip_exact),
+        Invariant("purge-leaves-no-orphan", "no value-sized object is left that no row references",
+                  _purge_leaves_no_orphan),
+        Invariant("no-dangling-reference", "no row refers to an object that does not exist",
+                  _no_dangling_reference),
     )
-}
+}  # fmt: skip
 
 
 def violations(name: str, obs: Observation) -> list[str]:
@@ -86,3 +270,9 @@ def check_all(obs: Observation, names: list[str] | None = None) -> dict[str, lis
     return {name: INVARIANTS[name].check(obs) for name in (names or list(INVARIANTS))}
 
 
+def require(names: str | list[str], obs: Observation, story: str = "") -> None:
+    """Raise ``InvariantViolation`` for the first named invariant that does not hold."""
+    for name in [names] if isinstance(names, str) else names:
+        problems = INVARIANTS[name].check(obs)
+        if problems:
+            raise InvariantViolation(name, problems, story)

@@ -1,6 +1,7 @@
 """The I/O points where a scheduled worker may be preempted, installed once per process.
 
-Every way a backend reaches a store passes one of these: borrowing a SQLAlchemy
+Every way a backend reaches a store passes one of these (and a thread may also
+route them through a fault injector, ``set_fault``): borrowing a SQLAlchemy
 connection (``Pool.connect``), a redis-py command (``Redis.execute_command``),
 a botocore API call (``BaseClient._make_api_call``: boto3, S3Hook, s3fs's
 aiobotocore shares it), and a task's message to its supervisor (the Execution
@@ -30,6 +31,11 @@ def set_hook(hook: Callable[[str, bool], None] | None) -> None:
     _local.hook = hook
 
 
+def set_fault(fault: Callable[[str, Callable[[], Any]], Any] | None) -> None:
+    """Route this thread's intercepted calls through ``fault(label, call)`` (``None``: stop)."""
+    _local.fault = fault
+
+
 def io_point(label: str, preemptible: bool = True) -> None:
     """I/O about to happen; ``preemptible=False`` only records it (a statement inside a borrow)."""
     hook = getattr(_local, "hook", None)
@@ -54,7 +60,14 @@ def _wrap(owner: Any, name: str, label: Callable[..., str]) -> None:
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        io_point(label(*args, **kwargs))
+        hook, fault = getattr(_local, "hook", None), getattr(_local, "fault", None)
+        if hook is None and fault is None:
+            return original(*args, **kwargs)
+        text = label(*args, **kwargs)
+        if hook is not None:
+            hook(text, True)
+        if fault is not None:
+            return fault(text, lambda: original(*args, **kwargs))
         return original(*args, **kwargs)
 
     wrapper.__xcomsim_original__ = original  # type: ignore[attr-defined]

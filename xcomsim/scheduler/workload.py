@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from xcomsim.scheduler.faults import FaultPlan, WorkerCrash as _Crashed, injecting
 from xcomsim.scheduler.scheduler import Chooser, Scheduler, Timeline, first_runnable
-from xcomsim.strategies import Claim, Crash, Delete, Operation, Pull, Push, Release, Retry
+from xcomsim.strategies import Claim, Crash, Delete, Operation, Pull, Push, Release, Retry, Wait
 
 WORKLOAD_DAG_ID = "xcomsim_workload"
 WORKLOAD_TASK_ID = "worker"
@@ -25,7 +26,12 @@ WORKLOAD_TASK_ID = "worker"
 
 @dataclass(frozen=True)
 class Step:
-    """One finished operation: who, what, and how it ended (``error`` is the exception's text)."""
+    """One finished operation: who, what, and how it ended (``error`` is the exception's text).
+
+    ``index`` is the finish order; ``start``/``end`` place the operation on one
+    sequence shared by all workers, so checks can tell overlapping operations
+    from ordered ones; ``clock`` is the workload clock when it started.
+    """
 
     index: int
     worker: str
@@ -33,6 +39,10 @@ class Step:
     result: Any = None
     error: str | None = None
     error_type: str | None = None
+    start: int = 0
+    end: int = 0
+    clock: float = 0.0
+    finished_at: float = 0.0
 
     def __str__(self) -> str:
         outcome = f"-> {self.error_type}: {self.error}" if self.error else f"-> {self.result!r}"
@@ -45,14 +55,27 @@ class History:
     timeline: Timeline = field(default_factory=Timeline)
     crashed: set[str] = field(default_factory=set)
     run_id: str = ""
+    faults: FaultPlan | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, worker: str, op: Operation, **outcome: Any) -> None:
+    _sequence: int = 0
+
+    def tick(self) -> int:
+        """The next number on the shared sequence (an operation's start or end)."""
         with self._lock:
-            self.steps.append(Step(len(self.steps), worker, op, **outcome))
+            self._sequence += 1
+            return self._sequence
+
+    def add(self, worker: str, op: Operation, now: Callable[[], float] = time.time, **outcome: Any) -> None:
+        end, finished_at = self.tick(), now()
+        with self._lock:
+            self.steps.append(Step(len(self.steps), worker, op, end=end, finished_at=finished_at, **outcome))
 
     def describe(self) -> str:
-        return "\n".join(str(s) for s in self.steps) + "\n\ninterleaving:\n" + self.timeline.describe()
+        text = "\n".join(str(s) for s in self.steps) + "\n\ninterleaving:\n" + self.timeline.describe()
+        if self.faults is not None:
+            text += "\n\nfaults injected:\n" + self.faults.describe()
+        return text
 
 
 def workload_dag(dag_id: str = WORKLOAD_DAG_ID, retries: int = 100) -> Any:
@@ -69,8 +92,17 @@ def workload_dag(dag_id: str = WORKLOAD_DAG_ID, retries: int = 100) -> Any:
     return dag
 
 
-class _Crashed(BaseException):
-    """Stops a worker where it stands (not an Exception: nothing may catch and clean up)."""
+class ManualClock:
+    """A clock that moves only when told (``Wait`` operations): leases expire on cue, not on load."""
+
+    def __init__(self, start: float = 1_700_000_000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def run_workload(
@@ -81,11 +113,16 @@ def run_workload(
     chooser: Chooser = first_runnable,
     max_preemptions: int = 3,
     handle: Any = None,
+    clock: ManualClock | None = None,
+    faults: FaultPlan | None = None,
 ) -> History:
     """Run each worker's operations under the scheduler, as ``handle``'s task instance.
 
     Without ``handle`` a new run of ``dag`` is started (fresh XCom coordinates);
     passing one saves that cost when the workload uses fresh keys instead.
+    ``clock`` is the claim store's ``ManualClock`` (``Wait`` moves it; without
+    one a ``Wait`` sleeps and leases run on real time); ``faults``
+    a ``FaultPlan`` applied to each worker's I/O (see ``xcomsim.scheduler.faults``).
     """
     from xcomsim.task_context import start_task_instances, thread_local_task_state
 
@@ -94,10 +131,11 @@ def run_workload(
         if handle is None:
             (handle,) = start_task_instances(dag, [(WORKLOAD_TASK_ID, -1)])
         history.run_id = handle.run_id
+        history.faults = faults
         scheduler = Scheduler(chooser, max_preemptions=max_preemptions)
         history.timeline = scheduler.timeline
         workers = {
-            f"w{n}": _worker(f"w{n}", ops, handle, claim_store, scheduler, history)
+            f"w{n}": _worker(f"w{n}", ops, handle, claim_store, scheduler, history, clock, faults)
             for n, ops in enumerate(workload)
         }
         results = scheduler.run(workers)
@@ -115,7 +153,8 @@ class _Unscheduled:
 
 
 def stress_workload(
-    workload: Sequence[Sequence[Operation]], *, dag: Any, claim_store: Any = None, timeout: float = 60.0
+    workload: Sequence[Sequence[Operation]], *, dag: Any, claim_store: Any = None, timeout: float = 60.0,
+    clock: ManualClock | None = None,
 ) -> History:
     """Run the workers as free threads (no scheduler): for real servers, where races are real.
 
@@ -142,7 +181,7 @@ def stress_workload(
             return run
 
         threads = [
-            threading.Thread(target=guarded(_worker(f"w{n}", ops, handle, claim_store, _Unscheduled(), history)))
+            threading.Thread(target=guarded(_worker(f"w{n}", ops, handle, claim_store, _Unscheduled(), history, clock)))
             for n, ops in enumerate(workload)
         ]
         deadline = time.monotonic() + timeout
@@ -157,26 +196,34 @@ def stress_workload(
 
 
 def _worker(name: str, ops: Sequence[Operation], handle: Any, claims: Any, scheduler: Any,
-            history: History) -> Callable[[], None]:  # fmt: skip
+            history: History, clock: ManualClock | None = None, faults: FaultPlan | None = None) -> Callable[[], None]:  # fmt: skip
     def run() -> None:
-        for op in ops:
-            scheduler.operation(str(op))
-            if isinstance(op, Crash):
-                history.crashed.add(name)
-                history.add(name, op)
-                raise _Crashed()
-            try:
-                with handle.active() as ti:  # per operation: a Retry by anyone starts a new try
-                    result = _apply(op, ti, handle, claims, name)
-            except Exception as exc:
-                history.add(name, op, error=str(exc), error_type=type(exc).__name__)
-            else:
-                history.add(name, op, result=result)
+        with injecting(faults, name):
+            for op in ops:
+                scheduler.operation(str(op))
+                now = clock or time.time
+                timing = {"start": history.tick(), "clock": now(), "now": now}
+                if isinstance(op, Crash):
+                    history.crashed.add(name)
+                    history.add(name, op, **timing)
+                    raise _Crashed()
+                try:
+                    with handle.active() as ti:  # per operation: a Retry by anyone starts a new try
+                        result = _apply(op, ti, handle, claims, name, clock)
+                except _Crashed:
+                    history.crashed.add(name)
+                    history.add(name, op, error="the worker crashed inside this operation", error_type="Crash",
+                                **timing)  # fmt: skip
+                    raise
+                except Exception as exc:
+                    history.add(name, op, error=str(exc), error_type=type(exc).__name__, **timing)
+                else:
+                    history.add(name, op, result=result, **timing)
 
     return run
 
 
-def _apply(op: Operation, ti: Any, handle: Any, claims: Any, worker: str) -> Any:
+def _apply(op: Operation, ti: Any, handle: Any, claims: Any, worker: str, clock: ManualClock | None) -> Any:
     from airflow.sdk.execution_time.xcom import XCom
 
     if isinstance(op, Push):
@@ -195,6 +242,12 @@ def _apply(op: Operation, ti: Any, handle: Any, claims: Any, worker: str) -> Any
         return _require(claims, op).try_claim(op.claim_id, worker, lease_seconds=op.lease_seconds) is not None
     if isinstance(op, Release):
         return _require(claims, op).release(op.claim_id, worker)
+    if isinstance(op, Wait):  # the claim store's ManualClock moves; without one, real time passes
+        if clock is None:
+            time.sleep(op.seconds)
+            return time.time()
+        clock.advance(op.seconds)
+        return clock()
     raise TypeError(f"unknown operation {op!r}")
 
 

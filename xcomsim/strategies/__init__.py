@@ -25,6 +25,7 @@ from xcomsim.strategies._internal.workloads import (
     Push,
     Release,
     Retry,
+    Wait,
     operations,
     workloads,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Push",
     "Release",
     "Retry",
+    "Wait",
     "invalid_xcom_keys",
     "map_indexes",
     "operations",

@@ -58,6 +58,16 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class Wait:
+    """Time passes: the workload's clock (the claim store's) moves on, so leases can expire."""
+
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"wait {self.seconds}s"
+
+
+@dataclass(frozen=True)
 class Crash:
     """The worker dies here: its remaining operations never run, nothing is cleaned up."""
 
@@ -65,7 +75,7 @@ class Crash:
         return "crash"
 
 
-Operation = Push | Pull | Claim | Release | Delete | Retry | Crash
+Operation = Push | Pull | Claim | Release | Delete | Retry | Wait | Crash
 
 
 def _short(value: object) -> str:
@@ -73,7 +83,9 @@ def _short(value: object) -> str:
     return text if len(text) <= 24 else f"{text[:12]}...({len(text)} chars)"
 
 
-def operations(keys: list[str], claim_ids: list[str], values: st.SearchStrategy[object]) -> st.SearchStrategy[Operation]:
+def operations(
+    keys: list[str], claim_ids: list[str], values: st.SearchStrategy[object], leases: bool = True
+) -> st.SearchStrategy[Operation]:
     parts: list[st.SearchStrategy[Operation]] = []
     if keys:
         key = st.sampled_from(keys)
@@ -81,6 +93,8 @@ def operations(keys: list[str], claim_ids: list[str], values: st.SearchStrategy[
     if claim_ids:
         claim = st.sampled_from(claim_ids)
         parts += [st.builds(Claim, claim), st.builds(Release, claim)]
+        if leases:  # short enough for real time; a ManualClock makes any scale instant
+            parts += [st.builds(Claim, claim, st.sampled_from([0.05, 0.5])), st.builds(Wait, st.sampled_from([0.1, 1.0]))]
     parts += [st.just(Retry()), st.just(Crash())]
     return st.one_of(*parts)
 
@@ -91,11 +105,12 @@ def workloads(
     claim_ids: tuple[str, ...] = ("c",),
     values: st.SearchStrategy[object] | None = None,
     max_ops: int = 4,
+    leases: bool = True,
 ) -> st.SearchStrategy[list[list[Operation]]]:
-    """A list per worker of its operations, in order."""
+    """A list per worker of its operations, in order (``leases``: claims with leases, and ``Wait``)."""
     low, high = (workers, workers) if isinstance(workers, int) else workers
     values = values if values is not None else st.integers(min_value=0, max_value=1000)
-    ops = operations(list(keys), list(claim_ids), values)
+    ops = operations(list(keys), list(claim_ids), values, leases)
     return st.integers(min_value=low, max_value=high).flatmap(
         lambda n: st.lists(st.lists(ops, min_size=1, max_size=max_ops), min_size=n, max_size=n)
     )
