@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 
 def _gc(args: argparse.Namespace) -> int:
@@ -24,6 +25,82 @@ def _gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from xcomsim.bench import harness_speed, standard
+    from xcomsim.env import Simulation
+    from xcomsim.errors import XcomsimError
+    from xcomsim.settings import HarnessSettings
+
+    config = standard.StandardConfig.quick() if args.quick else standard.StandardConfig()
+    config = config.replace(size=args.size, rounds=args.rounds, runs=args.runs, workers=args.workers,
+                            backend=args.backend)  # fmt: skip
+    out = Console(width=None if sys.stdout.isatty() else 160)  # a pipe or file gets the whole table
+    err = Console(stderr=True)
+    dags = Path(tempfile.mkdtemp(prefix="xcomsim-bench-dags-"))
+    harness_speed.write_dag(dags)
+    total = 1 + standard.steps(config) + (1 if args.harness else 0)
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:  # fmt: skip
+        bar = progress.add_task("starting the simulated Airflow", total=total)
+        try:
+            with Simulation.start(HarnessSettings(dags_folder=dags)) as sim:
+                progress.advance(bar)
+
+                def step(description: str) -> None:
+                    progress.update(bar, advance=1, description=description)
+
+                report = standard.run(sim, config, step)
+                harness = None
+                if args.harness:
+                    progress.update(bar, description="harness speed, race scheduler, hooks")
+                    q = args.quick
+                    harness = harness_speed.measure_all(sim, runs=3 if q else 15, examples=5 if q else 30,
+                                                        calls=100 if q else 2000)  # fmt: skip
+                    step("harness")
+        except XcomsimError as exc:
+            err.print(f"xcomsim bench: {exc}", highlight=False)
+            return 2
+    out.print(standard.table(report))
+    for line in standard.notes(report):
+        out.print(line, highlight=False)
+    if harness is not None:
+        out.print()
+        out.print(harness_speed.report_all(harness), highlight=False)
+    wall = time.perf_counter() - started
+    out.print(f"total wall time {wall:.1f} s (including the simulation's start)", highlight=False)
+    if args.json:
+        document = {**report.as_json(), "harness": harness, "wall_seconds": round(wall, 2)}
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+        out.print(f"wrote {args.json}", highlight=False)
+    return 0
+
+
+def _size(text: str) -> int:
+    units = {"kib": 1024, "mib": 1024**2, "b": 1}
+    lowered = text.strip().lower()
+    for unit, scale in units.items():
+        if lowered.endswith(unit) and lowered[: -len(unit)].strip().isdigit():
+            return int(lowered[: -len(unit)]) * scale
+    if lowered.isdigit():
+        return int(lowered)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 1024, 64KiB or 1MiB")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _airflow_db_url() -> str:
     from airflow.configuration import conf
 
@@ -40,6 +117,25 @@ def main(argv: list[str] | None = None) -> int:
     gc.add_argument("--path", help="object store, e.g. s3://aws_default@bucket/xcom (default: [xcomsim] config)")
     gc.add_argument("--sql-alchemy-conn", help="metadata DB URL (default: Airflow's [database] sql_alchemy_conn)")
     gc.set_defaults(run=_gc)
+    bench = commands.add_parser(
+        "bench",
+        help="measure backends (xcom table growth, push/pull latency, throughput) and print one table",
+        description="Runs a short standard set against Airflow's DB backend and ExclusiveXCom (inline, "
+        "offloaded to S3, to Redis) in a simulated Airflow, and prints one table. Under the embedded "
+        "default the stores are fakes (fakeredis, moto, in-memory SQLite): not latency proxies; "
+        "the pytest options --xcomsim-db, --xcomsim-redis and --xcomsim-s3-endpoint give real figures.",
+    )
+    bench.add_argument("--quick", action="store_true", help="a few rounds only: checks the command, not the numbers")
+    bench.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    bench.add_argument("--size", type=_size, help="payload of the push/pull columns (default 1MiB)")
+    bench.add_argument("--rounds", type=_positive, help="timed pulls per backend (default 30; pushes: half)")
+    bench.add_argument("--runs", type=_positive, help="DAG runs per backend for the xcom table column (default 2)")
+    bench.add_argument("--workers", type=_positive, help="concurrent workers for the throughput column (default 4)")
+    bench.add_argument("--backend", help="also measure this XCom backend (dotted path)")
+    bench.add_argument("--harness", action="store_true",
+                       help="also measure the harness: fresh DB vs migrate, run vs dag.test(), race examples/s, "
+                            "hook overhead")  # fmt: skip
+    bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -1,9 +1,13 @@
-"""What one XCom costs the metadata DB: the stored row, and the database's growth.
+"""What XComs cost the metadata DB: the stored row, the table, and the database's growth.
 
 Run: ``python -m xcomsim.bench.footprint [--size BYTES]``. Pushes one string
 value of the given serialised size through the reference backend, inline and
 offloaded (S3, Redis), and reports the bytes of the ``xcom.value`` column and
 the growth of the SQLite database (pages x page size) for that one push.
+
+``xcom_table_bytes`` and ``per_runs`` measure what DAG runs add to the ``xcom``
+table (its records and indexes), which is what the ``xcomsim bench`` table and
+the benchmark suite report.
 """
 
 from __future__ import annotations
@@ -52,6 +56,76 @@ def _one_push_dag(size: int) -> Any:
             return "f" * (size - 2)  # the JSON quotes make up the rest
 
         push()
+    return dag
+
+
+def xcom_table_bytes(engine: Any) -> int:
+    """Bytes the ``xcom`` table holds.
+
+    SQLite: the record payload of the table and its indexes (``dbstat``), so a
+    few small rows count even when they fit in pages already allocated.
+    PostgreSQL: ``pg_total_relation_size`` (heap, TOAST and indexes).
+    """
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        query = ("SELECT coalesce(sum(payload), 0) FROM dbstat "
+                 "WHERE name IN (SELECT name FROM sqlite_master WHERE tbl_name = 'xcom')")  # fmt: skip
+    elif dialect == "postgresql":
+        query = "SELECT pg_total_relation_size('xcom')"
+    else:
+        raise NotImplementedError(f"xcom table size on {dialect} is not measured (SQLite and PostgreSQL are)")
+    with engine.connect() as conn:
+        return int(conn.execute(text(query)).scalar_one())
+
+
+@dataclass(frozen=True)
+class RunsFootprint:
+    """What ``runs`` DAG runs added to the ``xcom`` table."""
+
+    dag_id: str
+    runs: int
+    rows: int
+    table_growth_bytes: int
+
+    @property
+    def bytes_per_run(self) -> float:
+        return self.table_growth_bytes / self.runs
+
+    @property
+    def bytes_per_100_runs(self) -> float:
+        """Per 100 runs: every run adds the same rows, so growth scales with the run count."""
+        return self.bytes_per_run * 100
+
+
+def per_runs(env: Any, dag: Any, runs: int) -> RunsFootprint:
+    """Run ``dag`` ``runs`` times in ``env`` (each must succeed) and measure the table's growth."""
+    before = xcom_table_bytes(env.engine)
+    rows_before = len(env.xcom_rows())
+    for _ in range(runs):
+        result = env.run_dag(dag)
+        if not result.succeeded:
+            raise RuntimeError(f"{dag.dag_id} did not succeed:\n{result.describe()}")
+    return RunsFootprint(dag.dag_id, runs, len(env.xcom_rows()) - rows_before, xcom_table_bytes(env.engine) - before)
+
+
+def offload_pipeline_dag(rows: int = 40_000) -> Any:
+    """The shape of ``scenarios/dags/s3_offload_pipeline``: about 4 MB of records, then a small summary.
+
+    Built here so ``xcomsim bench`` needs no scenario files on the machine.
+    """
+    from airflow.sdk import DAG, task
+
+    with DAG("xcomsim_bench_offload_pipeline", start_date=datetime(2024, 1, 1), schedule=None) as dag:
+
+        @task
+        def produce():
+            return [{"id": i, "payload": f"row-{i:08d}-" + "x" * 80} for i in range(rows)]
+
+        @task
+        def summarise(records):
+            return {"rows": len(records), "last": records[-1]["id"]}
+
+        summarise(produce())
     return dag
 
 

@@ -33,7 +33,10 @@ def _rate(run_one: Callable[[Any, Any], None], examples: int) -> float:
     return count["n"] / (time.perf_counter() - started)
 
 
-def measure(examples: int = 100) -> dict[str, float]:
+def measure(examples: int = 100, sim: Simulation | None = None) -> dict[str, float]:
+    if sim is None:
+        with Simulation.start() as own:
+            return measure(examples, own)
     from xcomsim.backend import XComPolicy
     from xcomsim.backend.claims import RedisClaimStore, SqlClaimStore
     from xcomsim.scheduler import Scheduler, hypothesis_chooser
@@ -41,7 +44,7 @@ def measure(examples: int = 100) -> dict[str, float]:
     from xcomsim.strategies import Claim, Push
 
     results = {}
-    with Simulation.start() as sim, sim.environment() as env:
+    with sim.environment() as env:
         dag = workload_dag("xcomsim_bench_race")
         XComPolicy(pushes={WORKLOAD_TASK_ID: ["k"]}).attach(dag)
         stores = {"sql": SqlClaimStore(env.engine), "redis": RedisClaimStore(env.redis)}
