@@ -26,6 +26,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
     import tempfile
     from pathlib import Path
@@ -45,13 +46,19 @@ def _bench(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     dags = Path(tempfile.mkdtemp(prefix="xcomsim-bench-dags-"))
     harness_speed.write_dag(dags)
+    services = {field: getattr(args, option) for option, field in _REAL_SERVICES.items() if getattr(args, option)}
+    known = {f.name for f in dataclasses.fields(HarnessSettings)}
+    if set(services) - known:
+        err.print("xcomsim bench: this xcomsim cannot use real servers yet (no "
+                  f"{', '.join(sorted(set(services) - known))} setting)", highlight=False)  # fmt: skip
+        return 2
     total = 1 + standard.steps(config) + (1 if args.harness else 0)
     started = time.perf_counter()
     with Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:  # fmt: skip
         bar = progress.add_task("starting the simulated Airflow", total=total)
         try:
-            with Simulation.start(HarnessSettings(dags_folder=dags)) as sim:
+            with Simulation.start(HarnessSettings(dags_folder=dags, **services)) as sim:
                 progress.advance(bar)
 
                 def step(description: str) -> None:
@@ -81,6 +88,10 @@ def _bench(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
         out.print(f"wrote {args.json}", highlight=False)
     return 0
+
+
+# command-line option (argparse dest) -> HarnessSettings field, as the pytest plugin's --xcomsim-db etc.
+_REAL_SERVICES = {"db": "db_url", "redis": "redis_url", "s3_endpoint": "s3_endpoint"}
 
 
 def _size(text: str) -> int:
@@ -123,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Runs a short standard set against Airflow's DB backend and ExclusiveXCom (inline, "
         "offloaded to S3, to Redis) in a simulated Airflow, and prints one table. Under the embedded "
         "default the stores are fakes (fakeredis, moto, in-memory SQLite): not latency proxies; "
-        "the pytest options --xcomsim-db, --xcomsim-redis and --xcomsim-s3-endpoint give real figures.",
+        "--db, --redis and --s3-endpoint (the pytest plugin's --xcomsim-db, --xcomsim-redis and "
+        "--xcomsim-s3-endpoint) point it at real servers for real figures.",
     )
     bench.add_argument("--quick", action="store_true", help="a few rounds only: checks the command, not the numbers")
     bench.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
@@ -135,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--harness", action="store_true",
                        help="also measure the harness: fresh DB vs migrate, run vs dag.test(), race examples/s, "
                             "hook overhead")  # fmt: skip
+    bench.add_argument("--db", metavar="URL", help="a real metadata DB server, e.g. postgresql+psycopg://u:p@host/db")
+    bench.add_argument("--redis", metavar="URL", help="a real Redis, e.g. redis://127.0.0.1:6379/0")
+    bench.add_argument("--s3-endpoint", metavar="URL", help="a real S3 endpoint, e.g. http://127.0.0.1:9000")
     bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -68,6 +68,6 @@ def caveat(services: list[Service]) -> str | None:
         f"Measured on fakes ({named}). Fakes are not latency proxies: they run inside this "
         "process (over loopback at most), with no real server, disk or network between, and share "
         "its GIL with the code being measured. For real "
-        "figures point the harness at real servers (--xcomsim-db, --xcomsim-redis, "
-        "--xcomsim-s3-endpoint)."
+        "figures point it at real servers (xcomsim bench --db/--redis/--s3-endpoint, or pytest "
+        "--xcomsim-db/--xcomsim-redis/--xcomsim-s3-endpoint)."
     )
