@@ -17,6 +17,9 @@ _OPTIONS = [
     ("run-timeout", "xcomsim_run_timeout", "seconds one DAG run may take before it is reported stuck"),
     ("profile", "xcomsim_profile", "Hypothesis profile: ci (derandomised), dev, thorough (default: ci under CI, else dev)"),
     ("hypothesis-db", "xcomsim_hypothesis_db", "folder where failing examples are kept for replay (dev, thorough)"),
+    ("db", "xcomsim_db", "PostgreSQL instead of in-memory SQLite: postgresql+psycopg://user:password@host:5432/postgres"),
+    ("redis", "xcomsim_redis", "a real Redis instead of fakeredis: redis://host:6379/N (DB index N, N+k for xdist worker k)"),
+    ("s3-endpoint", "xcomsim_s3_endpoint", "an S3 endpoint instead of moto in-process: http://[KEY:SECRET@]host:port"),
 ]
 _FIXTURES = {"xcomsim_env", "run_dag", "xcomsim_simulation"}
 _STATE = pytest.StashKey[object]()
@@ -37,12 +40,17 @@ def _enabled(config: pytest.Config) -> bool:
 
 
 def _option_values(config: pytest.Config) -> dict[str, object]:
-    values = {ini: config.getoption(ini, default=None) or config.getini(ini) for _, ini, _ in _OPTIONS}
+    # Before pytest_configure only the known-args namespace holds the command line.
+    early = vars(getattr(config, "known_args_namespace", None) or {})
+    values = {ini: config.getoption(ini, default=None) or early.get(ini) or config.getini(ini) for _, ini, _ in _OPTIONS}
     return {
         "backend": values["xcomsim_backend"],
         "dags_folder": values["xcomsim_dags"],
         "bucket": values["xcomsim_bucket"],
         "run_timeout": values["xcomsim_run_timeout"],
+        "db": values["xcomsim_db"],
+        "redis": values["xcomsim_redis"],
+        "s3_endpoint": values["xcomsim_s3_endpoint"],
     }
 
 

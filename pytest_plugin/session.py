@@ -23,8 +23,11 @@ class HarnessState:
 
 
 def start(config: pytest.Config, values: dict[str, object]) -> HarnessState:
+    from xcomsim.env.environment import check_services
+
     try:
         settings = settings_from_options(values, Path(str(config.rootpath)))
+        check_services(settings)  # real servers: a clear error now, not one per test
     except XcomsimError as exc:
         raise pytest.UsageError(f"xcomsim: {exc}") from None
     return HarnessState(settings, AirflowHome(settings.dags_folder))

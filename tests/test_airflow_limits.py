@@ -28,11 +28,16 @@ with DAG("basexcom_limits", start_date=datetime(2024, 1, 1), schedule=None) as l
 
 
 @pytest.mark.xcomsim(backend="airflow.sdk.bases.xcom.BaseXCom")
-def test_basexcom_rounds_big_ints_refuses_infinity_and_turns_zero_float_to_int(run_dag):
+def test_basexcom_rounds_big_ints_refuses_infinity_and_turns_zero_float_to_int(run_dag, xcomsim_env):
     result = run_dag(limits_dag)
 
-    assert result.xcom("big_int") != 2**200 + 1  # came back rounded
     assert "Out of range float values are not JSON compliant" in str(result.error("infinity"))
+    if xcomsim_env.engine.dialect.name == "postgresql":
+        # The xcom.value column is JSONB there: numbers keep their digits and their type.
+        assert result.xcom("big_int") == 2**200 + 1
+        assert type(result.xcom("zero_float")) is float
+        return
+    assert result.xcom("big_int") != 2**200 + 1  # came back rounded
     assert type(result.xcom("zero_float")) is int  # 0.0 came back as 0
 
 

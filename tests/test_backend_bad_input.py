@@ -93,12 +93,12 @@ with DAG("dangling", start_date=datetime(2024, 1, 1), schedule=None) as dangling
         return "w" * 5000
 
     @task
-    def sabotage():
+    def sabotage(dag_run=None):
         import boto3
 
-        s3 = boto3.client("s3")
-        for obj in s3.list_objects_v2(Bucket="xcomsim", Prefix="xcom/values/").get("Contents", []):
-            s3.delete_object(Bucket="xcomsim", Key=obj["Key"])
+        s3, bucket = boto3.client("s3"), dag_run.conf["bucket"]  # the test's own on a shared endpoint
+        for obj in s3.list_objects_v2(Bucket=bucket, Prefix="xcom/values/").get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
 
     @task
     def consume(value):
@@ -112,12 +112,12 @@ XComPolicy(pushes={"produce": ["return_value"], "consume": ["return_value"], "sa
 
 
 @pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000})
-def test_reference_to_missing_object(run_dag):
-    result = run_dag(dangling_dag)
+def test_reference_to_missing_object(run_dag, xcomsim_env):
+    result = run_dag(dangling_dag, conf={"bucket": xcomsim_env.bucket})
 
     error = result.error("consume")
     assert isinstance(error, XComStoreError), result.describe()
-    assert "object s3://aws_default@xcomsim/xcom/values/" in str(error)
+    assert f"object s3://aws_default@{xcomsim_env.bucket}/xcom/values/" in str(error)
     assert "is missing" in str(error)
 
 

@@ -40,6 +40,14 @@ def test_each_test_starts_empty_then_writes_everywhere(xcomsim_env, n):
     assert after["s3_objects"] == 2  # ours, and the reference backend's push-once guard
 
 
+# These two look inside the SQLite tier; tests/test_real_services.py checks the same on PostgreSQL.
+sqlite_tier_only = pytest.mark.skipif(
+    "config.getoption('xcomsim_db') or config.getini('xcomsim_db')",
+    reason="inspects the in-memory SQLite clone and its template file (--xcomsim-db is set)",
+)
+
+
+@sqlite_tier_only
 def test_metadata_db_is_fully_migrated_in_memory(xcomsim_env, xcomsim_simulation):
     assert xcomsim_env.engine.url.render_as_string() == "sqlite://"
     with xcomsim_env.engine.connect() as conn:
@@ -49,6 +57,7 @@ def test_metadata_db_is_fully_migrated_in_memory(xcomsim_env, xcomsim_simulation
     assert version == list(_REVISION_HEADS_MAP.values())[-1]
 
 
+@sqlite_tier_only
 def test_template_never_sees_a_tests_writes(xcomsim_env, xcomsim_simulation):
     xcomsim_env.run_dag(probe_dag)
     import sqlite3

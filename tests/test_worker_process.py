@@ -29,7 +29,7 @@ def test_offload_pipeline_in_the_worker(xcomsim_env):
     result = xcomsim_env.run_dag("s3_offload_pipeline", worker_process=True)
 
     assert result.succeeded, result.describe()
-    assert result.record("produce").stored.startswith("xcomsim+s3://aws_default@xcomsim/xcom/values/")
+    assert result.record("produce").stored.startswith(f"xcomsim+s3://aws_default@{xcomsim_env.bucket}/xcom/values/")
     assert result.xcom("summarise") == {"rows": 40_000, "last": 39_999}
 
 

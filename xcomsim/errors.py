@@ -29,3 +29,7 @@ class DagNotFoundError(XcomsimError):
 
 class DagRunStuckError(XcomsimError):
     """A DAG run stopped making progress: tasks are left that can never run."""
+
+
+class ServiceError(XcomsimError):
+    """A real server given to the harness (PostgreSQL, Redis, S3) cannot be used as it is."""

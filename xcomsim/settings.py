@@ -7,6 +7,7 @@ library users build it directly.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +27,10 @@ class HarnessSettings:
     temporary folder); ``bucket`` is the S3 bucket created for every test;
     ``config`` is Airflow configuration for one test, ``{"section.option": value}``
     (set as ``AIRFLOW__SECTION__OPTION`` while the test runs).
+
+    ``db_url``, ``redis_url`` and ``s3_endpoint`` replace the embedded stores
+    (in-memory SQLite, fakeredis, moto in-process) with real servers for the
+    whole session; ``None`` keeps the embedded one.
     """
 
     backend: str = DEFAULT_BACKEND
@@ -33,6 +38,9 @@ class HarnessSettings:
     bucket: str = DEFAULT_BUCKET
     run_timeout: float = 300.0
     config: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    db_url: str | None = None
+    redis_url: str | None = None
+    s3_endpoint: str | None = None
 
     def __post_init__(self) -> None:
         if not self.backend or "." not in self.backend:
@@ -47,9 +55,24 @@ class HarnessSettings:
         if self.run_timeout <= 0:
             raise ConfigError(f"xcomsim run timeout must be positive, got {self.run_timeout!r}")
         self.config_env()  # validates
+        for name, schemes, example in _SERVICES:
+            url = getattr(self, name)
+            if url is not None and url.partition("://")[0].partition("+")[0] not in schemes:
+                raise ConfigError(f"xcomsim {name.replace('_', ' ')} {_masked(url)!r} is not a URL such as {example}")
 
-    def config_env(self) -> dict[str, str]:
-        """``config`` as the environment variables Airflow reads."""
+    @property
+    def real_services(self) -> list[str]:
+        """Which stores are real servers: ``["postgresql", "redis", "s3"]``, or a part of it."""
+        names = [("postgresql", self.db_url), ("redis", self.redis_url), ("s3", self.s3_endpoint)]
+        return [name for name, url in names if url]
+
+    def config_env(self, bucket: str | None = None) -> dict[str, str]:
+        """``config`` as the environment variables Airflow reads.
+
+        ``bucket``: the test's real bucket when it differs from ``self.bucket`` (a
+        shared S3 endpoint gives every test its own); values naming
+        ``s3://[conn@]<self.bucket>`` are pointed at it.
+        """
         if not isinstance(self.config, Mapping):
             raise ConfigError(f"xcomsim config must map 'section.option' to a value, got {self.config!r}")
         env = {}
@@ -57,7 +80,10 @@ class HarnessSettings:
             section, dot, option = str(name).rpartition(".")  # sections may hold dots: common.io
             if not dot or not section or not option:
                 raise ConfigError(f"xcomsim config key {name!r} is not 'section.option'")
-            env[f"AIRFLOW__{section.replace('.', '_').upper()}__{option.upper()}"] = str(value)
+            text = str(value)
+            if bucket and bucket != self.bucket:
+                text = re.sub(rf"(s3://(?:[^@/]*@)?){re.escape(self.bucket)}(?=/|$)", rf"\g<1>{bucket}", text)
+            env[f"AIRFLOW__{section.replace('.', '_').upper()}__{option.upper()}"] = text
         return env
 
     def replace(self, **changes: object) -> HarnessSettings:
@@ -67,6 +93,21 @@ class HarnessSettings:
             known = ", ".join(f.name for f in dataclasses.fields(self))
             raise ConfigError(f"unknown xcomsim setting(s) {sorted(unknown)}; known: {known}")
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_SERVICES = [
+    ("db_url", {"postgresql"}, "postgresql+psycopg://user:password@127.0.0.1:5432/postgres"),
+    ("redis_url", {"redis", "rediss"}, "redis://127.0.0.1:6379/0"),
+    ("s3_endpoint", {"http", "https"}, "http://127.0.0.1:9000"),
+]
+# Settings of the session's servers: a marker cannot change them for one test.
+SESSION_ONLY = frozenset({"db_url", "redis_url", "s3_endpoint"})
+
+
+def _masked(url: str) -> str:
+    from xcomsim.env.naming import mask_url
+
+    return mask_url(url)
 
 
 def _is_valid_bucket(name: str) -> bool:
@@ -96,4 +137,7 @@ def settings_from_options(values: dict[str, object], root: Path) -> HarnessSetti
             changes["run_timeout"] = float(str(values["run_timeout"]))
         except ValueError:
             raise ConfigError(f"xcomsim run timeout {values['run_timeout']!r} is not a number of seconds") from None
+    for option, name in (("db", "db_url"), ("redis", "redis_url"), ("s3_endpoint", "s3_endpoint")):
+        if values.get(option):
+            changes[name] = str(values[option]).strip()
     return HarnessSettings().replace(**changes)

@@ -3,6 +3,11 @@
 The session pays for what is slow once (Airflow import, schema migration, the
 Redis and S3 servers); each test gets a fresh clone of the metadata DB, an
 empty Redis, a reset S3 with its bucket, and its own XCom backend installed.
+
+By default every store is embedded (in-memory SQLite clones, fakeredis, moto);
+``HarnessSettings.db_url`` / ``redis_url`` / ``s3_endpoint`` swap in real
+servers, each behind the same small interface, and ``check_services`` tries
+them before anything slow starts.
 """
 
 from __future__ import annotations
@@ -15,11 +20,27 @@ from typing import Any
 from xcomsim.env.airflow_home import AirflowHome
 from xcomsim.env.dag_folder import DagFolder
 from xcomsim.env.env_vars import ScopedEnv
-from xcomsim.env.metadata_db import MetadataDatabase, TemplateDatabase
-from xcomsim.env.redis_store import RedisStore
-from xcomsim.env.s3_store import S3Store
+from xcomsim.env.metadata_db import TemplateDatabase
+from xcomsim.env.postgres_db import PostgresServer, PostgresTemplate
+from xcomsim.env.redis_store import RedisServer, RedisStore
+from xcomsim.env.s3_store import S3Endpoint, S3Store
 from xcomsim.env.xcom_backend import clear_module_caches, install_backend, load_backend
-from xcomsim.settings import AIRFLOW_BACKEND, HarnessSettings
+from xcomsim.errors import ConfigError
+from xcomsim.settings import AIRFLOW_BACKEND, SESSION_ONLY, HarnessSettings
+
+
+def check_services(settings: HarnessSettings) -> None:
+    """Reach every real server in ``settings`` (short timeouts); a ServiceError says what to fix."""
+    if settings.db_url:
+        server = PostgresServer(settings.db_url)
+        try:
+            server.check()
+        finally:
+            server.close()
+    if settings.redis_url:
+        RedisServer(settings.redis_url).check()
+    if settings.s3_endpoint:
+        S3Endpoint(settings.s3_endpoint).check()
 
 
 class Simulation:
@@ -30,12 +51,29 @@ class Simulation:
         # The home must exist before Airflow is imported; the plugin makes it early.
         self.home = home or AirflowHome(settings.dags_folder)
         self.home.set_env({"AIRFLOW__CORE__XCOM_BACKEND": AIRFLOW_BACKEND})
-        self.redis = RedisStore()
-        self.s3 = S3Store(settings.bucket)
+        self.redis: RedisStore | RedisServer
+        self.s3: S3Store | S3Endpoint
+        if settings.redis_url:
+            self.redis = RedisServer(settings.redis_url)
+            self.redis.check()
+        else:
+            self.redis = RedisStore()
+        if settings.s3_endpoint:
+            self.s3 = S3Endpoint(settings.s3_endpoint)
+            self.s3.check()
+        else:
+            self.s3 = S3Store(settings.bucket)
         self.home.set_env(
             {"AIRFLOW_CONN_REDIS_DEFAULT": self.redis.connection_uri(), **self.s3.environment()}
         )
-        self.template = TemplateDatabase.migrate()  # times itself: template.migrate_seconds
+        # Each times itself: template.migrate_seconds.
+        self.template: TemplateDatabase | PostgresTemplate
+        if settings.db_url:
+            server = PostgresServer(settings.db_url)
+            server.check()
+            self.template = PostgresTemplate.migrate(server)
+        else:
+            self.template = TemplateDatabase.migrate()
         self.dags = DagFolder(self.home.dags_folder)
 
     @classmethod
@@ -50,6 +88,9 @@ class Simulation:
     @contextlib.contextmanager
     def environment(self, **overrides: Any) -> Iterator[Environment]:
         """A fresh per-test environment; ``overrides`` change settings for this one only."""
+        fixed = SESSION_ONLY & set(overrides)
+        if fixed:
+            raise ConfigError(f"xcomsim setting(s) {sorted(fixed)} belong to the session; set them with the --xcomsim-* options")
         env = Environment(self, self.settings.replace(**overrides) if overrides else self.settings)
         try:
             yield env
@@ -70,15 +111,17 @@ class Environment:
         self.simulation = simulation
         self.settings = settings
         self.backend: type = load_backend(settings.backend)
-        self.bucket = settings.bucket
-        self._db: MetadataDatabase | None = None
+        self._db: Any = None
         self._previous_backend: type | None = None
         self._env = ScopedEnv()
+        # On a shared S3 endpoint the bucket is this test's own, named after settings.bucket.
+        self.bucket = simulation.s3.open_bucket(settings.bucket)
         # The reference backend's store (offloaded values, push-once guards); config may override.
         self._env.set({"AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH": f"s3://aws_default@{self.bucket}/xcom"})
-        self._env.set(settings.config_env())
+        self._env.set(settings.config_env(self.bucket))
         self.redis = simulation.redis.client()
         self.s3 = simulation.s3.client()
+        self._fresh = True
         self.reset()
 
     @property
@@ -94,7 +137,9 @@ class Environment:
         self._db = self.simulation.template.clone()
         self._db.install()
         self.simulation.redis.reset()
-        self.simulation.s3.reset(self.bucket)
+        if not self._fresh:
+            self.simulation.s3.empty(self.bucket)
+        self._fresh = False
         previous = install_backend(self.backend)
         if self._previous_backend is None:
             self._previous_backend = previous
@@ -138,13 +183,17 @@ class Environment:
 
     def set_config(self, config: Mapping[str, object]) -> None:
         """Set Airflow configuration (``{"section.option": value}``) until the end of this test."""
-        self._env.set(self.settings.replace(config=config).config_env())
+        self._env.set(self.settings.replace(config=config).config_env(self.bucket))
 
     def close(self) -> None:
         self._env.restore()
         if self._previous_backend is not None:
             install_backend(self._previous_backend)
         self.redis.close()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        try:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        finally:
+            self.simulation.redis.finish()
+            self.simulation.s3.close_bucket(self.bucket)

@@ -86,21 +86,7 @@ class MetadataDatabase:
 
     def install(self) -> None:
         """Point Airflow's engine and session factories at this database."""
-        from sqlalchemy.orm import scoped_session, sessionmaker
-
-        from airflow import settings
-        from airflow.utils.orm_event_handlers import setup_event_handlers
-
-        settings.dispose_orm(do_log=False)
-        setup_event_handlers(self.engine)
-        settings.engine = self.engine
-        settings.NonScopedSession = sessionmaker(
-            self.engine, autocommit=False, autoflush=False, expire_on_commit=False
-        )
-        settings.Session = scoped_session(settings.NonScopedSession)
-        # The async engine would open the template file, not this clone.
-        settings.async_engine = None
-        settings.AsyncSession = None
+        point_airflow_at(self.engine)
 
     def close(self) -> None:
         from airflow import settings
@@ -109,3 +95,20 @@ class MetadataDatabase:
             settings.dispose_orm(do_log=False)
         self.engine.dispose()
         self._conn.discard()
+
+
+def point_airflow_at(engine: Engine) -> None:
+    """Make ``engine`` Airflow's metadata DB: ``settings.engine``, ``Session``, ``NonScopedSession``."""
+    from sqlalchemy.orm import scoped_session, sessionmaker
+
+    from airflow import settings
+    from airflow.utils.orm_event_handlers import setup_event_handlers
+
+    settings.dispose_orm(do_log=False)
+    setup_event_handlers(engine)
+    settings.engine = engine
+    settings.NonScopedSession = sessionmaker(engine, autocommit=False, autoflush=False, expire_on_commit=False)
+    settings.Session = scoped_session(settings.NonScopedSession)
+    # The async engine would open the template, not this test's database.
+    settings.async_engine = None
+    settings.AsyncSession = None
