@@ -17,6 +17,7 @@ _OPTIONS = [
     ("run-timeout", "xcomsim_run_timeout", "seconds one DAG run may take before it is reported stuck"),
     ("profile", "xcomsim_profile", "Hypothesis profile: ci (derandomised), dev, thorough (default: ci under CI, else dev)"),
     ("hypothesis-db", "xcomsim_hypothesis_db", "folder where failing examples are kept for replay (dev, thorough)"),
+    ("conformance", "xcomsim_conformance", "run the conformance kit on the backend: auto (when --xcomsim-backend is given), on, off"),
     ("db", "xcomsim_db", "PostgreSQL instead of in-memory SQLite: postgresql+psycopg://user:password@host:5432/postgres"),
     ("redis", "xcomsim_redis", "a real Redis instead of fakeredis: redis://host:6379/N (DB index N, N+k for xdist worker k)"),
     ("s3-endpoint", "xcomsim_s3_endpoint", "an S3 endpoint instead of moto in-process: http://[KEY:SECRET@]host:port"),
@@ -32,6 +33,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for name, ini, text in _OPTIONS:
         group.addoption(f"--xcomsim-{name}", dest=ini, default=None, help=text)
         parser.addini(ini, text, default="")
+    group.addoption("--xcomsim-replay", action="store_true", default=False,
+                    help="re-run only the failing examples kept in the Hypothesis database, generate none")  # fmt: skip
 
 
 def _enabled(config: pytest.Config) -> bool:
@@ -78,7 +81,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if _STATE not in config.stash:
         config.stash[_STATE] = session.start(config, _option_values(config))
     session.activate_profile(config.getoption("xcomsim_profile") or config.getini("xcomsim_profile"),
-                             config.getoption("xcomsim_hypothesis_db") or config.getini("xcomsim_hypothesis_db"))  # fmt: skip
+                             config.getoption("xcomsim_hypothesis_db") or config.getini("xcomsim_hypothesis_db"),
+                             replay=config.getoption("xcomsim_replay"))  # fmt: skip
+    suite = session.conformance_suite(config.getoption("xcomsim_conformance") or config.getini("xcomsim_conformance"),
+                                      backend_given=bool(config.getoption("xcomsim_backend")))  # fmt: skip
+    if suite:
+        config.args.append(suite)
     config.pluginmanager.register(fixtures, "xcomsim-fixtures")
     config.pluginmanager.register(report, "xcomsim-report")
 

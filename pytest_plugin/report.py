@@ -19,7 +19,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
         env = getattr(item, "funcargs", {}).get("xcomsim_env")
         backend = env.backend if env is not None else None
         report.xcomsim_guarantee = (  # type: ignore[attr-defined]
-            marker.args[0], f"{backend.__module__}.{backend.__qualname__}" if backend else "?"
+            marker.args, f"{backend.__module__}.{backend.__qualname__}" if backend else "?"
         )
     return report
 
@@ -28,15 +28,19 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     tagged = getattr(report, "xcomsim_guarantee", None)
     if tagged is None or (report.when != "call" and report.passed):
         return
-    name, backend = tagged
+    names, backend = tagged
     verdicts = _verdicts.setdefault(backend, Verdicts(backend))
     if report.skipped and hasattr(report, "wasxfail"):  # an expected failure is still a broken guarantee
-        verdicts.record(name, "failed", str(report.longrepr))
+        verdicts.record_failure(names, str(report.longrepr))
     elif report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        verdicts.record(name, "skipped", reason.removeprefix("Skipped: "))
+        for name in names:
+            verdicts.record(name, "skipped", reason.removeprefix("Skipped: "))
+    elif report.failed:
+        verdicts.record_failure(names, report.longreprtext)
     else:
-        verdicts.record(name, report.outcome, report.longreprtext)
+        for name in names:
+            verdicts.record(name, "passed")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

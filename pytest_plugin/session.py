@@ -33,13 +33,25 @@ def start(config: pytest.Config, values: dict[str, object]) -> HarnessState:
     return HarnessState(settings, AirflowHome(settings.dags_folder))
 
 
-def activate_profile(name: str | None, database: str | None) -> None:
+def activate_profile(name: str | None, database: str | None, replay: bool = False) -> None:
     from xcomsim import profiles
 
     try:
-        profiles.activate(name or None, database or None)
+        profiles.activate(name or None, database or None, replay=replay)
     except XcomsimError as exc:
         raise pytest.UsageError(f"xcomsim: {exc}") from None
+
+
+def conformance_suite(mode: str | None, backend_given: bool) -> str | None:
+    """The kit's test module to collect as well, or None (``auto``: when a backend is named on the command line)."""
+    mode = (mode or "auto").strip().lower()
+    if mode not in ("auto", "on", "off"):
+        raise pytest.UsageError(f"xcomsim: --xcomsim-conformance={mode!r}; use auto, on or off")
+    if mode == "on" or (mode == "auto" and backend_given):
+        from xcomsim.conformance import suite
+
+        return suite.__file__
+    return None
 
 
 @contextlib.contextmanager

@@ -7,7 +7,9 @@ import pytest
 
 def test_unknown_backend_option_names_the_module(clean_pytester):
     clean_pytester.makepyfile(test_x="def test_x(xcomsim_env): pass")
-    result = clean_pytester.runpytest_subprocess("--xcomsim", "--xcomsim-backend=no_such_pkg.xcom.MyXCom")
+    result = clean_pytester.runpytest_subprocess(
+        "--xcomsim", "--xcomsim-backend=no_such_pkg.xcom.MyXCom", "--xcomsim-conformance=off"
+    )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*xcomsim: XCom backend 'no_such_pkg.xcom.MyXCom': cannot import module*"])
     assert "Traceback" not in result.stdout.str()

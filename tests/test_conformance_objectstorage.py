@@ -46,17 +46,21 @@ def test_kit_reports_what_the_objectstorage_backend_keeps(clean_pytester):
     clean_pytester.makepyfile(test_objectstorage_kit=KIT_MODULE)
     result = clean_pytester.runpytest_subprocess("--xcomsim", "-p", "no:randomly", "--xcomsim-profile=ci")
 
-    # kept: offload, delete purges; broken: push-once (2), round trip, reruns; both cache probes pass
-    result.assert_outcomes(passed=4, failed=4)
+    # kept: offload, delete purges, crash leaves no dangling row; broken: push-once (2), round trip,
+    # reruns, the model (a second push succeeds); not claimed: scoping (2), claims (2); both cache probes pass
+    result.assert_outcomes(passed=5, failed=5, skipped=4)
     result.stdout.fnmatch_lines(
         [
             "*xcomsim conformance verdict for airflow.providers.common.io.xcom.backend.XComObjectStorageBackend:",
-            "*push-once*broken",
+            "*push-once*broken*",
             "*DID NOT RAISE*",
-            "*round-trip-exact*broken",
+            "*round-trip-exact*broken*",
             "*value=*",
+            "*push-scope*not claimed",
+            "*exactly-one-claim-winner*not claimed",
             "*offload-threshold*kept",
             "*purge-leaves-no-orphan*broken",
-            "*19 object(s) after 20 reruns that no row references*",
+            "*[[]purge-leaves-no-orphan[]] 19 value-sized object(s) no row references*",
+            "*no-dangling-reference*kept",
         ]
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from xcomsim.errors import ConfigError
@@ -23,8 +23,12 @@ def default_profile() -> str:
     return "ci" if os.environ.get("CI") else "dev"
 
 
-def activate(name: str | None = None, database: str | None = None) -> str:
-    """Register the profiles and load ``name`` (default: ``ci`` under CI, else ``dev``)."""
+def activate(name: str | None = None, database: str | None = None, replay: bool = False) -> str:
+    """Register the profiles and load ``name`` (default: ``ci`` under CI, else ``dev``).
+
+    ``replay``: run only the failing examples kept in the example database
+    (``database``, else Hypothesis's ``.hypothesis/examples``) and generate none.
+    """
     name = name or default_profile()
     if name not in PROFILES:
         raise ConfigError(f"xcomsim profile {name!r} is unknown; use one of {', '.join(PROFILES)}")
@@ -37,5 +41,11 @@ def activate(name: str | None = None, database: str | None = None) -> str:
     settings.register_profile(
         "xcomsim-thorough", max_examples=1000, **({"database": db} if db else {}), **common
     )
+    if replay:
+        kept = db or DirectoryBasedExampleDatabase(".hypothesis/examples")
+        settings.register_profile("xcomsim-replay", settings.get_profile(f"xcomsim-{name}"), derandomize=False,
+                                  database=kept, phases=[Phase.explicit, Phase.reuse])  # fmt: skip
+        settings.load_profile("xcomsim-replay")
+        return name
     settings.load_profile(f"xcomsim-{name}")
     return name

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-from xcomsim.conformance.kit import XComBackendContract, same, store_objects
+from xcomsim.conformance.capabilities import Capabilities, ContractDeclarationError, declared
+from xcomsim.conformance.kit import ScopeSetup, XComBackendContract, same, xcomsim_policy_scoping
+from xcomsim.conformance.machine import XComMachine
+from xcomsim.conformance.stores import observe, store_objects, store_sizes
 from xcomsim.conformance.verdict import Verdicts
 
-__all__ = ["Verdicts", "XComBackendContract", "same", "store_objects"]
+__all__ = [
+    "Capabilities",
+    "ContractDeclarationError",
+    "ScopeSetup",
+    "Verdicts",
+    "XComBackendContract",
+    "XComMachine",
+    "declared",
+    "observe",
+    "same",
+    "store_objects",
+    "store_sizes",
+    "xcomsim_policy_scoping",
+]

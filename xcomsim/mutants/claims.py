@@ -58,3 +58,24 @@ class RedisGetThenSetClaimStore:
     def holder(self, claim_id: str) -> str | None:
         value = self.client.get(self.prefix + claim_id)
         return None if value is None else value.decode()
+
+
+# Zero-argument factories, as a backend's ``xcomsim_contract['claim_store']`` names them.
+def _metadata_engine() -> Any:
+    from airflow import settings
+
+    return settings.engine
+
+
+def check_then_act_store() -> CheckThenActClaimStore:
+    return CheckThenActClaimStore(_metadata_engine())
+
+
+def no_lease_store() -> NoLeaseClaimStore:
+    return NoLeaseClaimStore(_metadata_engine())
+
+
+def redis_get_then_set_store() -> RedisGetThenSetClaimStore:
+    from xcomsim.backend.stores import _make_redis_client
+
+    return RedisGetThenSetClaimStore(_make_redis_client("redis_default"))

@@ -58,6 +58,7 @@ class FaultPlan:
     at: Mapping[int, str] = field(default_factory=dict)
     workers: frozenset[str] | None = None
     applied: list[AppliedFault] = field(default_factory=list)
+    seen: dict[str, list[str]] = field(default_factory=dict)  # worker -> the I/O it made, in order
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -71,10 +72,11 @@ class FaultPlan:
     def injector(self, worker: str) -> Callable[[str, Callable[[], Any]], Any] | None:
         if self.workers is not None and worker not in self.workers:
             return None
-        counter = iter(range(10**9))
+        seen = self.seen.setdefault(worker, [])
 
         def inject(io: str, call: Callable[[], Any]) -> Any:
-            index = next(counter)
+            index = len(seen)
+            seen.append(io)
             kind = self.at.get(index)
             if kind is None or not io.startswith(_SERVICE[kind]):
                 return call()

@@ -3,8 +3,9 @@
 Every way a backend reaches a store passes one of these (and a thread may also
 route them through a fault injector, ``set_fault``): borrowing a SQLAlchemy
 connection (``Pool.connect``), a redis-py command (``Redis.execute_command``),
-a botocore API call (``BaseClient._make_api_call``: boto3, S3Hook, s3fs's
-aiobotocore shares it), and a task's message to its supervisor (the Execution
+a botocore API call (``BaseClient._make_api_call``: boto3, S3Hook), an s3fs
+call (``fsspec.asyn.sync``: ``ObjectStoragePath``, whose aiobotocore runs on
+fsspec's own thread), and a task's message to its supervisor (the Execution
 API: the ``xcom`` row). The hooks are class-level, so a backend written without
 xcomsim in mind, building its own clients, is intercepted all the same. A
 thread that is not a scheduled worker passes straight through.
@@ -51,6 +52,7 @@ def install() -> None:
         _wrap_sqlalchemy()
         _wrap_redis()
         _wrap_botocore()
+        _wrap_fsspec()
         _wrap_task_comms()
         _installed = True
 
@@ -106,6 +108,24 @@ def _wrap_botocore() -> None:
         return f"s3 {operation} {key}"[:120]
 
     _wrap(BaseClient, "_make_api_call", label)
+
+
+def _wrap_fsspec() -> None:
+    """s3fs (``ObjectStoragePath``) runs aiobotocore on fsspec's own loop thread; its calls leave the
+    caller's thread through ``fsspec.asyn.sync``, so that is where they are seen."""
+    try:
+        import fsspec.asyn
+    except ImportError:
+        return
+
+    def label(loop: Any, func: Any, *args: Any, **kwargs: Any) -> str:
+        owner = getattr(func, "__self__", None) or (args[0] if args else None)
+        protocol = getattr(owner, "protocol", "fs")
+        protocol = protocol[0] if isinstance(protocol, (tuple, list)) else protocol
+        path = next((a for a in args if isinstance(a, str)), "")
+        return f"{protocol} {getattr(func, '__name__', '?').lstrip('_')} {path}"[:120]
+
+    _wrap(fsspec.asyn, "sync", label)
 
 
 def _wrap_task_comms() -> None:

@@ -1,0 +1,53 @@
+"""``--xcomsim-backend`` brings the contract suite along; capabilities come from the backend class."""
+
+from __future__ import annotations
+
+import pytest
+
+from xcomsim.conformance import ContractDeclarationError, declared
+
+
+@pytest.mark.parametrize(
+    ("options", "collected"),
+    [
+        (["--xcomsim-backend=xcomsim.mutants.xcom.OverwriteAllowedXCom"], True),
+        (["--xcomsim-backend=xcomsim.mutants.xcom.OverwriteAllowedXCom", "--xcomsim-conformance=off"], False),
+        ([], False),
+        (["--xcomsim-conformance=on"], True),
+    ],
+)
+def test_the_suite_is_collected_when_a_backend_is_named(clean_pytester, options, collected):
+    clean_pytester.makepyfile(test_x="def test_x(): pass")
+    result = clean_pytester.runpytest_subprocess("--xcomsim", "--collect-only", "-q", *options)
+    listed = "TestBackendContract::test_backend_agrees_with_the_model" in result.stdout.str()
+    assert listed is collected, result.stdout.str()[-2000:]
+
+
+def test_bad_conformance_mode_is_a_usage_error(clean_pytester):
+    result = clean_pytester.runpytest_subprocess("--xcomsim", "--xcomsim-conformance=sometimes")
+    result.stderr.fnmatch_lines(["*xcomsim: --xcomsim-conformance='sometimes'; use auto, on or off*"])
+
+
+@pytest.mark.parametrize(
+    ("contract", "message"),
+    [
+        ({"offlaod": ({}, 1)}, r"unknown entries \['offlaod'\]"),
+        ({"offload": ({}, 0)}, r"\['offload'\] must be \(config dict, threshold > 0\)"),
+        ({"scoping": "yes"}, r"\['scoping'\] must be one of \['xcomsim-policy'\]"),
+        ({"claim_store": "no_such.module:f"}, r"\['claim_store'\] = 'no_such.module:f' cannot be loaded"),
+        ({"claim_store": "no_colon"}, r"must be 'package.module:factory'"),
+        ([], r"must be a dict"),
+    ],
+)
+def test_malformed_declarations_name_the_entry(contract, message):
+    backend = type("MyXCom", (), {"xcomsim_contract": contract})
+    with pytest.raises(ContractDeclarationError, match=message):
+        declared(backend)
+
+
+def test_reference_declares_everything():
+    from xcomsim.backend import ExclusiveXCom
+
+    caps = declared(ExclusiveXCom)
+    assert caps.offload == ({"xcomsim.xcom_objectstorage_threshold": 1000}, 1000)
+    assert caps.scoping == "xcomsim-policy" and callable(caps.claim_store)

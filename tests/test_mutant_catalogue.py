@@ -1,0 +1,25 @@
+"""The whole mutant catalogue through the kit, in a pytest run of its own: each caught by its invariant."""
+
+from __future__ import annotations
+
+from xcomsim.mutants.catalogue import CATALOGUE, contract_module, selection, verdicts
+
+
+def test_every_mutant_is_caught_by_its_invariant_within_the_budget(clean_pytester):
+    assert len(CATALOGUE) >= 10 and len(set(CATALOGUE.values())) == 9  # every invariant has a mutant
+    clean_pytester.makepyfile(test_catalogue=contract_module())
+    result = clean_pytester.runpytest_subprocess(
+        "--xcomsim", "-p", "no:randomly", "--xcomsim-profile=ci", "-k", selection()
+    )
+    found = verdicts(result.stdout.str())
+    missed = {path: verdict for path, (verdict, _) in found.items() if verdict != "broken"}
+    assert set(found) == set(CATALOGUE), result.stdout.str()[-3000:]
+    assert not missed, f"not caught by the intended invariant: {missed}"
+    # The ci profile's budget is 100 examples; every mutant fell well within it.
+    assert all(first is not None and first <= 100 for _, first in found.values()), found
+
+
+def test_the_selection_keeps_only_each_mutants_own_invariant():
+    for index, invariant in enumerate(CATALOGUE.values()):
+        assert f"(TestMutant{index:02d}) and (" in selection()
+    assert "TestMutant1)" not in selection()  # zero-padded: -k must not match TestMutant1 inside TestMutant10

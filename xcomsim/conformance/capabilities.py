@@ -1,0 +1,77 @@
+"""What a backend claims, so the kit checks those guarantees and reports the rest as not claimed.
+
+A backend declares its claims on the class, where the kit (and ``pytest --xcomsim
+--xcomsim-backend=...``) finds them without any test code::
+
+    class MyXCom(BaseXCom):
+        xcomsim_contract = {
+            "offload": ({"my_section.threshold": "1000"}, 1000),   # (Airflow config, threshold in bytes)
+            "scoping": "xcomsim-policy",        # enforces an XComPolicy attached to the DAG
+            "claim_store": "my_pkg.claims:open_store",   # zero-argument factory of a claim store
+            "config": {"my_section.mode": "strict"},    # Airflow config for every contract test
+        }
+
+A test class deriving from ``XComBackendContract`` may override the fixtures of
+the same names instead; the fixtures win.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_KEYS = {"offload", "scoping", "claim_store", "config"}
+SCOPING_KINDS = {"xcomsim-policy"}
+
+
+class ContractDeclarationError(ValueError):
+    """A backend's ``xcomsim_contract`` is malformed; the message names the backend and the entry."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    offload: tuple[dict[str, Any], int] | None = None
+    scoping: str | None = None
+    claim_store: Callable[[], Any] | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+def declared(backend: type) -> Capabilities:
+    """The backend's ``xcomsim_contract``, checked; an empty ``Capabilities`` when it declares none."""
+    raw = getattr(backend, "xcomsim_contract", None)
+    name = f"{backend.__module__}.{backend.__qualname__}.xcomsim_contract"
+    if raw is None:
+        return Capabilities()
+    if not isinstance(raw, Mapping):
+        raise ContractDeclarationError(f"{name} must be a dict, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise ContractDeclarationError(f"{name} has unknown entries {unknown}; known: {sorted(_KEYS)}")
+    offload = raw.get("offload")
+    if offload is not None:
+        if not (isinstance(offload, (tuple, list)) and len(offload) == 2 and isinstance(offload[0], Mapping)
+                and isinstance(offload[1], int) and offload[1] > 0):  # fmt: skip
+            raise ContractDeclarationError(f"{name}['offload'] must be (config dict, threshold > 0), got {offload!r}")
+        offload = (dict(offload[0]), offload[1])
+    scoping = raw.get("scoping")
+    if scoping is not None and scoping not in SCOPING_KINDS:
+        raise ContractDeclarationError(f"{name}['scoping'] must be one of {sorted(SCOPING_KINDS)}, got {scoping!r}")
+    config = raw.get("config", {})
+    if not isinstance(config, Mapping):
+        raise ContractDeclarationError(f"{name}['config'] must be a dict of 'section.option': value")
+    factory = raw.get("claim_store")
+    return Capabilities(offload, scoping, _factory(name, factory) if factory else None, dict(config))
+
+
+def _factory(name: str, path: Any) -> Callable[[], Any]:
+    if callable(path):
+        return path
+    if not isinstance(path, str) or ":" not in path:
+        raise ContractDeclarationError(f"{name}['claim_store'] must be 'package.module:factory', got {path!r}")
+    module, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ContractDeclarationError(f"{name}['claim_store'] = {path!r} cannot be loaded: {exc}") from None
