@@ -129,7 +129,8 @@ def test_bench_command_prints_one_table_and_writes_json(tmp_path):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--size", "1x"], "is not a size"), (["--rounds", "0"], "at least 1"), (["--workers", "-2"], "at least 1")],
+    [(["--size", "1x"], "is not a size"), (["--size", "1"], "at least 2 bytes"), (["--rounds", "0"], "at least 1"),
+     (["--workers", "-2"], "at least 1")],
 )
 def test_bench_command_bad_options(args, message):
     result = subprocess.run([sys.executable, "-m", "xcomsim.cli", "bench", *args], capture_output=True, text=True,

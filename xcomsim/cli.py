@@ -97,12 +97,14 @@ _REAL_SERVICES = {"db": "db_url", "redis": "redis_url", "s3_endpoint": "s3_endpo
 def _size(text: str) -> int:
     units = {"kib": 1024, "mib": 1024**2, "b": 1}
     lowered = text.strip().lower()
-    for unit, scale in units.items():
-        if lowered.endswith(unit) and lowered[: -len(unit)].strip().isdigit():
-            return int(lowered[: -len(unit)]) * scale
-    if lowered.isdigit():
-        return int(lowered)
-    raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 1024, 64KiB or 1MiB")
+    number, scale = lowered, 1
+    for unit, unit_scale in units.items():
+        if lowered.endswith(unit):
+            number, scale = lowered[: -len(unit)].strip(), unit_scale
+            break
+    if not number.isdigit() or int(number) * scale < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size of at least 2 bytes, such as 1024, 64KiB or 1MiB")
+    return int(number) * scale
 
 
 def _positive(text: str) -> int:

@@ -31,9 +31,7 @@ def asked_for(config: pytest.Config) -> bool:
     if config.getoption("benchmark_only", default=False):
         return True
     invoked_from = Path(config.invocation_params.dir)
-    for arg in config.invocation_params.args:
-        if arg.startswith("-"):
-            continue
+    for arg in config.args:  # positional paths (testpaths when none were given)
         path = Path(arg.split("::")[0])
         path = (path if path.is_absolute() else invoked_from / path).resolve()
         if path == HERE or HERE in path.parents:
