@@ -1,4 +1,4 @@
-"""The conformance verdict at the end of the run: hooks that feed xcomsim's Verdicts, nothing more."""
+"""The conformance verdict at the end of the run, and a replay hint on failed properties: hooks only."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ import pytest
 from xcomsim.conformance.verdict import Verdicts
 
 _verdicts: dict[str, Verdicts] = {}
+_HYPOTHESIS_FAILURE = ("Falsifying example", "Failing test case", "reproduce_failure")
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     report = yield
+    if report.failed and any(mark in report.longreprtext for mark in _HYPOTHESIS_FAILURE):
+        from xcomsim.profiles import replay_hint
+
+        report.sections.append(("xcomsim: replay", replay_hint(item.nodeid)))
     marker = item.get_closest_marker("xcomsim_guarantee")
     if marker is not None:
         env = getattr(item, "funcargs", {}).get("xcomsim_env")

@@ -49,3 +49,13 @@ def activate(name: str | None = None, database: str | None = None, replay: bool 
         return name
     settings.load_profile(f"xcomsim-{name}")
     return name
+
+
+def replay_hint(nodeid: str) -> str:
+    """How to re-run a failing property test of this session, for the failure report."""
+    current = settings()
+    if current.derandomize:
+        return f"pytest --xcomsim --xcomsim-profile=ci '{nodeid}'   (derandomised: the same examples every run)"
+    database = getattr(current.database, "path", None)
+    where = f" --xcomsim-hypothesis-db={database}" if database else ""
+    return f"pytest --xcomsim --xcomsim-replay{where} '{nodeid}'   (only the failing examples kept, none new)"
