@@ -56,12 +56,15 @@ def test_dry_run_lists_then_sweep_deletes_only_orphans(run_dag, xcomsim_env):
 def test_cli_gc_dry_run_and_sweep(run_dag, xcomsim_env, tmp_path, capsys):
     run_dag(gc_dag)
     xcomsim_env.s3.put_object(Bucket=xcomsim_env.bucket, Key="xcom/values/orphan", Body=b"x")
-    db_file = tmp_path / "metadata.db"
-    with xcomsim_env.engine.connect() as conn:  # the CLI opens its own connection: give it a file copy
-        target = sqlite3.connect(db_file)
-        conn.connection.driver_connection.backup(target)
-        target.close()
-    args = ["gc", "--path", f"s3://aws_default@{xcomsim_env.bucket}/xcom", "--sql-alchemy-conn", f"sqlite:///{db_file}"]
+    url = xcomsim_env.engine.url.render_as_string(hide_password=False)  # a server DB: the CLI connects to it
+    if xcomsim_env.engine.dialect.name == "sqlite":  # in memory: the CLI opens its own connection, give it a file copy
+        db_file = tmp_path / "metadata.db"
+        with xcomsim_env.engine.connect() as conn:
+            target = sqlite3.connect(db_file)
+            conn.connection.driver_connection.backup(target)
+            target.close()
+        url = f"sqlite:///{db_file}"
+    args = ["gc", "--path", f"s3://aws_default@{xcomsim_env.bucket}/xcom", "--sql-alchemy-conn", url]
 
     assert main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out

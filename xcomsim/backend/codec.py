@@ -17,6 +17,7 @@ import bz2
 import gzip
 import hashlib
 import json
+import math
 import lzma
 import zlib
 from dataclasses import dataclass
@@ -90,15 +91,25 @@ _SAFE_INT = 2**53 - 1
 
 
 def _portable(stored: Any) -> bool:
-    """Whether JSON every hop of the inline path agrees on holds ``stored`` exactly."""
-    if isinstance(stored, bool) or stored is None or isinstance(stored, str):
+    """Whether JSON every hop of the inline path agrees on holds ``stored`` exactly.
+
+    PostgreSQL's JSONB ``xcom.value`` adds three: it refuses ``\u0000`` in text,
+    drops the sign of ``-0.0``, and turns an integral float written with an
+    exponent (``1e+16``) into an integer.
+    """
+    if isinstance(stored, bool) or stored is None:
         return True
+    if isinstance(stored, str):
+        return "\x00" not in stored
     if isinstance(stored, int):
         return -_SAFE_INT <= stored <= _SAFE_INT
     if isinstance(stored, float):
-        return stored == stored and stored not in (float("inf"), float("-inf"))
+        if stored != stored or stored in (float("inf"), float("-inf")):
+            return False
+        negative_zero = stored == 0 and math.copysign(1.0, stored) < 0
+        return not negative_zero and not (stored.is_integer() and "e" in repr(stored))
     if isinstance(stored, dict):
-        return all(isinstance(k, str) and _portable(v) for k, v in stored.items())
+        return all(isinstance(k, str) and "\x00" not in k and _portable(v) for k, v in stored.items())
     if isinstance(stored, (list, tuple)):
         return all(_portable(v) for v in stored)
     return False

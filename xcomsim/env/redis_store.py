@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
 from typing import Any
 
 import redis
@@ -77,7 +78,10 @@ class RedisServer:
             pool = redis.ConnectionPool.from_url(url)
         except ValueError as exc:
             raise ServiceError(f"xcomsim redis {self.shown} is not a redis:// URL ({exc})") from None
-        self._raw = url
+        parts = urllib.parse.urlsplit(url)
+        query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "db"]
+        # from_url lets the URL's DB index win over db=; the client's URL has none.
+        self._raw = urllib.parse.urlunsplit(parts._replace(path="", query=urllib.parse.urlencode(query)))
         self._kwargs = pool.connection_kwargs
         self._ssl = url.startswith("rediss://")
         self.db = int(pool.connection_kwargs.get("db") or 0) + worker_number()

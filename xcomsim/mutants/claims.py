@@ -24,9 +24,10 @@ class CheckThenActClaimStore(SqlClaimStore):
         if row is not None and row.status == "claimed":
             return None
         with self.engine.begin() as conn:
-            if row is None:
-                conn.execute(claim_table.insert().prefix_with("OR REPLACE").values(
-                    claim_id=claim_id, status="claimed", claimed_by=worker_id))  # fmt: skip
+            if row is None:  # an unconditional upsert: whoever writes last "wins" too
+                conn.execute(self._insert().values(claim_id=claim_id, status="claimed", claimed_by=worker_id)
+                             .on_conflict_do_update(index_elements=[t.claim_id],
+                                                    set_={"status": "claimed", "claimed_by": worker_id}))  # fmt: skip
             else:
                 conn.execute(update(claim_table).where(t.claim_id == claim_id).values(
                     status="claimed", claimed_by=worker_id))  # fmt: skip
