@@ -60,3 +60,37 @@ def verdicts(output: str) -> dict[str, tuple[str, int | None]]:
             first = int(line.group(2)) if line.group(2) else (1 if line.group(1) == "broken" else None)
             found[path.strip()] = (line.group(1), first)
     return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m xcomsim.mutants.catalogue --runs 5``: median examples to the first failure, per mutant."""
+    import argparse
+    import statistics
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--runs", type=int, default=5, help="runs per mutant, each with its own random seed")
+    args = parser.parse_args(argv)
+    firsts: dict[str, list[int | None]] = {path: [] for path in CATALOGUE}
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "test_catalogue.py").write_text(contract_module())
+        for run in range(args.runs):
+            command = [sys.executable, "-m", "pytest", "--xcomsim", "--xcomsim-profile=dev", "-p", "no:randomly",
+                       "-p", "no:cacheprovider", f"--hypothesis-seed={run}", "-k", selection(), "test_catalogue.py"]  # fmt: skip
+            output = subprocess.run(command, cwd=folder, capture_output=True, text=True).stdout
+            for path, (verdict, first) in verdicts(output).items():
+                firsts[path].append(first if verdict == "broken" else None)
+            print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
+    print(f"{'mutant':<52} {'invariant':<26} caught  median examples to first failure")
+    for path, found in firsts.items():
+        caught = [f for f in found if f is not None]
+        median = statistics.median(caught) if caught else "-"
+        print(f"{path.removeprefix('xcomsim.mutants.'):<52} {CATALOGUE[path]:<26} {len(caught)}/{len(found):<5} {median}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
