@@ -36,10 +36,10 @@ def activate(name: str | None = None, database: str | None = None, replay: bool 
     common = {"deadline": None, "suppress_health_check": _SUPPRESSED, "print_blob": True}
     settings.register_profile("xcomsim-ci", max_examples=100, derandomize=True, database=None, **common)
     settings.register_profile(
-        "xcomsim-dev", max_examples=100, **({"database": db} if db else {}), **common
+        "xcomsim-dev", max_examples=100, derandomize=False, **({"database": db} if db else {}), **common
     )
     settings.register_profile(
-        "xcomsim-thorough", max_examples=1000, **({"database": db} if db else {}), **common
+        "xcomsim-thorough", max_examples=1000, derandomize=False, **({"database": db} if db else {}), **common
     )
     if replay:
         kept = db or DirectoryBasedExampleDatabase(".hypothesis/examples")
