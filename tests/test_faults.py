@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from xcomsim.backend import XComPolicy
 from xcomsim.checks import Observation, require
-from xcomsim.conformance import observe
+from xcomsim.conformance import observe, stored_values
 from xcomsim.scheduler import hypothesis_chooser
 from xcomsim.scheduler.faults import FaultPlan, WorkerCrash, fault_plans, injecting
 from xcomsim.scheduler.workload import WORKLOAD_TASK_ID, run_workload, workload_dag
@@ -79,8 +79,7 @@ def test_reference_keeps_push_once_and_references_under_faults(xcomsim_env):
         history = run_workload(workload, dag=DAG, chooser=hypothesis_chooser(data), faults=plan)
         note(history.describe())
         obs = observe(xcomsim_env, history.run_id)
-        rows = {row["key"]: row["value"] for row in obs.rows or []}
-        stored = {"k": xcomsim_env.backend.deserialize_value(type("R", (), {"value": rows["k"]})())} if rows else {}
+        stored = stored_values(xcomsim_env, DAG.dag_id, history.run_id)
         require(["push-once", "no-dangling-reference"], Observation(history, stored, rows=obs.rows,
                 objects=obs.objects, bucket=obs.bucket), history.describe())  # fmt: skip
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from xcomsim.backend import XComPolicy
 from xcomsim.backend.claims import RedisClaimStore, SqlClaimStore
 from xcomsim.checks import Observation, violations
+from xcomsim.conformance import stored_values
 from xcomsim.mutants.claims import CheckThenActClaimStore, RedisGetThenSetClaimStore
 from xcomsim.scheduler import hypothesis_chooser
 from xcomsim.scheduler.workload import WORKLOAD_TASK_ID, ManualClock, run_workload, workload_dag
@@ -91,17 +92,10 @@ def _push_race(env, profile=RACE):
     def race(workload, data):
         history = run_workload(workload, dag=DAG, chooser=hypothesis_chooser(data))  # a new DAG run each time
         note(history.describe())
-        rows = [row for row in env.xcom_rows() if row["run_id"] == history.run_id]
-        stored = {row["key"]: env.backend.deserialize_value(_Row(row["value"])) for row in rows}
-        problems = violations("push-once", Observation(history, stored))
+        problems = violations("push-once", Observation(history, stored_values(env, DAG.dag_id, history.run_id)))
         assert not problems, problems
 
     return race
-
-
-class _Row:
-    def __init__(self, value):
-        self.value = value
 
 
 def test_reference_backend_keeps_push_once_under_races(xcomsim_env):

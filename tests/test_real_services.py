@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from xcomsim.conformance import stored_values
 from xcomsim.env.environment import check_services
 from xcomsim.env.naming import mask_url
 from xcomsim.errors import ConfigError, ServiceError
@@ -354,16 +355,10 @@ def test_stress_push_once_one_winner_per_key(xcomsim_env, xcomsim_simulation, gu
 
     succeeded = {k: [s.worker for s in history.steps if s.op.key == k and s.error is None] for k in keys}
     refusals = {s.error_type for s in history.steps if s.error is not None}
-    rows = {r["key"]: r for r in xcomsim_env.xcom_rows() if r["run_id"] == history.run_id}
+    stored = stored_values(xcomsim_env, dag.dag_id, history.run_id)
     _report(request, workers=WORKERS, keys=len(keys), seconds=round(seconds, 2),
             winners_per_key=sorted({len(w) for w in succeeded.values()}), refusals=sorted(refusals))  # fmt: skip
     assert all(len(w) == 1 for w in succeeded.values()), succeeded
     assert refusals == {"XComOverwriteError"}
     for key, (winner,) in succeeded.items():
-        value = xcomsim_env.backend.deserialize_value(_Row(rows[key]["value"]))
-        assert value == {"worker": int(winner[1:]), "key": key}
-
-
-class _Row:
-    def __init__(self, value):
-        self.value = value
+        assert stored[key] == {"worker": int(winner[1:]), "key": key}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from xcomsim.conformance.capabilities import Capabilities, ContractDeclarationError, declared
 from xcomsim.conformance.kit import ScopeSetup, XComBackendContract, same, xcomsim_policy_scoping
 from xcomsim.conformance.machine import XComMachine
-from xcomsim.conformance.stores import observe, store_objects, store_sizes
+from xcomsim.conformance.stores import observe, store_objects, store_sizes, stored_values
 from xcomsim.conformance.verdict import Verdicts
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "same",
     "store_objects",
     "store_sizes",
+    "stored_values",
     "xcomsim_policy_scoping",
 ]

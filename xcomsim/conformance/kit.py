@@ -36,7 +36,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from xcomsim.checks import Observation, ScopeAttempt, require, same
 from xcomsim.conformance.capabilities import Capabilities, declared
 from xcomsim.conformance.machine import XComMachine
-from xcomsim.conformance.stores import observe, store_objects, store_sizes
+from xcomsim.conformance.stores import observe, store_objects, store_sizes, stored_values
 from xcomsim.scheduler import hypothesis_chooser
 from xcomsim.scheduler.faults import FaultPlan, WorkerCrash, injecting
 from xcomsim.scheduler.workload import WORKLOAD_TASK_ID, run_workload, workload_dag
@@ -73,11 +73,6 @@ def xcomsim_policy_scoping() -> ScopeSetup:
             task(task_id=name)(lambda: None)()
     XComPolicy(pushes={t: sorted(k) for t, k in pushes.items() if k}, pulls=pulls).attach(dag)
     return ScopeSetup(dag, pushes, pulls)
-
-
-class _Value:
-    def __init__(self, value: Any):
-        self.value = value
 
 
 class FirstFailure:
@@ -221,9 +216,8 @@ class XComBackendContract:
                 workload = [[Push(key, v)] for v in values]
                 history = run_workload(workload, dag=contract_dag, chooser=hypothesis_chooser(data), handle=handle)
                 note(history.describe())
-                rows = self._stored(xcomsim_env, history.run_id)
-                stored = {key: xcomsim_env.backend.deserialize_value(_Value(rows[key]))} if key in rows else {}
-                require("push-once", Observation(history, stored))
+                stored = stored_values(xcomsim_env, contract_dag.dag_id, history.run_id)
+                require("push-once", Observation(history, {key: stored[key]} if key in stored else {}))
 
             counter.run(race)
 

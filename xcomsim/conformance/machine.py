@@ -25,7 +25,6 @@ KEYS = ("k0", "k1", "k2")
 CLAIMS = ("c0", "c1")
 WORKERS = ("w0", "w1")
 _runs = itertools.count()
-_absent = object()
 
 
 def small_values() -> st.SearchStrategy[Any]:

@@ -31,3 +31,17 @@ def observe(env: Any, run_id: str | None = None, **fields: Any) -> Observation:
     """The rows (of one DAG run, or all) and the stores as they are now, plus any other Observation fields."""
     rows = [row for row in env.xcom_rows() if run_id is None or row["run_id"] == run_id]
     return Observation(rows=rows, objects=store_sizes(env), bucket=env.bucket, **fields)
+
+
+def stored_values(env: Any, dag_id: str, run_id: str) -> dict[str, Any]:
+    """Key -> the backend's deserialised value, for every row of the run (``runner.read_xcoms``)."""
+    from sqlalchemy.orm import Session
+
+    from xcomsim.runner import read_xcoms
+
+    with Session(env.engine) as session:
+        records = read_xcoms(session, env.backend, dag_id, run_id)
+    broken = [f"{r.key}: {r.error}" for r in records if r.error]
+    if broken:
+        raise AssertionError(f"the backend cannot read back what it stored: {broken}")
+    return {r.key: r.value for r in records}
