@@ -48,6 +48,10 @@ class StoreLocation:
             "or redis:// (redis://CONN_ID/PREFIX)"
         )
 
+    def same_place(self, other: StoreLocation) -> bool:
+        """The same objects: scheme, bucket and prefix. The connection id is only how they are reached."""
+        return (self.scheme, self.bucket, self.prefix) == (other.scheme, other.bucket, other.prefix)
+
     def __str__(self) -> str:
         where = f"{self.conn_id}@{self.bucket}" if self.scheme == "s3" else self.conn_id
         return f"{self.scheme}://{where}/{self.prefix}".rstrip("/")

@@ -13,17 +13,21 @@ Configure with ``[core] xcom_backend = xcomsim.backend.ExclusiveXCom`` and the
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from airflow.sdk.bases.xcom import BaseXCom
 
 from xcomsim.backend import codec
 from xcomsim.backend.config import BackendConfig, Undeclared, load
-from xcomsim.backend.errors import XComOverwriteError, XComScopeError, XComValueError
+from xcomsim.backend.errors import XComOverwriteError, XComScopeError, XComStoreError, XComValueError
 from xcomsim.backend.policy import AIRFLOW_INTERNAL_KEYS, policy_for
-from xcomsim.backend.stores import ObjectStore, open_store
+from xcomsim.backend.stores import ObjectStore, StoreLocation, open_store
 
 MAX_KEY_LEN = 512  # the xcom.key column
 log = logging.getLogger(__name__)
@@ -190,35 +194,42 @@ class ExclusiveXCom(BaseXCom):
     def get_one(cls, *, key: str, dag_id: str, task_id: str, run_id: str, map_index: int | None = None,
                 include_prior_dates: bool = False) -> Any | None:  # fmt: skip
         cls._check_pull_scope(dag_id, task_id, key)
-        return super().get_one(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index,
-                               include_prior_dates=include_prior_dates)  # fmt: skip
+        exact = None if include_prior_dates or map_index is None else (run_id, map_index)
+        with _pulling(_Source(dag_id, task_id, key, exact)):
+            return super().get_one(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index,
+                                   include_prior_dates=include_prior_dates)  # fmt: skip
 
     @classmethod
     async def aget_one(cls, *, key: str, dag_id: str, task_id: str, run_id: str, map_index: int | None = None,
                        include_prior_dates: bool = False) -> Any | None:  # fmt: skip
         cls._check_pull_scope(dag_id, task_id, key)
-        return await super().aget_one(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id,
-                                      map_index=map_index, include_prior_dates=include_prior_dates)  # fmt: skip
+        exact = None if include_prior_dates or map_index is None else (run_id, map_index)
+        with _pulling(_Source(dag_id, task_id, key, exact)):
+            return await super().aget_one(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id,
+                                          map_index=map_index, include_prior_dates=include_prior_dates)  # fmt: skip
 
     @classmethod
     def get_all(cls, *, key: str, dag_id: str, task_id: str, run_id: str, include_prior_dates: bool = False) -> Any:
         cls._check_pull_scope(dag_id, task_id, key)
-        return super().get_all(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id,
-                               include_prior_dates=include_prior_dates)  # fmt: skip
+        with _pulling(_Source(dag_id, task_id, key)):
+            return super().get_all(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id,
+                                   include_prior_dates=include_prior_dates)  # fmt: skip
 
     @classmethod
     async def aget_all(cls, *, key: str, dag_id: str, task_id: str, run_id: str,
                        include_prior_dates: bool = False) -> Any:  # fmt: skip
         cls._check_pull_scope(dag_id, task_id, key)
-        return await super().aget_all(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id,
-                                      include_prior_dates=include_prior_dates)  # fmt: skip
+        with _pulling(_Source(dag_id, task_id, key)):
+            return await super().aget_all(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id,
+                                          include_prior_dates=include_prior_dates)  # fmt: skip
 
     @classmethod
     def deserialize_value(cls, result: Any) -> Any:  # type: ignore[override]
+        """The value a row stores; a reference is followed only to the pulled source's own object."""
         stored = result.value
         if not codec.is_reference(stored):
             return codec.decode_inline(stored)
-        return codec.decode_bytes(_fetch(stored))
+        return codec.decode_bytes(_fetch(stored, _PULLING.get()))
 
     # ----------------------------------------------------------------- delete
     @classmethod
@@ -229,36 +240,109 @@ class ExclusiveXCom(BaseXCom):
         every key the earlier try pushed. Under push-once the first value must
         stay intact, so it is kept and the new try's push raises
         XComOverwriteError; with ``retry_replaces`` it is deleted so the new try
-        can write it again.
+        can write it again. The object deleted is this coordinate's own, at its
+        fixed name, whatever the row says: a row can be written by other code.
         """
-        if key not in AIRFLOW_INTERNAL_KEYS and not _retry_replaces(dag_id):
+        from airflow.sdk.execution_time.comms import DeleteXCom
+        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+        if not cls._retry_replaces_for(dag_id, key):
             log.info("push-once: keeping XCom %r of %s.%s for run %s", key, dag_id, task_id, run_id)
             return
-        super().delete(key=key, task_id=task_id, dag_id=dag_id, run_id=run_id, map_index=map_index)
+        index = -1 if map_index is None else map_index
+        row = cls._get_xcom_db_ref(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index)
+        # The row goes first: if deleting the object fails after it, an orphan is left for gc, never a dangling row.
+        SUPERVISOR_COMMS.send(DeleteXCom(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index))
+        cls.purge(_Row(dag_id, run_id, task_id, index, key, row.value))
         if key not in AIRFLOW_INTERNAL_KEYS:  # a later try may write it afresh: leave nothing of it
-            index = -1 if map_index is None else map_index
             _Guard(open_store(load().path), dag_id, run_id, task_id, index, key).forget()
+
+    @staticmethod
+    def _retry_replaces_for(dag_id: str, key: str) -> bool:
+        """Whether a retry's delete of ``key`` really deletes (Airflow's own keys always do)."""
+        return key in AIRFLOW_INTERNAL_KEYS or _retry_replaces(dag_id)
 
     @classmethod
     def purge(cls, xcom: Any, *args: Any) -> None:
-        """Delete the offloaded object of a row being deleted (task retry or clear).
+        """Delete the offloaded object of a row being deleted: its own object, at its fixed name.
 
-        The push-once guard stays: a cleared task pushing again is an overwrite
-        unless its policy sets ``retry_replaces``.
+        The name comes from the row's coordinate, never from the reference it
+        holds (a forged reference must not make a retry delete someone else's
+        object). Given a row without its coordinate (Airflow's ``XComResult``
+        carries only key and value), nothing is deleted: ``xcomsim gc`` collects
+        what is left. The push-once guard stays: a cleared task pushing again is
+        an overwrite unless its policy sets ``retry_replaces``.
         """
-        stored = getattr(xcom, "value", None)
-        if codec.is_reference(stored):
-            ref = codec.Reference.parse(stored)
-            open_store(ref.store_path).delete(ref.name)
+        if not codec.is_reference(getattr(xcom, "value", None)):
+            return
+        coordinate = [getattr(xcom, name, None) for name in ("dag_id", "run_id", "task_id", "map_index", "key")]
+        if any(part is None for part in coordinate):
+            log.warning("purge: row without its coordinate; its object is left for xcomsim gc")
+            return
+        dag_id, run_id, task_id, map_index, key = coordinate
+        open_store(load().path).delete(codec.object_name(dag_id, run_id, task_id, map_index, key))
 
 
-def _fetch(uri: str) -> bytes:
-    from xcomsim.backend.errors import XComStoreError
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    key: str
+    value: Any
 
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """What a pull asked for; ``exact`` is (run_id, map_index) when one row is meant."""
+
+    dag_id: str
+    task_id: str
+    key: str
+    exact: tuple[str, int] | None = None
+
+
+_PULLING: contextvars.ContextVar[_Source | None] = contextvars.ContextVar("xcomsim_pulling", default=None)
+
+
+@contextlib.contextmanager
+def _pulling(source: _Source) -> Iterator[None]:
+    token = _PULLING.set(source)
+    try:
+        yield
+    finally:
+        _PULLING.reset(token)
+
+
+def _fetch(uri: str, source: _Source | None) -> bytes:
+    """The bytes of the object a reference names, if it is the pulled source's own in the configured store.
+
+    Without a source (the harness or a script reading rows back), any value
+    object of the configured store and prefix is accepted.
+    """
     ref = codec.Reference.parse(uri)
-    data = open_store(ref.store_path).get(ref.name)
+    store = open_store(load().path)
+    where = uri.partition("?")[0]
+    if not StoreLocation.parse(ref.store_path).same_place(store.location):
+        raise XComStoreError(
+            f"XCom row holds reference {where}, outside this backend's store {store.location}: refused"
+        )
+    if source is None:
+        owned = ref.name.startswith("values/")
+    elif source.exact is not None:
+        owned = ref.name == codec.object_name(source.dag_id, source.exact[0], source.task_id, source.exact[1], source.key)
+    else:
+        owned = ref.name.startswith(codec.source_folder(source.dag_id, source.task_id, source.key))
+    if not owned:
+        raise XComStoreError(
+            f"XCom row of key {source.key if source else '?'!r} holds reference {where}, which is not that "
+            "XCom's own object: refused (a row can be written by other code; only the object this backend "
+            "wrote for the coordinate is its value)"
+        )
+    data = store.get(ref.name)
     if codec.digest(data) != ref.sha256:
-        raise XComStoreError(f"object {uri.partition('?')[0]} no longer holds the bytes this XCom row was written with")
+        raise XComStoreError(f"object {where} no longer holds the bytes this XCom row was written with")
     return codec.decompress(data, ref.codec)
 
 

@@ -1,0 +1,111 @@
+"""Attacks on the reference backend through real DAG runs: each is run on the mutant that keeps the hole
+(it must lose) and on ExclusiveXCom (it must not).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG
+from xcomsim.backend import XComPolicy, codec
+from xcomsim.backend.config import load
+from xcomsim.mutants.hardening import HARDENING
+
+REFERENCE = "xcomsim.backend.ExclusiveXCom"
+OFFLOAD = {"xcomsim.xcom_objectstorage_threshold": 1000}
+SECRET = "s" * 5000  # offloaded
+
+
+def against(mutant: str, **marker):
+    """Parametrise over (the mutant, the reference); the test gets ``hole`` True for the mutant."""
+    assert f"xcomsim.mutants.hardening.{mutant}" in HARDENING
+    return pytest.mark.parametrize(
+        "hole",
+        [
+            pytest.param(True, marks=pytest.mark.xcomsim(backend=f"xcomsim.mutants.hardening.{mutant}", **marker),
+                         id=mutant),
+            pytest.param(False, marks=pytest.mark.xcomsim(backend=REFERENCE, **marker), id="ExclusiveXCom"),
+        ],
+    )  # fmt: skip
+
+
+def _xcom():
+    from airflow.sdk.execution_time.xcom import XCom
+
+    return XCom
+
+
+def _victim(**_):
+    return SECRET
+
+
+# ------------------------------------------------------------------ purge and pull of a forged reference
+def _forged_reference(ti, stolen_task: str) -> str:
+    """A reference naming another task's object, as task code could write it in a raw SetXCom."""
+    name = codec.object_name(ti.dag_id, ti.run_id, stolen_task, -1, "return_value")
+    return codec.Reference(load().path, name, "0" * 64, 1, "").to_uri()
+
+
+def _forge_then_fail(ti, **_):
+    if ti.try_number == 1:
+        _xcom()._set_xcom_in_db(key="k", value=_forged_reference(ti, "victim"), dag_id=ti.dag_id,
+                                task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)  # fmt: skip
+        raise RuntimeError("first try fails; the retry's delete purges the forged row")
+    return "ok"
+
+
+with DAG("attack_purge_forged", start_date=datetime(2024, 1, 1), schedule=None) as purge_forged:
+    victim = PythonOperator(task_id="victim", python_callable=_victim)
+    victim >> PythonOperator(task_id="forger", python_callable=_forge_then_fail, retries=1)
+
+XComPolicy(pushes={"victim": ["return_value"], "forger": ["k", "return_value"]}, retry_replaces=True).attach(
+    purge_forged
+)
+
+
+@against("ForeignReferencePurgeXCom", config=OFFLOAD)
+def test_retry_purge_of_a_forged_reference_deletes_nothing_foreign(run_dag, hole):
+    result = run_dag(purge_forged)
+
+    assert result.task("forger").try_number == 2
+    if hole:
+        assert "missing" in result.record("victim").error
+    else:
+        assert result.succeeded, result.describe()
+        assert result.xcom("victim") == SECRET
+
+
+def _copy_victims_row(ti, **_):
+    """Copies the victim's stored reference into its own row (a raw GetXCom and SetXCom)."""
+    stolen = _xcom()._get_xcom_db_ref(key="return_value", dag_id=ti.dag_id, task_id="victim", run_id=ti.run_id)
+    _xcom()._set_xcom_in_db(key="k", value=stolen.value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id)
+
+
+def _read_copy(ti, **_):
+    return len(ti.xcom_pull(task_ids="copier", key="k"))
+
+
+with DAG("attack_pull_forged", start_date=datetime(2024, 1, 1), schedule=None) as pull_forged:
+    victim = PythonOperator(task_id="victim", python_callable=_victim)
+    copier = PythonOperator(task_id="copier", python_callable=_copy_victims_row)
+    victim >> copier >> PythonOperator(task_id="reader", python_callable=_read_copy)
+
+XComPolicy(
+    pushes={"victim": ["return_value"], "copier": ["k"], "reader": ["return_value"]},
+    pulls={"reader": {"copier": ["k"]}},
+).attach(pull_forged)
+
+
+@against("ForeignReferencePurgeXCom", config=OFFLOAD)
+def test_a_row_naming_another_xcoms_object_is_not_read_as_its_value(run_dag, hole):
+    result = run_dag(pull_forged)
+
+    if hole:
+        assert result.xcom("reader") == len(SECRET)  # read the victim's value through its own key
+    else:
+        error = result.error("reader")
+        assert type(error).__name__ == "XComStoreError", result.describe()
+        assert "not that XCom's own object" in str(error)

@@ -1,0 +1,55 @@
+"""The reference backend as it was before each hole was closed, one mutant per hole.
+
+Each subclass of ``ExclusiveXCom`` (or of one of its parts) restores exactly one
+old behaviour. ``HARDENING`` maps each to the guarantee that must catch it; the
+tests in ``tests/test_backend_attacks.py`` run every attack on the mutant (which
+must lose) and on ``ExclusiveXCom`` (which must not).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xcomsim.backend import codec
+from xcomsim.backend.stores import open_store
+from xcomsim.backend.xcom import ExclusiveXCom
+
+
+class ForeignReferencePurgeXCom(ExclusiveXCom):
+    """Purge deletes, and a pull reads, whatever object a row's reference names.
+
+    A row written by other code (a raw ``SetXCom``, Airflow's REST API) with a
+    crafted reference makes the next retry delete another XCom's object, and a
+    pull of that row read it.
+    """
+
+    @classmethod
+    def delete(cls, key: str, task_id: str, dag_id: str, run_id: str, map_index: int | None = None) -> None:
+        from airflow.sdk.bases.xcom import BaseXCom
+
+        if not ExclusiveXCom._retry_replaces_for(dag_id, key):
+            return
+        BaseXCom.delete.__func__(cls, key=key, task_id=task_id, dag_id=dag_id, run_id=run_id, map_index=map_index)
+
+    @classmethod
+    def purge(cls, xcom: Any, *args: Any) -> None:
+        stored = getattr(xcom, "value", None)
+        if codec.is_reference(stored):
+            ref = codec.Reference.parse(stored)
+            open_store(ref.store_path).delete(ref.name)
+
+    @classmethod
+    def deserialize_value(cls, result: Any) -> Any:  # type: ignore[override]
+        stored = result.value
+        if not codec.is_reference(stored):
+            return codec.decode_inline(stored)
+        ref = codec.Reference.parse(stored)
+        data = open_store(ref.store_path).get(ref.name)
+        if codec.digest(data) != ref.sha256:
+            raise ValueError(f"object {ref.name} no longer holds the bytes this XCom row was written with")
+        return codec.decode_bytes(codec.decompress(data, ref.codec))
+
+
+HARDENING: dict[str, str] = {
+    "xcomsim.mutants.hardening.ForeignReferencePurgeXCom": "purge-deletes-only-its-own",
+}
