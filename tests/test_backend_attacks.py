@@ -109,3 +109,34 @@ def test_a_row_naming_another_xcoms_object_is_not_read_as_its_value(run_dag, hol
         error = result.error("reader")
         assert type(error).__name__ == "XComStoreError", result.describe()
         assert "not that XCom's own object" in str(error)
+
+
+# ------------------------------------------------------------------ identity from the running task
+def _impersonate(ti, **_):
+    _xcom().set("report", "forged by the intruder", dag_id=ti.dag_id, task_id="owner", run_id=ti.run_id)
+
+
+def _owner(ti, **_):
+    ti.xcom_push(key="report", value="the owner's own")
+
+
+with DAG("attack_impersonation", start_date=datetime(2024, 1, 1), schedule=None) as impersonation:
+    PythonOperator(task_id="intruder", python_callable=_impersonate) >> PythonOperator(
+        task_id="owner", python_callable=_owner, trigger_rule="all_done"
+    )
+
+XComPolicy(pushes={"owner": ["report"]}).attach(impersonation)
+
+
+@against("TrustedTaskIdXCom")
+def test_a_task_cannot_push_as_another_task(run_dag, hole):
+    result = run_dag(impersonation)
+
+    if hole:
+        assert result.xcom("owner", "report") == "forged by the intruder"
+        assert type(result.error("owner")).__name__ == "XComOverwriteError"
+    else:
+        error = result.error("intruder")
+        assert type(error).__name__ == "XComScopeError", result.describe()
+        assert "task 'intruder' of DAG 'attack_impersonation'" in str(error) and "not as task 'owner'" in str(error)
+        assert result.xcom("owner", "report") == "the owner's own"

@@ -102,6 +102,7 @@ class ExclusiveXCom(BaseXCom):
         from airflow.sdk.execution_time.comms import SetXCom
 
         config = load()
+        cls._check_pusher(dag_id, task_id, run_id, map_index, key)
         cls._check_push_scope(config, dag_id, task_id, key)
         _check_key(key, task_id)
         encoded = codec.encode(value, key=key, task_id=task_id)
@@ -131,6 +132,24 @@ class ExclusiveXCom(BaseXCom):
             mapped_length=mapped_length,
         )
         return message, undo
+
+    @classmethod
+    def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str) -> Any:
+        """The running task instance, which must be the coordinate pushed to: identity is never an argument."""
+        caller = _running_task()
+        if caller is None:
+            raise XComScopeError(
+                f"XCom push of key {key!r} as task {task_id!r} of DAG {dag_id!r} from outside any running task: "
+                "refused (the pusher is the running task instance, never an argument)"
+            )
+        mine = (caller.dag_id, caller.task_id, caller.run_id, caller.map_index)
+        if (dag_id, task_id, run_id, map_index) != mine:
+            raise XComScopeError(
+                f"XCom push refused: task {caller.task_id!r} of DAG {caller.dag_id!r} (run {caller.run_id!r}, "
+                f"map_index {caller.map_index}) may push only as itself, not as task {task_id!r} of DAG "
+                f"{dag_id!r} (run {run_id!r}, map_index {map_index}); key {key!r}"
+            )
+        return caller
 
     @classmethod
     def _check_push_scope(cls, config: BackendConfig, dag_id: str, task_id: str, key: str) -> None:

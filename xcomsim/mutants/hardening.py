@@ -50,6 +50,21 @@ class ForeignReferencePurgeXCom(ExclusiveXCom):
         return codec.decode_bytes(codec.decompress(data, ref.codec))
 
 
+class TrustedTaskIdXCom(ExclusiveXCom):
+    """Push-scope trusts the ``task_id`` (and DAG, run, map index) arguments of ``XCom.set``.
+
+    ``XCom.set(task_id="victim", ...)`` from another task passes the victim's
+    push-scope and pre-empts the victim's own push.
+    """
+
+    @classmethod
+    def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str) -> Any:
+        from xcomsim.backend.xcom import _running_task
+
+        return _running_task()
+
+
 HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.ForeignReferencePurgeXCom": "purge-deletes-only-its-own",
+    "xcomsim.mutants.hardening.TrustedTaskIdXCom": "push-scope",
 }
