@@ -140,3 +140,40 @@ def test_a_task_cannot_push_as_another_task(run_dag, hole):
         assert type(error).__name__ == "XComScopeError", result.describe()
         assert "task 'intruder' of DAG 'attack_impersonation'" in str(error) and "not as task 'owner'" in str(error)
         assert result.xcom("owner", "report") == "the owner's own"
+
+
+# ------------------------------------------------------------------ callbacks run outside the task context
+CALLBACK_SAW: list[object] = []
+
+
+def _pull_in_callback(context):
+    try:
+        CALLBACK_SAW.append(context["ti"].xcom_pull(task_ids="source", key="secret"))
+    except Exception as exc:  # Airflow logs and swallows a callback's error: keep it to look at
+        CALLBACK_SAW.append(exc)
+
+
+def _push_secret(ti, **_):
+    ti.xcom_push(key="secret", value="classified")
+
+
+with DAG("attack_callback_pull", start_date=datetime(2024, 1, 1), schedule=None) as callback_pull:
+    PythonOperator(task_id="source", python_callable=_push_secret) >> PythonOperator(
+        task_id="watcher", python_callable=lambda: None, on_success_callback=_pull_in_callback
+    )
+
+XComPolicy(pushes={"source": ["secret"]}).attach(callback_pull)
+
+
+@against("CallbackPullXCom")
+def test_a_callback_pulls_as_the_task_it_finalises(run_dag, hole):
+    CALLBACK_SAW.clear()
+    result = run_dag(callback_pull)
+
+    assert result.succeeded, result.describe()
+    assert len(CALLBACK_SAW) == 1
+    if hole:
+        assert CALLBACK_SAW == ["classified"]
+    else:
+        assert type(CALLBACK_SAW[0]).__name__ == "XComScopeError"
+        assert "task 'watcher' may not pull key 'secret' from task 'source'" in str(CALLBACK_SAW[0])

@@ -18,7 +18,8 @@ import contextvars
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from airflow.sdk.bases.xcom import BaseXCom
@@ -33,11 +34,45 @@ MAX_KEY_LEN = 512  # the xcom.key column
 log = logging.getLogger(__name__)
 
 
+_TASK_RUNNER = "airflow.sdk.execution_time.task_runner"
+
+
 def _running_task() -> Any | None:
-    """The task instance whose code is running in this process, if any."""
+    """The task instance whose code is running in this process; None outside any task.
+
+    Task code runs inside Airflow's task context. Callbacks (``on_success_callback``,
+    ``on_failure_callback``, ...) and listeners run outside it, from the task
+    runner's ``finalize``: there the task instance being finalised is the caller,
+    found on the task runner's own frames. Code the task runner runs where no task
+    instance can be found is refused, never treated as "not task code".
+    """
     from airflow.sdk.definitions._internal.contextmanager import _CURRENT_CONTEXT
 
-    return _CURRENT_CONTEXT[-1]["ti"] if _CURRENT_CONTEXT else None
+    if _CURRENT_CONTEXT:
+        return _CURRENT_CONTEXT[-1]["ti"]
+    return _finalising_task()
+
+
+def _finalising_task() -> Any | None:
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    in_runner = False
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == _TASK_RUNNER:
+            in_runner = True
+            local = frame.f_locals
+            context = local.get("context")
+            for candidate in (local.get("ti"), context.get("ti") if isinstance(context, Mapping) else None):
+                if isinstance(candidate, RuntimeTaskInstance):
+                    return candidate
+        frame = frame.f_back
+    if in_runner:
+        raise XComScopeError(
+            "XCom call from code Airflow's task runner runs outside any task instance (no caller to check "
+            "the XCom policy against): refused"
+        )
+    return None
 
 
 class ExclusiveXCom(BaseXCom):

@@ -64,7 +64,23 @@ class TrustedTaskIdXCom(ExclusiveXCom):
         return _running_task()
 
 
+class CallbackPullXCom(ExclusiveXCom):
+    """A pull with no task context (``on_success_callback``, ``on_failure_callback``) is not checked.
+
+    Callbacks run outside the task context, so the caller looked unknown and the
+    pull was let through as if the harness were reading.
+    """
+
+    @classmethod
+    def _check_pull_scope(cls, dag_id: str, task_id: str, key: str) -> None:
+        from airflow.sdk.definitions._internal.contextmanager import _CURRENT_CONTEXT
+
+        if _CURRENT_CONTEXT:
+            super()._check_pull_scope(dag_id, task_id, key)
+
+
 HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.ForeignReferencePurgeXCom": "purge-deletes-only-its-own",
     "xcomsim.mutants.hardening.TrustedTaskIdXCom": "push-scope",
+    "xcomsim.mutants.hardening.CallbackPullXCom": "pull-scope",
 }
