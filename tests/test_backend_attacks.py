@@ -177,3 +177,58 @@ def test_a_callback_pulls_as_the_task_it_finalises(run_dag, hole):
     else:
         assert type(CALLBACK_SAW[0]).__name__ == "XComScopeError"
         assert "task 'watcher' may not pull key 'secret' from task 'source'" in str(CALLBACK_SAW[0])
+
+
+# ------------------------------------------------------------------ run ids and keys in unquoted URLs
+def _pull_through_run_id(ti, **_):
+    return _xcom().get_one(key="mine", dag_id=ti.dag_id, task_id=ti.task_id, run_id=f"{ti.run_id}/source/secret?")
+
+
+with DAG("attack_run_id_path", start_date=datetime(2024, 1, 1), schedule=None) as run_id_path:
+    PythonOperator(task_id="source", python_callable=_push_secret) >> PythonOperator(
+        task_id="reader", python_callable=_pull_through_run_id
+    )
+
+XComPolicy(pushes={"source": ["secret"], "reader": ["mine", "return_value"]}).attach(run_id_path)
+
+
+def _push_up_the_path(ti, **_):
+    ti.xcom_push(key="../owner/report", value="written by the intruder")
+
+
+with DAG("attack_key_path", start_date=datetime(2024, 1, 1), schedule=None) as key_path:  # no policy at all
+    PythonOperator(task_id="owner", python_callable=_owner) >> PythonOperator(
+        task_id="intruder", python_callable=_push_up_the_path
+    )
+
+
+@against("UnquotedKeyXCom")
+def test_a_run_id_with_a_slash_cannot_read_another_tasks_key(run_dag, hole):
+    result = run_dag(run_id_path)
+
+    if hole:
+        assert result.xcom("reader") == "classified"
+    else:
+        error = result.error("reader")
+        assert type(error).__name__ == "XComValueError", result.describe()
+        assert "contains '/' (U+002F)" in str(error) and "run_id" in str(error)
+
+
+@against("UnquotedKeyXCom")
+def test_a_key_with_dot_segments_cannot_overwrite_another_tasks_value(run_dag, hole):
+    result = run_dag(key_path)
+
+    if hole:
+        assert result.xcom("owner", "report") == "written by the intruder"
+    else:
+        assert "contains '/'" in str(result.error("intruder")), result.describe()
+        assert result.xcom("owner", "report") == "the owner's own"
+
+
+@pytest.mark.parametrize("key", ["a?b", "a#b", "%2e%2e", "a%2Fb", "..", "nul\x00", "café", "ключ", "k" * 300 + "é"])
+def test_url_unsafe_keys_are_refused_by_name_before_any_io(key):
+    from xcomsim.backend import ExclusiveXCom, XComValueError
+
+    with pytest.raises(XComValueError) as caught:
+        ExclusiveXCom._check_coordinate("d", "manual__2024-01-01T00:00:00+00:00", "t", key)
+    assert "XCom key" in str(caught.value)

@@ -137,6 +137,7 @@ class ExclusiveXCom(BaseXCom):
         from airflow.sdk.execution_time.comms import SetXCom
 
         config = load()
+        cls._check_coordinate(dag_id, run_id, task_id, key)
         cls._check_pusher(dag_id, task_id, run_id, map_index, key)
         cls._check_push_scope(config, dag_id, task_id, key)
         _check_key(key, task_id)
@@ -167,6 +168,19 @@ class ExclusiveXCom(BaseXCom):
             mapped_length=mapped_length,
         )
         return message, undo
+
+    @classmethod
+    def _check_coordinate(cls, dag_id: str, run_id: str, task_id: str, key: str) -> None:
+        """Refuse, before any I/O, what would change the meaning of an Execution API URL.
+
+        The task SDK builds ``xcoms/{dag_id}/{run_id}/{task_id}/{key}`` without
+        quoting: a ``/`` shifts the segments (``run_id="r/other_task/secret?"``
+        reads another task's key), ``..`` walks up, ``?``/``#`` cut the path, ``%``
+        is decoded by the server (``%2e%2e``), NUL breaks the request, and
+        characters outside ASCII fail deep in the HTTP client.
+        """
+        for what, part in (("DAG id", dag_id), ("run_id", run_id), ("task_id", task_id), ("XCom key", key)):
+            _check_url_part(what, part)
 
     @classmethod
     def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str) -> Any:
@@ -247,6 +261,7 @@ class ExclusiveXCom(BaseXCom):
     @classmethod
     def get_one(cls, *, key: str, dag_id: str, task_id: str, run_id: str, map_index: int | None = None,
                 include_prior_dates: bool = False) -> Any | None:  # fmt: skip
+        cls._check_coordinate(dag_id, run_id, task_id, key)
         cls._check_pull_scope(dag_id, task_id, key)
         exact = None if include_prior_dates or map_index is None else (run_id, map_index)
         with _pulling(_Source(dag_id, task_id, key, exact)):
@@ -256,6 +271,7 @@ class ExclusiveXCom(BaseXCom):
     @classmethod
     async def aget_one(cls, *, key: str, dag_id: str, task_id: str, run_id: str, map_index: int | None = None,
                        include_prior_dates: bool = False) -> Any | None:  # fmt: skip
+        cls._check_coordinate(dag_id, run_id, task_id, key)
         cls._check_pull_scope(dag_id, task_id, key)
         exact = None if include_prior_dates or map_index is None else (run_id, map_index)
         with _pulling(_Source(dag_id, task_id, key, exact)):
@@ -264,6 +280,7 @@ class ExclusiveXCom(BaseXCom):
 
     @classmethod
     def get_all(cls, *, key: str, dag_id: str, task_id: str, run_id: str, include_prior_dates: bool = False) -> Any:
+        cls._check_coordinate(dag_id, run_id, task_id, key)
         cls._check_pull_scope(dag_id, task_id, key)
         with _pulling(_Source(dag_id, task_id, key)):
             return super().get_all(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id,
@@ -272,6 +289,7 @@ class ExclusiveXCom(BaseXCom):
     @classmethod
     async def aget_all(cls, *, key: str, dag_id: str, task_id: str, run_id: str,
                        include_prior_dates: bool = False) -> Any:  # fmt: skip
+        cls._check_coordinate(dag_id, run_id, task_id, key)
         cls._check_pull_scope(dag_id, task_id, key)
         with _pulling(_Source(dag_id, task_id, key)):
             return await super().aget_all(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id,
@@ -300,6 +318,7 @@ class ExclusiveXCom(BaseXCom):
         from airflow.sdk.execution_time.comms import DeleteXCom
         from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
+        cls._check_coordinate(dag_id, run_id, task_id, key)
         if not cls._retry_replaces_for(dag_id, key):
             log.info("push-once: keeping XCom %r of %s.%s for run %s", key, dag_id, task_id, run_id)
             return
@@ -410,6 +429,24 @@ def _store_value(store: ObjectStore, config: BackendConfig, encoded: codec.Encod
     uri = reference.to_uri()  # checks the length before anything is written
     store.put(name, data)
     return uri
+
+
+_URL_RESERVED = "/?#%\\"
+
+
+def _check_url_part(what: str, part: Any) -> None:
+    if not isinstance(part, str) or not part:
+        raise XComValueError(f"{what} must be a non-empty string, got {part!r}")
+    shown = repr(part) if len(part) <= 60 else f"{part[:40]!r}... ({len(part)} chars)"
+    for char in part:
+        if char in _URL_RESERVED or not " " <= char <= "~":
+            raise XComValueError(
+                f"{what} {shown} contains {char!r} (U+{ord(char):04X}): refused before anything was read or "
+                "written. Airflow's task SDK puts DAG id, run_id, task_id and key into Execution API URLs "
+                "unquoted, so they may hold printable ASCII only, without / ? # % or backslash"
+            )
+    if part in (".", ".."):
+        raise XComValueError(f"{what} {shown} is a relative path segment; Execution API URLs would resolve it")
 
 
 def _check_key(key: str, task_id: str) -> None:

@@ -79,8 +79,21 @@ class CallbackPullXCom(ExclusiveXCom):
             super()._check_pull_scope(dag_id, task_id, key)
 
 
+class UnquotedKeyXCom(ExclusiveXCom):
+    """Run ids and keys go into Execution API URLs as given.
+
+    ``run_id=f"{run}/source/secret?"`` reads another task's key; a key such as
+    ``../owner/report`` writes another task's value, past push-scope and push-once.
+    """
+
+    @classmethod
+    def _check_coordinate(cls, dag_id: str, run_id: str, task_id: str, key: str) -> None:
+        return None
+
+
 HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.ForeignReferencePurgeXCom": "purge-deletes-only-its-own",
     "xcomsim.mutants.hardening.TrustedTaskIdXCom": "push-scope",
     "xcomsim.mutants.hardening.CallbackPullXCom": "pull-scope",
+    "xcomsim.mutants.hardening.UnquotedKeyXCom": "pull-scope",
 }
