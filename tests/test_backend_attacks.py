@@ -232,3 +232,27 @@ def test_url_unsafe_keys_are_refused_by_name_before_any_io(key):
     with pytest.raises(XComValueError) as caught:
         ExclusiveXCom._check_coordinate("d", "manual__2024-01-01T00:00:00+00:00", "t", key)
     assert "XCom key" in str(caught.value)
+
+
+# ------------------------------------------------------------------ the public serialize_value is a write path
+def _push_then_serialize(ti, **_):
+    ti.xcom_push(key="report", value=SECRET)
+    _xcom().serialize_value("t" * 5000, key="report", dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id,
+                            map_index=ti.map_index)  # fmt: skip
+
+
+with DAG("attack_serialize_value", start_date=datetime(2024, 1, 1), schedule=None) as serialize_attack:
+    PythonOperator(task_id="owner", python_callable=_push_then_serialize)
+
+XComPolicy(pushes={"owner": ["report"]}).attach(serialize_attack)
+
+
+@against("UnguardedSerializeXCom", config=OFFLOAD)
+def test_serialize_value_cannot_overwrite_a_committed_value(run_dag, hole):
+    result = run_dag(serialize_attack)
+
+    if hole:
+        assert "no longer holds the bytes" in result.record("owner", "report").error
+    else:
+        assert type(result.error("owner")).__name__ == "XComOverwriteError", result.describe()
+        assert result.xcom("owner", "report") == SECRET

@@ -136,7 +136,24 @@ class ExclusiveXCom(BaseXCom):
     def _prepare_push(cls, key, value, dag_id, task_id, run_id, map_index, dag_result, mapped_length):
         from airflow.sdk.execution_time.comms import SetXCom
 
+        stored, undo = cls._write(key, value, dag_id, task_id, run_id, map_index)
+        message = SetXCom(
+            key=key,
+            value=stored,
+            dag_id=dag_id,
+            task_id=task_id,
+            run_id=run_id,
+            map_index=map_index,
+            dag_result=dag_result,
+            mapped_length=mapped_length,
+        )
+        return message, undo
+
+    @classmethod
+    def _write(cls, key: Any, value: Any, dag_id: Any, task_id: Any, run_id: Any, map_index: Any) -> tuple[Any, Any]:
+        """Every check, the guard and the object: the one way anything is written. Returns (stored form, undo)."""
         config = load()
+        map_index = -1 if map_index is None else map_index
         cls._check_coordinate(dag_id, run_id, task_id, key)
         cls._check_pusher(dag_id, task_id, run_id, map_index, key)
         cls._check_push_scope(config, dag_id, task_id, key)
@@ -157,17 +174,7 @@ class ExclusiveXCom(BaseXCom):
                 store.delete(codec.Reference.parse(stored).name)
             guard.release()
 
-        message = SetXCom(
-            key=key,
-            value=stored,
-            dag_id=dag_id,
-            task_id=task_id,
-            run_id=run_id,
-            map_index=map_index,
-            dag_result=dag_result,
-            mapped_length=mapped_length,
-        )
-        return message, undo
+        return stored, undo
 
     @classmethod
     def _check_coordinate(cls, dag_id: str, run_id: str, task_id: str, key: str) -> None:
@@ -228,14 +235,13 @@ class ExclusiveXCom(BaseXCom):
         run_id: str | None = None,
         map_index: int | None = None,
     ) -> Any:
-        """The stored form (inline JSON-able value, or a reference after offloading); no guard, no scope."""
-        config = load()
-        encoded = codec.encode(value, key=key or "", task_id=task_id or "")
-        if not config.offloads(encoded.size):
-            return codec.inline(encoded)
-        store = open_store(config.path)
-        return _store_value(store, config, encoded, dag_id or "", run_id or "", task_id or "",
-                            -1 if map_index is None else map_index, key or "")  # fmt: skip
+        """The stored form (inline JSON-able value, or a reference after offloading).
+
+        Public, so it is a write path like ``set``: the same coordinate, identity
+        and scope checks and the push-once guard; the caller writes the row.
+        """
+        stored, _ = cls._write(key, value, dag_id, task_id, run_id, map_index)
+        return stored
 
     # ----------------------------------------------------------------- pull
     @classmethod

@@ -91,9 +91,32 @@ class UnquotedKeyXCom(ExclusiveXCom):
         return None
 
 
+class UnguardedSerializeXCom(ExclusiveXCom):
+    """The public ``serialize_value`` writes the coordinate's fixed object with no guard and no checks.
+
+    Anyone calling it overwrites the object of a committed value: the row then
+    points at bytes it was not written with, and the first value is lost.
+    """
+
+    @classmethod
+    def serialize_value(cls, value: Any, *, key: str | None = None, task_id: str | None = None,
+                        dag_id: str | None = None, run_id: str | None = None,
+                        map_index: int | None = None) -> Any:  # type: ignore[override]  # fmt: skip
+        from xcomsim.backend.config import load
+        from xcomsim.backend.xcom import _store_value
+
+        config = load()
+        encoded = codec.encode(value, key=key or "", task_id=task_id or "")
+        if not config.offloads(encoded.size):
+            return codec.inline(encoded)
+        return _store_value(open_store(config.path), config, encoded, dag_id or "", run_id or "", task_id or "",
+                            -1 if map_index is None else map_index, key or "")  # fmt: skip
+
+
 HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.ForeignReferencePurgeXCom": "purge-deletes-only-its-own",
     "xcomsim.mutants.hardening.TrustedTaskIdXCom": "push-scope",
     "xcomsim.mutants.hardening.CallbackPullXCom": "pull-scope",
     "xcomsim.mutants.hardening.UnquotedKeyXCom": "pull-scope",
+    "xcomsim.mutants.hardening.UnguardedSerializeXCom": "push-once",
 }
