@@ -256,3 +256,46 @@ def test_serialize_value_cannot_overwrite_a_committed_value(run_dag, hole):
     else:
         assert type(result.error("owner")).__name__ == "XComOverwriteError", result.describe()
         assert result.xcom("owner", "report") == SECRET
+
+
+# ------------------------------------------------------------------ the reply to the row write is lost
+@pytest.fixture
+def reply_lost_after_commit(monkeypatch):
+    """The first SetXCom of key 'report' commits, then its reply is lost (the task sees an error)."""
+    from airflow.sdk.execution_time.comms import SetXCom
+    from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
+
+    real = InProcessSupervisorComms.send
+    lost: list[str] = []
+
+    def send(self, msg):
+        response = real(self, msg)
+        if isinstance(msg, SetXCom) and msg.key == "report" and not lost:
+            lost.append(msg.key)
+            raise ConnectionResetError("reply to SetXCom lost after the row committed")
+        return response
+
+    monkeypatch.setattr(InProcessSupervisorComms, "send", send)
+    return lost
+
+
+def _push_report(ti, **_):
+    ti.xcom_push(key="report", value=SECRET)
+
+
+with DAG("attack_lost_reply", start_date=datetime(2024, 1, 1), schedule=None) as lost_reply:
+    PythonOperator(task_id="owner", python_callable=_push_report)
+
+XComPolicy(pushes={"owner": ["report"]}).attach(lost_reply)
+
+
+@against("UndoAfterCommitXCom", config=OFFLOAD)
+def test_a_lost_reply_after_the_row_committed_leaves_no_dangling_reference(run_dag, reply_lost_after_commit, hole):
+    result = run_dag(lost_reply)
+
+    assert reply_lost_after_commit == ["report"]
+    if hole:
+        assert "missing" in result.record("owner", "report").error
+    else:
+        assert result.succeeded, result.describe()
+        assert result.xcom("owner", "report") == SECRET

@@ -106,8 +106,9 @@ class ExclusiveXCom(BaseXCom):
         message, undo = cls._prepare_push(key, value, dag_id, task_id, run_id, map_index, dag_result, _mapped_length)
         try:
             SUPERVISOR_COMMS.send(message)
-        except BaseException:
-            undo()
+        except BaseException as exc:
+            if cls._landed_or_undone(message, exc, undo, SUPERVISOR_COMMS.send):
+                return
             raise
 
     @classmethod
@@ -128,8 +129,13 @@ class ExclusiveXCom(BaseXCom):
         message, undo = cls._prepare_push(key, value, dag_id, task_id, run_id, map_index, dag_result, _mapped_length)
         try:
             await SUPERVISOR_COMMS.asend(message)
-        except BaseException:
-            undo()
+        except BaseException as exc:
+            try:
+                row: Any = await SUPERVISOR_COMMS.asend(_get_row(message))
+            except Exception as read_error:
+                row = read_error
+            if cls._landed_or_undone(message, exc, undo, lambda _: _raise_if_error(row)):
+                return
             raise
 
     @classmethod
@@ -148,6 +154,31 @@ class ExclusiveXCom(BaseXCom):
             mapped_length=mapped_length,
         )
         return message, undo
+
+    @classmethod
+    def _landed_or_undone(cls, message: Any, exc: BaseException, undo: Any, read: Any) -> bool:
+        """The row write raised: undo only what is known not to have landed.
+
+        The reply can be lost after the row committed. Then deleting the object
+        and releasing the guard would leave a row pointing at nothing, so the row
+        is read back first: if it holds this push's value the push is kept (and
+        an ordinary error is not raised: the value is stored); if the read fails
+        too, nothing is undone (a guard without a row is reconciled by the next
+        try, an object without a row is collected by ``xcomsim gc``).
+        Returns True when the push landed and the error is not to be raised.
+        """
+        from airflow.sdk.execution_time.comms import XComResult
+
+        try:
+            row = read(_get_row(message))
+        except Exception:
+            log.warning("XCom %r: the row write failed and the row cannot be read back; nothing undone", message.key)
+            return False
+        if isinstance(row, XComResult) and row.value is not None and row.value == message.value:
+            log.warning("XCom %r: the reply to the row write was lost after the row committed: %s", message.key, exc)
+            return isinstance(exc, Exception)
+        undo()
+        return False
 
     @classmethod
     def _write(cls, key: Any, value: Any, dag_id: Any, task_id: Any, run_id: Any, map_index: Any) -> tuple[Any, Any]:
@@ -360,6 +391,19 @@ class ExclusiveXCom(BaseXCom):
             return
         dag_id, run_id, task_id, map_index, key = coordinate
         open_store(load().path).delete(codec.object_name(dag_id, run_id, task_id, map_index, key))
+
+
+def _get_row(message: Any) -> Any:
+    from airflow.sdk.execution_time.comms import GetXCom
+
+    return GetXCom(key=message.key, dag_id=message.dag_id, task_id=message.task_id, run_id=message.run_id,
+                   map_index=message.map_index)  # fmt: skip
+
+
+def _raise_if_error(found: Any) -> Any:
+    if isinstance(found, BaseException):
+        raise found
+    return found
 
 
 @dataclasses.dataclass(frozen=True)

@@ -113,10 +113,24 @@ class UnguardedSerializeXCom(ExclusiveXCom):
                             -1 if map_index is None else map_index, key or "")  # fmt: skip
 
 
+class UndoAfterCommitXCom(ExclusiveXCom):
+    """Any error from the row write undoes the push: object deleted, guard released.
+
+    When the reply is lost after the row committed, the row is left pointing at
+    a deleted object (a dangling reference) and its guard is gone.
+    """
+
+    @classmethod
+    def _landed_or_undone(cls, message: Any, exc: BaseException, undo: Any, read: Any) -> bool:
+        undo()
+        return False
+
+
 HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.ForeignReferencePurgeXCom": "purge-deletes-only-its-own",
     "xcomsim.mutants.hardening.TrustedTaskIdXCom": "push-scope",
     "xcomsim.mutants.hardening.CallbackPullXCom": "pull-scope",
     "xcomsim.mutants.hardening.UnquotedKeyXCom": "pull-scope",
     "xcomsim.mutants.hardening.UnguardedSerializeXCom": "push-once",
+    "xcomsim.mutants.hardening.UndoAfterCommitXCom": "no-dangling-reference",
 }
