@@ -299,3 +299,90 @@ def test_a_lost_reply_after_the_row_committed_leaves_no_dangling_reference(run_d
     else:
         assert result.succeeded, result.describe()
         assert result.xcom("owner", "report") == SECRET
+
+
+# ------------------------------------------------------------------ a guard without a row does not outlive its try
+@pytest.fixture
+def outage_during_first_push(monkeypatch):
+    """The first value upload and the guard release after it both fail: the store is down for a moment."""
+    from xcomsim.backend import XComStoreError
+    from xcomsim.backend.stores import S3ObjectStore
+
+    failed: list[str] = []
+    real_put, real_delete = S3ObjectStore.put, S3ObjectStore.delete
+
+    def put(self, name, data):
+        if name.startswith("values/") and "put" not in failed:
+            failed.append("put")
+            raise XComStoreError("S3 store unreachable during put_object (outage)")
+        return real_put(self, name, data)
+
+    def delete(self, name):
+        if name.startswith("guards/") and "delete" not in failed:
+            failed.append("delete")
+            raise XComStoreError("S3 store unreachable during delete_object (outage)")
+        return real_delete(self, name)
+
+    monkeypatch.setattr(S3ObjectStore, "put", put)
+    monkeypatch.setattr(S3ObjectStore, "delete", delete)
+    return failed
+
+
+with DAG("attack_outage_guard", start_date=datetime(2024, 1, 1), schedule=None) as outage_guard:
+    PythonOperator(task_id="owner", python_callable=_push_report, retries=1)
+
+XComPolicy(pushes={"owner": ["report"]}).attach(outage_guard)
+
+
+@against("StaleGuardXCom", config=OFFLOAD)
+def test_after_an_outage_while_releasing_the_guard_the_next_try_can_push(run_dag, outage_during_first_push, hole):
+    result = run_dag(outage_guard)
+
+    assert outage_during_first_push == ["put", "delete"]
+    assert result.task("owner").try_number == 2
+    if hole:
+        assert type(result.error("owner")).__name__ == "XComOverwriteError"
+        assert not any(r.key == "report" for r in result.xcoms)
+    else:
+        assert result.succeeded, result.describe()
+        assert result.xcom("owner", "report") == SECRET
+
+
+@against("StaleGuardXCom", config=OFFLOAD)
+def test_a_deleted_run_triggered_again_under_its_run_id_can_push(run_dag, xcomsim_env, monkeypatch, hole):
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+
+    # A run triggered with an explicit run id (the REST API's dag_run_id), twice.
+    monkeypatch.setattr(DagRun, "generate_run_id", staticmethod(lambda **_: "nightly"))
+    first = run_dag(lost_reply)
+    assert first.succeeded, first.describe()
+    session = settings.Session()
+    try:
+        for dag_run in session.query(DagRun).filter(DagRun.dag_id == "attack_lost_reply"):
+            session.delete(dag_run)  # as the UI and REST API delete a run: rows go, the store is untouched
+        session.commit()
+    finally:
+        session.close()
+    assert xcomsim_env.xcom_rows() == []
+
+    again = run_dag(lost_reply)
+    assert again.run_id == first.run_id
+    if hole:
+        assert type(again.error("owner")).__name__ == "XComOverwriteError"
+    else:
+        assert again.succeeded, again.describe()
+        assert again.xcom("owner", "report") == SECRET
+
+
+@against("StaleGuardXCom", config=OFFLOAD)
+def test_a_task_process_left_with_a_guard_and_no_row_does_not_block_its_retry(xcomsim_env, hole):
+    """In a real task process the first try's upload and guard release fail; the retry, a new process, pushes."""
+    result = xcomsim_env.run_dag("outage_between_guard_and_row", worker_process=True)
+
+    assert result.task("pusher").try_number == 2
+    if hole:
+        assert result.error("pusher").exc_type == "XComOverwriteError"
+    else:
+        assert result.succeeded, result.describe()
+        assert result.xcom("pusher", "report") == "r" * 5000

@@ -19,7 +19,8 @@ import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from airflow.sdk.bases.xcom import BaseXCom
@@ -88,6 +89,10 @@ class ExclusiveXCom(BaseXCom):
     }
 
     # ----------------------------------------------------------------- push
+    @classmethod
+    def _guard_type(cls, *args: Any) -> _Guard:
+        return _Guard(*args)
+
     @classmethod
     def set(  # type: ignore[override]
         cls,
@@ -186,14 +191,15 @@ class ExclusiveXCom(BaseXCom):
         config = load()
         map_index = -1 if map_index is None else map_index
         cls._check_coordinate(dag_id, run_id, task_id, key)
-        cls._check_pusher(dag_id, task_id, run_id, map_index, key)
+        caller = cls._check_pusher(dag_id, task_id, run_id, map_index, key)
         cls._check_push_scope(config, dag_id, task_id, key)
         _check_key(key, task_id)
         encoded = codec.encode(value, key=key, task_id=task_id)
         store = open_store(config.path)
-        guard = _Guard(store, dag_id, run_id, task_id, map_index, key)
+        guard = cls._guard_type(store, dag_id, run_id, task_id, map_index, key)
         if key not in AIRFLOW_INTERNAL_KEYS:  # Airflow rewrites its own bookkeeping keys
-            guard.acquire(_try_number(), _retry_replaces(dag_id))
+            guard.acquire(int(caller.try_number or 0), _retry_replaces(dag_id), ti_id=str(caller.id),
+                          row_exists=lambda: _row_exists(dag_id, run_id, task_id, map_index, key))  # fmt: skip
         try:
             stored = _store_value(store, config, encoded, dag_id, run_id, task_id, map_index, key)
         except BaseException:
@@ -508,18 +514,21 @@ def _check_key(key: str, task_id: str) -> None:
         )
 
 
-def _try_number() -> int:
-    ti = _running_task()
-    return int(getattr(ti, "try_number", 0) or 0)
-
-
 def _retry_replaces(dag_id: str) -> bool:
     policy = policy_for(dag_id)
     return policy.retry_replaces if policy is not None else load().retry_replaces
 
 
 class _Guard:
-    """The push-once marker of one coordinate: created atomically, never check-then-act."""
+    """The push-once marker of one coordinate: created atomically, never check-then-act.
+
+    It records the task instance and try that took it. A guard whose coordinate
+    has no row and that was taken by another try (an earlier try that crashed
+    between guard and row, or whose release failed in a store outage; or a
+    deleted run whose ``run_id`` was triggered again) belongs to a try that is
+    over: the next try takes it over by compare-and-swap. A guard of the same
+    try without a row may be a push in flight and is never taken over.
+    """
 
     def __init__(self, store: ObjectStore, dag_id: str, run_id: str, task_id: str, map_index: int, key: str):
         self.store = store
@@ -528,20 +537,28 @@ class _Guard:
         self._previous: tuple[bytes, str] | None = None
         self._held = False
 
-    def _body(self, try_number: int) -> bytes:
-        return json.dumps({**self.coordinate, "try_number": try_number}).encode()
+    def _body(self, try_number: int, ti_id: str) -> bytes:
+        holder = {"try_number": try_number, "ti_id": ti_id, "created_at": time.time()}
+        return json.dumps({**self.coordinate, **holder}).encode()
 
-    def acquire(self, try_number: int, retry_replaces: bool) -> None:
-        body = self._body(try_number)
+    def acquire(self, try_number: int, retry_replaces: bool, *, ti_id: str = "",
+                row_exists: Callable[[], bool] | None = None) -> None:  # fmt: skip
+        body = self._body(try_number, ti_id)
         if self.store.create(self.name, body):
             self._held = True
             return
         existing = self.store.read(self.name)
-        if retry_replaces and existing is not None:
-            earlier = json.loads(existing[0]).get("try_number", 0)
-            if earlier < try_number and self.store.swap(self.name, existing[1], body):
-                self._previous, self._held = existing, True
-                return
+        if existing is None and self.store.create(self.name, body):  # forgotten in between
+            self._held = True
+            return
+        if existing is not None:
+            earlier = json.loads(existing[0])
+            same_try = (earlier.get("ti_id", ""), earlier.get("try_number", 0)) == (ti_id, try_number)
+            replaceable = retry_replaces and earlier.get("try_number", 0) < try_number
+            if not same_try and (replaceable or (row_exists is not None and not row_exists())):
+                if self.store.swap(self.name, existing[1], body):
+                    self._previous, self._held = existing, True
+                    return
         c = self.coordinate
         where = f"map_index {c['map_index']} " if c["map_index"] >= 0 else ""
         raise XComOverwriteError(
@@ -563,3 +580,16 @@ class _Guard:
         else:
             self.store.put(self.name, self._previous[0])
         self._held = False
+
+
+def _row_exists(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> bool:
+    """Whether the ``xcom`` table has a row for the coordinate (asked through the supervisor)."""
+    from airflow.sdk.execution_time.comms import GetXCom, GetXComCount, XComCountResponse, XComResult
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    row = SUPERVISOR_COMMS.send(GetXCom(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index))
+    if isinstance(row, XComResult) and row.value is not None:
+        return True
+    # A stored None reads like no row: count rows of the task's key (any map index); none means none.
+    count = SUPERVISOR_COMMS.send(GetXComCount(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id))
+    return not (isinstance(count, XComCountResponse) and count.len == 0)

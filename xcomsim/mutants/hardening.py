@@ -12,7 +12,7 @@ from typing import Any
 
 from xcomsim.backend import codec
 from xcomsim.backend.stores import open_store
-from xcomsim.backend.xcom import ExclusiveXCom
+from xcomsim.backend.xcom import ExclusiveXCom, _Guard
 
 
 class ForeignReferencePurgeXCom(ExclusiveXCom):
@@ -126,6 +126,26 @@ class UndoAfterCommitXCom(ExclusiveXCom):
         return False
 
 
+class _TryBlindGuard(_Guard):
+    """The guard as it was: whoever holds it, with or without a row, a later try is refused."""
+
+    def acquire(self, try_number: int, retry_replaces: bool, *, ti_id: str = "", row_exists: Any = None) -> None:
+        super().acquire(try_number, retry_replaces)
+
+
+class StaleGuardXCom(ExclusiveXCom):
+    """A guard left without a row outlives its try and blocks the key for every later try.
+
+    A crash between taking the guard and writing the row, an object-store outage
+    while releasing it, or a deleted run triggered again under the same run_id:
+    every later push raises XComOverwriteError with no value stored.
+    """
+
+    @classmethod
+    def _guard_type(cls, *args: Any) -> _Guard:
+        return _TryBlindGuard(*args)
+
+
 HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.ForeignReferencePurgeXCom": "purge-deletes-only-its-own",
     "xcomsim.mutants.hardening.TrustedTaskIdXCom": "push-scope",
@@ -133,4 +153,5 @@ HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.UnquotedKeyXCom": "pull-scope",
     "xcomsim.mutants.hardening.UnguardedSerializeXCom": "push-once",
     "xcomsim.mutants.hardening.UndoAfterCommitXCom": "no-dangling-reference",
+    "xcomsim.mutants.hardening.StaleGuardXCom": "retry-can-push",
 }
