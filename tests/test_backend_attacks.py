@@ -386,3 +386,41 @@ def test_a_task_process_left_with_a_guard_and_no_row_does_not_block_its_retry(xc
     else:
         assert result.succeeded, result.describe()
         assert result.xcom("pusher", "report") == "r" * 5000
+
+
+# ------------------------------------------------------------------ LazyXComSequence of a mapped source
+def _lazy_dag(dag_id: str):
+    from airflow.sdk import task
+
+    with DAG(dag_id, start_date=datetime(2024, 1, 1), schedule=None) as dag:
+
+        @task
+        def shard(i, **context):
+            context["ti"].xcom_push(key="secret", value=f"shard {i} secret")
+            return i
+
+        shards = shard.expand(i=[0, 1])
+        secrets = shards["secret"]  # captured below, not passed: no declared data dependency
+
+        @task
+        def count(values, **context):
+            return [len(list(values)), list(secrets.resolve(context))]
+
+        count(shards)
+    XComPolicy(pushes={"shard": ["secret", "return_value"], "count": ["return_value"]}).attach(dag)
+    return dag
+
+
+lazy_sequence = _lazy_dag("attack_lazy_sequence")
+
+
+@against("LazySequencePullXCom")
+def test_a_lazy_sequence_of_a_mapped_source_is_checked(run_dag, hole):
+    result = run_dag(lazy_sequence)
+
+    if hole:
+        assert result.xcom("count") == [2, ["shard 0 secret", "shard 1 secret"]]
+    else:
+        error = result.error("count")
+        assert type(error).__name__ == "XComScopeError", result.describe()
+        assert "task 'count' may not pull key 'secret' from task 'shard'" in str(error)

@@ -341,10 +341,37 @@ class ExclusiveXCom(BaseXCom):
     @classmethod
     def deserialize_value(cls, result: Any) -> Any:  # type: ignore[override]
         """The value a row stores; a reference is followed only to the pulled source's own object."""
+        source = cls._lazy_sequence_source(result)
         stored = result.value
         if not codec.is_reference(stored):
             return codec.decode_inline(stored)
-        return codec.decode_bytes(_fetch(stored, _PULLING.get()))
+        with _pulling(source) if source is not None else contextlib.nullcontext():
+            return codec.decode_bytes(_fetch(stored, _PULLING.get()))
+
+    @classmethod
+    def _lazy_sequence_source(cls, result: Any) -> _Source | None:
+        """Check a ``LazyXComSequence`` read (a mapped source's ``XComArg`` resolved and iterated).
+
+        It reads values without ``get_one``/``get_all`` and hands each to
+        ``deserialize_value`` alone, so the source is taken from the sequence on
+        the caller's frame and checked here; if it cannot be found the read is refused.
+        """
+        from airflow.sdk.execution_time.lazy_sequence import LazyXComSequence, _XComWrapper
+
+        if type(result) is not _XComWrapper:
+            return None
+        frame = sys._getframe(1)
+        wanted = LazyXComSequence.__getitem__.__code__
+        while frame is not None and frame.f_code is not wanted:
+            frame = frame.f_back
+        sequence = frame.f_locals.get("self") if frame is not None else None
+        if not isinstance(sequence, LazyXComSequence):
+            raise XComScopeError("XCom read through a lazy sequence whose source cannot be found: refused")
+        xcom_arg = sequence._xcom_arg
+        dag_id, task_id, key = xcom_arg.operator.dag_id, xcom_arg.operator.task_id, xcom_arg.key
+        cls._check_coordinate(dag_id, sequence._ti.run_id, task_id, key)
+        cls._check_pull_scope(dag_id, task_id, key)
+        return _Source(dag_id, task_id, key)
 
     # ----------------------------------------------------------------- delete
     @classmethod

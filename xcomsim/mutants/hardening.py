@@ -146,6 +146,18 @@ class StaleGuardXCom(ExclusiveXCom):
         return _TryBlindGuard(*args)
 
 
+class LazySequencePullXCom(ExclusiveXCom):
+    """Values read through ``LazyXComSequence`` (a mapped source's ``XComArg`` iterated) are not checked.
+
+    The sequence reads each value with its own Execution API call and hands it
+    to ``deserialize_value``, never reaching ``get_one``/``get_all``.
+    """
+
+    @classmethod
+    def _lazy_sequence_source(cls, result: Any) -> Any:
+        return None
+
+
 HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.ForeignReferencePurgeXCom": "purge-deletes-only-its-own",
     "xcomsim.mutants.hardening.TrustedTaskIdXCom": "push-scope",
@@ -154,4 +166,5 @@ HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.UnguardedSerializeXCom": "push-once",
     "xcomsim.mutants.hardening.UndoAfterCommitXCom": "no-dangling-reference",
     "xcomsim.mutants.hardening.StaleGuardXCom": "retry-can-push",
+    "xcomsim.mutants.hardening.LazySequencePullXCom": "pull-scope",
 }
