@@ -424,3 +424,34 @@ def test_a_lazy_sequence_of_a_mapped_source_is_checked(run_dag, hole):
         error = result.error("count")
         assert type(error).__name__ == "XComScopeError", result.describe()
         assert "task 'count' may not pull key 'secret' from task 'shard'" in str(error)
+
+
+# ------------------------------------------------------------------ skipmixin_key is Airflow's, not a channel
+def _smuggle(ti, **_):
+    ti.xcom_push(key="skipmixin_key", value={"data": "smuggled 1"})
+    ti.xcom_push(key="skipmixin_key", value={"data": "smuggled 2"})
+
+
+with DAG("attack_skipmixin_channel", start_date=datetime(2024, 1, 1), schedule=None) as skipmixin_channel:
+    from airflow.providers.standard.operators.python import BranchPythonOperator
+
+    branch = BranchPythonOperator(task_id="branch", python_callable=lambda: "left")
+    branch >> [PythonOperator(task_id="left", python_callable=lambda: None),
+               PythonOperator(task_id="right", python_callable=lambda: None)]  # fmt: skip
+    PythonOperator(task_id="smuggler", python_callable=_smuggle)
+
+XComPolicy(pushes={"smuggler": []}).attach(skipmixin_channel)
+
+
+@against("SkipmixinChannelXCom")
+def test_skipmixin_key_carries_only_what_branching_writes(run_dag, hole):
+    result = run_dag(skipmixin_channel)
+
+    assert result.task_states["left"] == "success" and result.task_states["right"] == "skipped"
+    assert result.xcom("branch", "skipmixin_key") == {"followed": ["left"]}
+    if hole:
+        assert result.xcom("smuggler", "skipmixin_key") == {"data": "smuggled 2"}
+    else:
+        error = result.error("smuggler")
+        assert type(error).__name__ == "XComScopeError", result.describe()
+        assert "Airflow's branching bookkeeping" in str(error) and "'smuggler' (PythonOperator)" in str(error)

@@ -192,6 +192,8 @@ class ExclusiveXCom(BaseXCom):
         map_index = -1 if map_index is None else map_index
         cls._check_coordinate(dag_id, run_id, task_id, key)
         caller = cls._check_pusher(dag_id, task_id, run_id, map_index, key)
+        if key in AIRFLOW_INTERNAL_KEYS:
+            cls._check_bookkeeping(caller, key, value)
         cls._check_push_scope(config, dag_id, task_id, key)
         _check_key(key, task_id)
         encoded = codec.encode(value, key=key, task_id=task_id)
@@ -212,6 +214,30 @@ class ExclusiveXCom(BaseXCom):
             guard.release()
 
         return stored, undo
+
+    @classmethod
+    def _check_bookkeeping(cls, caller: Any, key: str, value: Any) -> None:
+        """``skipmixin_key`` skips push-scope and the guard, so only what Airflow's branching writes is let in.
+
+        That is a task whose operator is a ``SkipMixin`` (branch and short-circuit
+        operators) pushing ``{"skipped": [task ids]}`` or ``{"followed": [task ids]}``
+        naming tasks of its own DAG.
+        """
+        task = getattr(caller, "task", None)
+        dag_tasks = set(getattr(getattr(task, "dag", None), "task_ids", ()))
+        shape_ok = (
+            isinstance(value, dict)
+            and len(value) == 1
+            and next(iter(value)) in ("skipped", "followed")
+            and isinstance(ids := next(iter(value.values())), list)
+            and all(isinstance(i, str) and i in dag_tasks for i in ids)
+        )
+        if not (isinstance(task, _skip_mixins()) and shape_ok):
+            raise XComScopeError(
+                f"XCom push refused: key {key!r} is Airflow's branching bookkeeping; only a branching "
+                f"operator (SkipMixin) writes it, as {{'skipped' or 'followed': [task ids of its DAG]}}. "
+                f"Task {caller.task_id!r} ({type(task).__name__}) pushed {type(value).__name__} {str(value)[:80]!r}"
+            )
 
     @classmethod
     def _check_coordinate(cls, dag_id: str, run_id: str, task_id: str, key: str) -> None:
@@ -424,6 +450,19 @@ class ExclusiveXCom(BaseXCom):
             return
         dag_id, run_id, task_id, map_index, key = coordinate
         open_store(load().path).delete(codec.object_name(dag_id, run_id, task_id, map_index, key))
+
+
+def _skip_mixins() -> tuple[type, ...]:
+    """The SkipMixin classes of the installed Airflow (task SDK, and the standard provider's own)."""
+    import importlib
+
+    found = []
+    for module in ("airflow.sdk.bases.skipmixin", "airflow.providers.standard.utils.skipmixin"):
+        try:
+            found.append(importlib.import_module(module).SkipMixin)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 def _get_row(message: Any) -> Any:

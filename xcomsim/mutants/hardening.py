@@ -158,6 +158,18 @@ class LazySequencePullXCom(ExclusiveXCom):
         return None
 
 
+class SkipmixinChannelXCom(ExclusiveXCom):
+    """``skipmixin_key`` skips push-scope and the guard for any task and any value.
+
+    Any task can push arbitrary data under Airflow's branching key, as often as
+    it likes: a channel no policy sees.
+    """
+
+    @classmethod
+    def _check_bookkeeping(cls, caller: Any, key: str, value: Any) -> None:
+        return None
+
+
 HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.ForeignReferencePurgeXCom": "purge-deletes-only-its-own",
     "xcomsim.mutants.hardening.TrustedTaskIdXCom": "push-scope",
@@ -167,4 +179,5 @@ HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.UndoAfterCommitXCom": "no-dangling-reference",
     "xcomsim.mutants.hardening.StaleGuardXCom": "retry-can-push",
     "xcomsim.mutants.hardening.LazySequencePullXCom": "pull-scope",
+    "xcomsim.mutants.hardening.SkipmixinChannelXCom": "push-scope",
 }
