@@ -455,3 +455,58 @@ def test_skipmixin_key_carries_only_what_branching_writes(run_dag, hole):
         error = result.error("smuggler")
         assert type(error).__name__ == "XComScopeError", result.describe()
         assert "Airflow's branching bookkeeping" in str(error) and "'smuggler' (PythonOperator)" in str(error)
+
+
+# ------------------------------------------------------------------ xcomsim gc while pushes are in flight
+@pytest.fixture
+def sweep_between_upload_and_row(monkeypatch, xcomsim_env):
+    """``xcomsim gc`` runs (deleting) at the moment a push's object is uploaded and its row not yet written."""
+    from airflow.sdk.execution_time.comms import SetXCom
+    from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
+
+    real = InProcessSupervisorComms.send
+    reports: list[object] = []
+
+    def send(self, msg):
+        if isinstance(msg, SetXCom) and msg.key == "report" and not reports:
+            path = f"s3://aws_default@{xcomsim_env.bucket}/xcom"
+            reports.append(xcomsim_env.backend.sweep(path, xcomsim_env.engine, dry_run=False))
+        return real(self, msg)
+
+    monkeypatch.setattr(InProcessSupervisorComms, "send", send)
+    return reports
+
+
+@against("RacingSweepXCom", config=OFFLOAD)
+def test_gc_racing_a_push_deletes_no_value_whose_row_lands(run_dag, sweep_between_upload_and_row, hole):
+    result = run_dag(lost_reply)
+
+    [report] = sweep_between_upload_and_row
+    if hole:
+        assert len(report.orphan_values) == 1
+        assert "missing" in result.record("owner", "report").error
+    else:
+        assert report.orphan_values == [] and len(report.young) == 1, report.describe()
+        assert result.xcom("owner", "report") == SECRET
+
+
+@against("SpellingSweepXCom", config=OFFLOAD)
+def test_gc_after_the_connection_id_changes_deletes_no_live_value(run_dag, xcomsim_env, monkeypatch, hole):
+    import os
+
+    result = run_dag(lost_reply)
+    assert result.record("owner", "report").stored.startswith(f"xcomsim+s3://aws_default@{xcomsim_env.bucket}/")
+    # The same bucket, now reached through another connection id.
+    monkeypatch.setenv("AIRFLOW_CONN_XCOM_STORE", os.environ["AIRFLOW_CONN_AWS_DEFAULT"])
+    xcomsim_env.set_config({"xcomsim.xcom_objectstorage_path": f"s3://xcom_store@{xcomsim_env.bucket}/xcom"})
+
+    report = xcomsim_env.backend.sweep(f"s3://xcom_store@{xcomsim_env.bucket}/xcom", xcomsim_env.engine,
+                                       dry_run=False, grace_seconds=0)  # fmt: skip
+    if hole:
+        assert len(report.orphan_values) == 1
+    else:
+        assert report.orphan_values == [] and report.referenced == 1, report.describe()
+        from airflow.sdk.execution_time.comms import XComResult
+
+        stored = xcomsim_env.xcom_rows()[0]["value"]
+        assert xcomsim_env.backend.deserialize_value(XComResult(key="report", value=stored)) == SECRET

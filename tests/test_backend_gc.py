@@ -27,7 +27,7 @@ def _keys(env, prefix):
     return sorted(o["Key"] for o in env.s3.list_objects_v2(Bucket=env.bucket, Prefix=prefix).get("Contents", []))
 
 
-@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000})
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000, "xcomsim.gc_grace_seconds": 0})
 def test_dry_run_lists_then_sweep_deletes_only_orphans(run_dag, xcomsim_env):
     run_dag(gc_dag)
     path = f"s3://aws_default@{xcomsim_env.bucket}/xcom"
@@ -52,7 +52,7 @@ def test_dry_run_lists_then_sweep_deletes_only_orphans(run_dag, xcomsim_env):
     assert sweep(path, xcomsim_env.engine).orphan_values == []
 
 
-@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000})
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000, "xcomsim.gc_grace_seconds": 0})
 def test_cli_gc_dry_run_and_sweep(run_dag, xcomsim_env, tmp_path, capsys):
     run_dag(gc_dag)
     xcomsim_env.s3.put_object(Bucket=xcomsim_env.bucket, Key="xcom/values/orphan", Body=b"x")

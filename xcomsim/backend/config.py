@@ -15,6 +15,7 @@ from xcomsim.backend.errors import XComPolicyError
 
 SECTION = "xcomsim"
 DEFAULT_THRESHOLD = 1024 * 1024
+DEFAULT_GC_GRACE = 3600.0
 COMPRESSIONS = ("", "gzip", "zlib", "bz2", "lzma")
 
 
@@ -36,6 +37,7 @@ class BackendConfig:
     compression: str = ""
     undeclared_dags: Undeclared = Undeclared.ALLOW
     retry_replaces: bool = False  # for DAGs without a policy; a policy's own setting wins
+    gc_grace_seconds: float = DEFAULT_GC_GRACE  # xcomsim gc keeps unreferenced objects younger than this
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:
@@ -67,6 +69,13 @@ def load() -> BackendConfig:
         mode = Undeclared(undeclared)
     except ValueError:
         raise XComPolicyError(f"[{SECTION}] undeclared_dags={undeclared!r}; use 'allow' or 'deny'") from None
+    raw_grace = get("gc_grace_seconds", str(DEFAULT_GC_GRACE))
+    try:
+        grace = float(raw_grace)
+    except ValueError:
+        grace = float("nan")
+    if not (0 <= grace < float("inf")):
+        raise XComPolicyError(f"[{SECTION}] gc_grace_seconds={raw_grace!r}; use a finite number of seconds, 0 or more")
     retry = get("retry_replaces", "false").lower()
     if retry not in ("true", "false"):
         raise XComPolicyError(f"[{SECTION}] retry_replaces={retry!r}; use true or false")
@@ -76,4 +85,5 @@ def load() -> BackendConfig:
         threshold=threshold,
         compression=get("xcom_objectstorage_compression", "").lower(),
         undeclared_dags=mode,
+        gc_grace_seconds=grace,
     )

@@ -57,6 +57,13 @@ class StoreLocation:
         return f"{self.scheme}://{where}/{self.prefix}".rstrip("/")
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    name: str
+    modified: float | None  # epoch seconds
+    version: str | None
+
+
 class ObjectStore(abc.ABC):
     def __init__(self, location: StoreLocation):
         self.location = location
@@ -92,6 +99,15 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def names(self, under: str) -> Iterator[str]:
         """Names (relative to the prefix) of every object under ``under``."""
+
+    def listing(self, under: str) -> Iterator[StoredObject]:
+        """Every object under ``under``, with its last-modified time and version where the store keeps them."""
+        for name in self.names(under):
+            yield StoredObject(name, None, None)
+
+    def version(self, name: str) -> str | None:
+        """A token that changes whenever ``name`` is rewritten (None: absent, or the store keeps none)."""
+        return None
 
 
 class S3ObjectStore(ObjectStore):
@@ -156,12 +172,28 @@ class S3ObjectStore(ObjectStore):
         return True
 
     def names(self, under: str) -> Iterator[str]:
+        for stored in self.listing(under):
+            yield stored.name
+
+    def listing(self, under: str) -> Iterator[StoredObject]:
         start = self._key(under)
         strip = len(self._key(""))
         paginator = self._client().get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.location.bucket, Prefix=start):
             for obj in page.get("Contents", []):
-                yield obj["Key"][strip:]
+                modified = obj["LastModified"].timestamp()
+                yield StoredObject(obj["Key"][strip:], modified, f"{obj['ETag']}@{int(modified)}")
+
+    def version(self, name: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self._call("head_object", name, Key=self._key(name))
+            return f"{head['ETag']}@{int(head['LastModified'].timestamp())}"  # seconds: what both calls give
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
 
 
 _CAS_SCRIPT = """

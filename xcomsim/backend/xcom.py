@@ -399,6 +399,14 @@ class ExclusiveXCom(BaseXCom):
         cls._check_pull_scope(dag_id, task_id, key)
         return _Source(dag_id, task_id, key)
 
+    # ----------------------------------------------------------------- sweep
+    @classmethod
+    def sweep(cls, store: Any, engine: Any, *, dry_run: bool = True, grace_seconds: float | None = None) -> Any:
+        """``xcomsim gc`` for this backend's store: see ``xcomsim.backend.gc``."""
+        from xcomsim.backend.gc import sweep
+
+        return sweep(store, engine, dry_run=dry_run, grace_seconds=grace_seconds)
+
     # ----------------------------------------------------------------- delete
     @classmethod
     def delete(cls, key: str, task_id: str, dag_id: str, run_id: str, map_index: int | None = None) -> None:

@@ -170,6 +170,65 @@ class SkipmixinChannelXCom(ExclusiveXCom):
         return None
 
 
+def _sweep_as_it_was(store: Any, engine: Any, dry_run: bool, by_spelling: bool) -> Any:
+    """The old sweep: rows' references matched by string, objects listed after rows, deleted at once."""
+    import json
+
+    from sqlalchemy import String, cast, create_engine, select
+
+    from airflow.models.xcom import XComModel
+    from xcomsim.backend.gc import SweepReport, _live_runs, referenced_names
+
+    store = open_store(store) if isinstance(store, str) else store
+    engine = create_engine(engine) if isinstance(engine, str) else engine
+    if by_spelling:
+        table = XComModel.__table__
+        referenced = set()
+        with engine.connect() as conn:
+            rows = conn.execute(select(table.c.value).where(cast(table.c.value, String).like(f"%{codec.REF_PREFIX}%")))
+            for (value,) in rows:
+                if codec.is_reference(value) and codec.Reference.parse(value).store_path == str(store.location):
+                    referenced.add(codec.Reference.parse(value).name)
+    else:
+        referenced = referenced_names(engine, store)
+    report = SweepReport(str(store.location), dry_run, referenced=len(referenced))
+    report.orphan_values = sorted(set(store.names("values/")) - referenced)
+    runs = _live_runs(engine)
+    for name in sorted(store.names("guards/")):
+        found = store.read(name)
+        guard = json.loads(found[0]) if found else {}
+        if (guard.get("dag_id"), guard.get("run_id")) not in runs:
+            report.stale_guards.append(name)
+    if not dry_run:
+        for name in report.orphan_values + report.stale_guards:
+            store.delete(name)
+    return report
+
+
+class RacingSweepXCom(ExclusiveXCom):
+    """``xcomsim gc`` deletes every unreferenced object at once.
+
+    A push uploads its object before its row lands: a sweep in between deletes
+    the value, and the row lands pointing at nothing.
+    """
+
+    @classmethod
+    def sweep(cls, store: Any, engine: Any, *, dry_run: bool = True, grace_seconds: float | None = None) -> Any:
+        return _sweep_as_it_was(store, engine, dry_run, by_spelling=False)
+
+
+class SpellingSweepXCom(ExclusiveXCom):
+    """``xcomsim gc`` matches references by their exact string, connection id included.
+
+    After ``xcom_objectstorage_path`` names a new connection id for the same
+    bucket, nothing counts as referenced and every live value is deleted.
+    """
+
+    @classmethod
+    def sweep(cls, store: Any, engine: Any, *, dry_run: bool = True, grace_seconds: float | None = None) -> Any:
+        return _sweep_as_it_was(store, engine, dry_run, by_spelling=True)
+
+
 HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.ForeignReferencePurgeXCom": "purge-deletes-only-its-own",
     "xcomsim.mutants.hardening.TrustedTaskIdXCom": "push-scope",
@@ -180,4 +239,6 @@ HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.StaleGuardXCom": "retry-can-push",
     "xcomsim.mutants.hardening.LazySequencePullXCom": "pull-scope",
     "xcomsim.mutants.hardening.SkipmixinChannelXCom": "push-scope",
+    "xcomsim.mutants.hardening.RacingSweepXCom": "gc-safe-with-inflight-pushes",
+    "xcomsim.mutants.hardening.SpellingSweepXCom": "purge-deletes-only-its-own",
 }
