@@ -10,6 +10,7 @@ retry escape. Errors are turned into ``XComStoreError`` naming the store.
 from __future__ import annotations
 
 import abc
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 from xcomsim.backend.errors import XComStoreError
 
 _CLIENTS: dict[tuple[str, str], Any] = {}
+_BUCKET_RULE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CLIENTS_LOCK = threading.Lock()
 
 
@@ -37,9 +39,15 @@ class StoreLocation:
         prefix = parts.path.strip("/")
         if parts.scheme == "s3":
             conn_id = parts.username or "aws_default"
-            bucket = parts.hostname or ""
+            bucket = parts.netloc.rpartition("@")[2]  # as written: urlsplit's hostname lowercases it
             if not bucket:
                 raise XComStoreError(f"object store path {path!r} names no bucket: use s3://CONN_ID@BUCKET/PREFIX")
+            if not _BUCKET_RULE.fullmatch(bucket) or ".." in bucket:
+                raise XComStoreError(
+                    f"object store path {path!r}: bucket {bucket!r} breaks S3's naming rule (3-63 characters: "
+                    "lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit); "
+                    "write it exactly as it is named, capitals are never silently lowercased"
+                )
             return cls("s3", conn_id, bucket, prefix)
         if parts.scheme == "redis":
             return cls("redis", parts.netloc or "redis_default", "", prefix)
@@ -114,19 +122,27 @@ class S3ObjectStore(ObjectStore):
     def _client(self) -> Any:
         return _cached_client("s3", self.location.conn_id, _make_s3_client)
 
-    def _call(self, action: str, name: str, **kwargs: Any) -> Any:
+    def _call(self, action: str, name: str, expected: tuple[str, ...] = (), **kwargs: Any) -> Any:
+        """One S3 call; a ClientError whose code is in ``expected`` is the caller's to read, any other one
+        (throttling such as SlowDown, access denied, ...) is an XComStoreError naming it."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return getattr(self._client(), action)(Bucket=self.location.bucket, **kwargs)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            error = exc.response.get("Error", {})
+            code = error.get("Code", "")
+            if code in expected:
+                raise
             if code == "NoSuchBucket":
                 raise XComStoreError(
                     f"S3 bucket {self.location.bucket!r} does not exist "
                     f"(connection {self.location.conn_id!r}); create it or fix [xcomsim] xcom_objectstorage_path"
                 ) from None
-            raise
+            raise XComStoreError(
+                f"S3 store {self.location} refused {action} of {name!r}: {code or 'error'} "
+                f"({error.get('Message', exc)})"
+            ) from exc
         except BotoCoreError as exc:
             raise XComStoreError(f"S3 store {self.location} unreachable during {action} of {name!r}: {exc}") from exc
 
@@ -143,7 +159,7 @@ class S3ObjectStore(ObjectStore):
         from botocore.exceptions import ClientError
 
         try:
-            response = self._call("get_object", name, Key=self._key(name))
+            response = self._call("get_object", name, ("NoSuchKey", "404"), Key=self._key(name))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
@@ -163,7 +179,8 @@ class S3ObjectStore(ObjectStore):
         from botocore.exceptions import ClientError
 
         try:
-            self._call("put_object", name, Key=self._key(name), Body=data, **condition)
+            self._call("put_object", name, ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"),
+                       Key=self._key(name), Body=data, **condition)  # fmt: skip
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
@@ -188,7 +205,7 @@ class S3ObjectStore(ObjectStore):
         from botocore.exceptions import ClientError
 
         try:
-            head = self._call("head_object", name, Key=self._key(name))
+            head = self._call("head_object", name, ("NoSuchKey", "404", "NotFound"), Key=self._key(name))
             return f"{head['ETag']}@{int(head['LastModified'].timestamp())}"  # seconds: what both calls give
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
@@ -214,10 +231,12 @@ class RedisObjectStore(ObjectStore):
 
         try:
             return getattr(self._client(), action)(*args, **kwargs)
-        except redis.ConnectionError as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise XComStoreError(
                 f"Redis store {self.location} unreachable during {action} of {name!r}: {exc}"
             ) from exc
+        except redis.RedisError as exc:
+            raise XComStoreError(f"Redis store {self.location} refused {action} of {name!r}: {exc}") from exc
 
     def put(self, name: str, data: bytes) -> None:
         self._call("set", name, self._key(name), data)
