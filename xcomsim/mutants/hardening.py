@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from xcomsim.backend import codec
+from xcomsim.backend.claims import SqlClaimStore
 from xcomsim.backend.stores import open_store
 from xcomsim.backend.xcom import ExclusiveXCom, _Guard
 
@@ -229,6 +230,37 @@ class SpellingSweepXCom(ExclusiveXCom):
         return _sweep_as_it_was(store, engine, dry_run, by_spelling=True)
 
 
+class UncheckedLeaseClaimStore(SqlClaimStore):
+    """Any lease is taken: 0 or a negative lease is over as it starts, so every claimant wins.
+
+    And expiry had two definitions: ``try_claim`` freed a claim only after its
+    expiry instant while ``holder`` said nobody held it at that instant.
+    """
+
+    def _lease(self, lease_seconds: object) -> Any:
+        return lease_seconds
+
+    @staticmethod
+    def _expired(expires_at: Any, now: Any) -> Any:
+        return expires_at < now
+
+
+def unchecked_lease_store(clock: Any = None) -> UncheckedLeaseClaimStore:
+    import time
+
+    from xcomsim.backend.claims import open_claim_store
+
+    reference = open_claim_store(clock or time.time)
+    return UncheckedLeaseClaimStore(reference.engine, clock=reference.clock)
+
+
+class UncheckedLeaseClaimsXCom(ExclusiveXCom):
+    """The reference backend with ``UncheckedLeaseClaimStore`` as its claim store."""
+
+    xcomsim_contract = {**ExclusiveXCom.xcomsim_contract,
+                        "claim_store": "xcomsim.mutants.hardening:unchecked_lease_store"}  # fmt: skip
+
+
 HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.ForeignReferencePurgeXCom": "purge-deletes-only-its-own",
     "xcomsim.mutants.hardening.TrustedTaskIdXCom": "push-scope",
@@ -241,4 +273,5 @@ HARDENING: dict[str, str] = {
     "xcomsim.mutants.hardening.SkipmixinChannelXCom": "push-scope",
     "xcomsim.mutants.hardening.RacingSweepXCom": "gc-safe-with-inflight-pushes",
     "xcomsim.mutants.hardening.SpellingSweepXCom": "purge-deletes-only-its-own",
+    "xcomsim.mutants.hardening.UncheckedLeaseClaimsXCom": "exactly-one-claim-winner",
 }
