@@ -510,3 +510,15 @@ def test_gc_after_the_connection_id_changes_deletes_no_live_value(run_dag, xcoms
 
         stored = xcomsim_env.xcom_rows()[0]["value"]
         assert xcomsim_env.backend.deserialize_value(XComResult(key="report", value=stored)) == SECRET
+
+
+@against("CallbackPullXCom")
+def test_a_callback_in_a_real_task_process_pulls_as_its_task(xcomsim_env, hole):
+    result = xcomsim_env.run_dag("callback_pull", worker_process=True)
+
+    assert result.succeeded, result.describe()
+    seen = result.xcom("watcher", "callback_saw")
+    if hole:
+        assert seen == "classified"
+    else:
+        assert seen.startswith("XComScopeError: ") and "task 'watcher' may not pull key 'secret'" in seen
