@@ -109,6 +109,7 @@ class ExclusiveXCom(BaseXCom):
         from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
         message, undo = cls._prepare_push(key, value, dag_id, task_id, run_id, map_index, dag_result, _mapped_length)
+        undo.within_lease()
         try:
             SUPERVISOR_COMMS.send(message)
         except BaseException as exc:
@@ -132,6 +133,7 @@ class ExclusiveXCom(BaseXCom):
         from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
         message, undo = cls._prepare_push(key, value, dag_id, task_id, run_id, map_index, dag_result, _mapped_length)
+        undo.within_lease()
         try:
             await SUPERVISOR_COMMS.asend(message)
         except BaseException as exc:
@@ -201,18 +203,14 @@ class ExclusiveXCom(BaseXCom):
         guard = cls._guard_type(store, dag_id, run_id, task_id, map_index, key)
         if key not in AIRFLOW_INTERNAL_KEYS:  # Airflow rewrites its own bookkeeping keys
             guard.acquire(int(caller.try_number or 0), _retry_replaces(dag_id), ti_id=str(caller.id),
+                          run=_run_identity(caller), lease_seconds=config.guard_lease_seconds,
                           row_exists=lambda: _row_exists(dag_id, run_id, task_id, map_index, key))  # fmt: skip
         try:
             stored = _store_value(store, config, encoded, dag_id, run_id, task_id, map_index, key)
         except BaseException:
             guard.release()
             raise
-
-        def undo() -> None:
-            if codec.is_reference(stored):
-                store.delete(codec.Reference.parse(stored).name)
-            guard.release()
-
+        undo = _Undo(store, stored, guard, config.guard_lease_seconds)
         return stored, undo
 
     @classmethod
@@ -473,6 +471,40 @@ def _skip_mixins() -> tuple[type, ...]:
     return tuple(found)
 
 
+class _Undo:
+    """Undoes one push (its object, its guard); ``within_lease`` fences a push that took too long.
+
+    A later try may take over a guard without a row once it is older than the
+    guard lease, so a push must not write its row after that: it is undone
+    instead, and the later try's value is the one stored.
+    """
+
+    def __init__(self, store: ObjectStore, stored: Any, guard: _Guard, lease_seconds: float):
+        self.store, self.stored, self.guard, self.lease_seconds = store, stored, guard, lease_seconds
+        self.started = time.monotonic()
+
+    def __call__(self) -> None:
+        if codec.is_reference(self.stored):
+            self.store.delete(codec.Reference.parse(self.stored).name)
+        self.guard.release()
+
+    def within_lease(self) -> None:
+        took = time.monotonic() - self.started
+        if self.lease_seconds > 0 and took >= self.lease_seconds:
+            self()
+            raise XComStoreError(
+                f"push of XCom {self.guard.coordinate['key']!r} took {took:.0f}s, longer than the guard lease "
+                f"([xcomsim] guard_lease_seconds = {self.lease_seconds:g}); undone, since a later try may now push"
+            )
+
+
+def _run_identity(caller: Any) -> str:
+    """Which run of a run_id this is: a run deleted and triggered again under the same id is another run."""
+    dag_run = getattr(getattr(caller, "_ti_context_from_server", None), "dag_run", None)
+    run_after = getattr(dag_run, "run_after", None)
+    return "" if run_after is None else f"{run_after.isoformat()}#{getattr(dag_run, 'clear_number', 0) or 0}"
+
+
 def _get_row(message: Any) -> Any:
     from airflow.sdk.execution_time.comms import GetXCom
 
@@ -596,12 +628,11 @@ def _retry_replaces(dag_id: str) -> bool:
 class _Guard:
     """The push-once marker of one coordinate: created atomically, never check-then-act.
 
-    It records the task instance and try that took it. A guard whose coordinate
-    has no row and that was taken by another try (an earlier try that crashed
-    between guard and row, or whose release failed in a store outage; or a
-    deleted run whose ``run_id`` was triggered again) belongs to a try that is
-    over: the next try takes it over by compare-and-swap. A guard of the same
-    try without a row may be a push in flight and is never taken over.
+    It records the task instance, try and run that took it, and when. A guard
+    whose coordinate has no row and that was left by a try that is over (one that
+    crashed between guard and row, or whose release failed in a store outage; or
+    a deleted run whose ``run_id`` was triggered again) is taken over by
+    compare-and-swap; see ``_may_take_over`` for when a try counts as over.
     """
 
     def __init__(self, store: ObjectStore, dag_id: str, run_id: str, task_id: str, map_index: int, key: str):
@@ -611,13 +642,13 @@ class _Guard:
         self._previous: tuple[bytes, str] | None = None
         self._held = False
 
-    def _body(self, try_number: int, ti_id: str) -> bytes:
-        holder = {"try_number": try_number, "ti_id": ti_id, "created_at": time.time()}
+    def _body(self, try_number: int, ti_id: str, run: str) -> bytes:
+        holder = {"try_number": try_number, "ti_id": ti_id, "run": run, "created_at": time.time()}
         return json.dumps({**self.coordinate, **holder}).encode()
 
-    def acquire(self, try_number: int, retry_replaces: bool, *, ti_id: str = "",
-                row_exists: Callable[[], bool] | None = None) -> None:  # fmt: skip
-        body = self._body(try_number, ti_id)
+    def acquire(self, try_number: int, retry_replaces: bool, *, ti_id: str = "", run: str = "",
+                lease_seconds: float = 0.0, row_exists: Callable[[], bool] | None = None) -> None:  # fmt: skip
+        body = self._body(try_number, ti_id, run)
         if self.store.create(self.name, body):
             self._held = True
             return
@@ -625,14 +656,11 @@ class _Guard:
         if existing is None and self.store.create(self.name, body):  # forgotten in between
             self._held = True
             return
-        if existing is not None:
-            earlier = json.loads(existing[0])
-            same_try = (earlier.get("ti_id", ""), earlier.get("try_number", 0)) == (ti_id, try_number)
-            replaceable = retry_replaces and earlier.get("try_number", 0) < try_number
-            if not same_try and (replaceable or (row_exists is not None and not row_exists())):
-                if self.store.swap(self.name, existing[1], body):
-                    self._previous, self._held = existing, True
-                    return
+        if existing is not None and self._may_take_over(json.loads(existing[0]), try_number, retry_replaces,
+                                                        ti_id, run, lease_seconds, row_exists):  # fmt: skip
+            if self.store.swap(self.name, existing[1], body):
+                self._previous, self._held = existing, True
+                return
         c = self.coordinate
         where = f"map_index {c['map_index']} " if c["map_index"] >= 0 else ""
         raise XComOverwriteError(
@@ -640,6 +668,25 @@ class _Guard:
             f"{c['run_id']!r} was already pushed; push-once keeps the first value"
             + ("" if retry_replaces else " (an XComPolicy with retry_replaces=True lets a later try replace it)")
         )
+
+    @staticmethod
+    def _may_take_over(earlier: dict[str, Any], try_number: int, retry_replaces: bool, ti_id: str, run: str,
+                       lease_seconds: float, row_exists: Callable[[], bool] | None) -> bool:  # fmt: skip
+        """Whether a guard someone else holds belongs to a try that is over and left no row.
+
+        Never the same try (a push of it may be in flight). Another run of the
+        same run_id (deleted and triggered again): at once. An earlier try of this
+        run: once the guard is older than the lease, since until then that try may
+        still be pushing (a zombie); a push that outlives the lease undoes itself.
+        """
+        earlier_try = earlier.get("try_number", 0)
+        if (earlier.get("ti_id", ""), earlier_try) == (ti_id, try_number):
+            return False
+        if retry_replaces and earlier_try < try_number:
+            return True
+        other_run = bool(run and earlier.get("run") and earlier["run"] != run)
+        aged = time.time() - float(earlier.get("created_at", 0)) >= lease_seconds
+        return (other_run or aged) and row_exists is not None and not row_exists()
 
     def forget(self) -> None:
         """Remove the guard of a deleted XCom (only when a later try may replace it anyway)."""

@@ -130,8 +130,8 @@ class UndoAfterCommitXCom(ExclusiveXCom):
 class _TryBlindGuard(_Guard):
     """The guard as it was: whoever holds it, with or without a row, a later try is refused."""
 
-    def acquire(self, try_number: int, retry_replaces: bool, *, ti_id: str = "", row_exists: Any = None) -> None:
-        super().acquire(try_number, retry_replaces)
+    def acquire(self, try_number: int, retry_replaces: bool, **_: Any) -> None:
+        super().acquire(try_number, retry_replaces, ti_id="", run="", lease_seconds=float("inf"))
 
 
 class StaleGuardXCom(ExclusiveXCom):
