@@ -535,3 +535,24 @@ def test_a_callback_in_a_real_task_process_pulls_as_its_task(xcomsim_env, hole):
         assert seen == "classified"
     else:
         assert seen.startswith("XComScopeError: ") and "task 'watcher' may not pull key 'secret'" in seen
+
+
+GUARANTEES = {"purge-deletes-only-its-own", "gc-safe-with-inflight-pushes", "retry-can-push", "no-dangling-reference",
+              "push-once", "push-scope", "pull-scope", "exactly-one-claim-winner"}  # fmt: skip
+
+
+def test_every_hardening_mutant_is_a_backend_with_a_named_guarantee_and_an_attack_here():
+    from pathlib import Path
+
+    from xcomsim.backend import ExclusiveXCom
+    from xcomsim.env.xcom_backend import load_backend
+
+    here = Path(__file__).read_text() + Path(__file__).with_name("test_backend_claims.py").read_text()
+    for path, guarantee in HARDENING.items():
+        backend = load_backend(path)
+        assert issubclass(backend, ExclusiveXCom) and backend is not ExclusiveXCom
+        assert guarantee in GUARANTEES, path
+        assert backend.__doc__, path
+        name = path.rpartition(".")[2]
+        attacked = f'against("{name}"' in here or (name == "UncheckedLeaseClaimsXCom" and "unchecked_lease_store" in here)
+        assert attacked, f"{path} has no attack test"
