@@ -78,3 +78,22 @@ def test_cli_gc_without_a_store_says_what_to_set(capsys, monkeypatch):
     monkeypatch.delenv("AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH", raising=False)
     assert main(["gc", "--dry-run", "--sql-alchemy-conn", "sqlite://"]) == 2
     assert "set [xcomsim] xcom_objectstorage_path" in capsys.readouterr().err
+
+
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000,
+                             "xcomsim.xcom_objectstorage_path": "redis://redis_default/xcom"})  # fmt: skip
+def test_on_redis_an_orphans_age_is_its_guards_and_young_orphans_stay(run_dag, xcomsim_env):
+    from sqlalchemy import text
+
+    run_dag(gc_dag)
+    with xcomsim_env.engine.begin() as conn:
+        conn.execute(text("DELETE FROM xcom"))  # as a UI delete or `airflow db clean`: no purge
+    path = "redis://redis_default/xcom"
+
+    young = sweep(path, xcomsim_env.engine, dry_run=False)  # the default grace: an hour
+    assert young.orphan_values == [] and len(young.young) == 1, young.describe()
+    assert len(list(xcomsim_env.redis.scan_iter("xcom/values/*"))) == 1
+
+    old = sweep(path, xcomsim_env.engine, dry_run=False, grace_seconds=0)
+    assert len(old.orphan_values) == 1, old.describe()
+    assert list(xcomsim_env.redis.scan_iter("xcom/values/*")) == []
