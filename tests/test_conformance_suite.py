@@ -32,7 +32,8 @@ def test_bad_conformance_mode_is_a_usage_error(clean_pytester):
     ("contract", "message"),
     [
         ({"offlaod": ({}, 1)}, r"unknown entries \['offlaod'\]"),
-        ({"offload": ({}, 0)}, r"\['offload'\] must be \(config dict, threshold > 0\)"),
+        ({"offload": ({}, -1)}, r"\['offload'\] must be \(config dict, threshold >= 0"),
+        ({"push_once": "yes"}, r"\['push_once'\] must be True or False"),
         ({"scoping": "yes"}, r"\['scoping'\] must be one of \['xcomsim-policy'\]"),
         ({"claim_store": "no_such.module:f"}, r"\['claim_store'\] = 'no_such.module:f' cannot be loaded"),
         ({"claim_store": "no_colon"}, r"must be 'package.module:factory'"),

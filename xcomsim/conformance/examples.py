@@ -1,0 +1,63 @@
+"""What every family of contract tests shares: the guarantee mark, the example budget, task starts."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+guarantee = pytest.mark.xcomsim_guarantee
+EXAMPLES = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+class FirstFailure:
+    """Counts a property's examples and notes on its failure how many ran before the first one failed."""
+
+    def __init__(self) -> None:
+        self.examples = 0
+        self.first: int | None = None
+
+    def count(self, test: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(test)
+        def counted(*args: Any, **kwargs: Any) -> None:
+            self.examples += 1
+            try:
+                test(*args, **kwargs)
+            except BaseException:
+                self.first = self.first or self.examples
+                raise
+
+        return counted
+
+    def run(self, test: Callable[[], None]) -> None:
+        try:
+            test()
+        except BaseException as exc:
+            if self.first is not None:
+                exc.add_note(f"xcomsim: first failure at example {self.first} of the run")
+            raise
+
+
+def start(dag: Any, task_ids: list[str] | None = None) -> list[Any]:
+    """Running task instances of ``dag`` (default: the workload's one task)."""
+    from xcomsim.scheduler.workload import WORKLOAD_TASK_ID
+    from xcomsim.task_context import start_task_instances
+
+    return start_task_instances(dag, [(t, -1) for t in task_ids or [WORKLOAD_TASK_ID]])
+
+
+def one_task(dag: Any) -> Any:
+    (handle,) = start(dag)
+    return handle
+
+
+def error_text(exc: BaseException | None) -> str | None:
+    return None if exc is None else f"{type(exc).__name__}: {exc}"
+
+
+def record(request: Any, name: str, value: Any) -> None:
+    """Hand a finding to the verdict table (read from the test report's ``user_properties``)."""
+    request.node.user_properties.append((name, value))
