@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from xcomsim.conformance.references import is_inline
-from xcomsim.conformance.stores import store_sizes
+from xcomsim.conformance.references import is_inline, local_files, refers_to
+from xcomsim.conformance.stores import store_sizes, watch_directory
 
 MAX_PROBE = 1 << 20  # beyond 1 MiB a value is taken to stay inline
 FILLER = "~"  # in no reference format the kit knows of
@@ -56,23 +56,41 @@ def _prefix(names: list[str]) -> str:
     return common[: cut + 1] if cut >= 0 else common
 
 
+def _base(path: str, handle: Any) -> str:
+    """The folder above the first part of ``path`` named after the probe (its DAG, run, task or key)."""
+    cuts = [path.find(mark) for mark in (handle.dag.dag_id, handle.run_id, handle.task_id, "xcomsim_probe")]
+    cut = min([c for c in cuts if c >= 0], default=len(path))
+    return os.path.dirname(path[:cut].rstrip("/") + "/x") if cut < len(path) else os.path.dirname(path)
+
+
+def _location(names: list[str], handle: Any) -> str:
+    """The objects' common prefix, up to the first part named after the probe (its DAG, run, task or key)."""
+    common = os.path.commonprefix(names)
+    cuts = [common.find(mark) for mark in (handle.dag.dag_id, handle.run_id, handle.task_id, "xcomsim_probe")]
+    cut = min([c for c in cuts if c >= 0], default=len(common))
+    return _prefix([common[:cut]]) if cut < len(common) else _prefix(names) if len(names) > 1 else names[0]
+
+
 class _Prober:
     def __init__(self, env: Any, handle: Any) -> None:
         self.env, self.handle = env, handle
         self.keys = itertools.count()
         self.seen: dict[int, tuple[bool, Any, list[str]]] = {}
+        self.objects = store_sizes(env)
 
     def push(self, value: Any) -> tuple[bool, Any, list[str]]:
         """Push ``value``: (offloaded, the row, the new objects)."""
         key = f"xcomsim_probe_{next(self.keys)}"
-        before = store_sizes(self.env)
+        before = self.objects
         with self.handle.active() as ti:
             ti.xcom_push(key=key, value=value)
         row = next(r["value"] for r in self.env.xcom_rows() if r["key"] == key and r["run_id"] == self.handle.run_id)
-        after = store_sizes(self.env)
+        for path in local_files(row):  # a folder on disk the stores did not know of yet
+            watch_directory(_base(path, self.handle))
+        self.objects = after = store_sizes(self.env)
         new = sorted((n for n in after if n not in before), key=lambda n: -after[n])
         inline = is_inline(row, value) if isinstance(value, str) else str(row).strip('"') == str(value)
-        return bool(new) and not inline, row, new
+        return bool(new) and (not inline or any(refers_to(row, n) for n in new)), row, new
 
     def at(self, size: int) -> bool:
         if size not in self.seen:
@@ -103,21 +121,23 @@ def discover(env: Any, backend_key: tuple[Any, ...] = ()) -> Discovery:
 
 
 def _probe(prober: _Prober, found: Discovery) -> None:
-    if not prober.at(MAX_PROBE):
-        return
-    found.offloads = True
-    if prober.at(1):
-        found.threshold = 0
+    if prober.at(1):  # a 1-byte value (``0``): everything offloads
+        found.offloads, found.threshold = True, 0
     else:
-        low, high = 1, MAX_PROBE  # low stays inline, high offloads
+        low, high = 1, 2  # low stays inline; double high until it offloads, then bisect
+        while not prober.at(high):
+            if high >= MAX_PROBE:
+                return
+            low, high = high, min(high * 2, MAX_PROBE)
         while high - low > 1:
             middle = (low + high) // 2
             low, high = (low, middle) if prober.at(middle) else (middle, high)
-        found.threshold = high
+        found.offloads, found.threshold = True, high
+    prober.at(max(64, 4 * (found.threshold or 0)))  # a second offloaded object, for the location
     offloaded = [seen for size, seen in sorted(prober.seen.items(), reverse=True) if seen[0]]
     _, row, new = offloaded[0]
     found.reference, found.reference_object = row, new[0]
-    found.location = _prefix([seen[2][0] for seen in offloaded[:2]]) if len(offloaded) > 1 else new[0]
+    found.location = _location([seen[2][0] for seen in offloaded[:2]], prober.handle)
     if found.threshold and found.threshold > 2:
         value = sized(found.threshold, "é")
         size = len(value.encode()) + 2

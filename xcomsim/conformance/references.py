@@ -8,6 +8,8 @@ alike. A row dangles when the backend cannot read it back.
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from xcomsim.checks.registry import MAX_REFERENCE
@@ -40,7 +42,7 @@ def refers_to(row_value: Any, name: str) -> bool:
 def is_inline(row_value: Any, pushed: str) -> bool:
     """Whether a row holds ``pushed`` (a str) itself rather than a reference to it."""
     text = row_value if isinstance(row_value, str) else str(row_value)
-    return pushed in text if pushed else len(text) <= 2
+    return pushed in text
 
 
 def offload_violations(rows: list[dict[str, Any]], objects: dict[str, int], before: frozenset[str],
@@ -58,13 +60,13 @@ def offload_violations(rows: list[dict[str, Any]], objects: dict[str, int], befo
         row = by_key[key]
         row_bytes = len(str(row).encode())
         new = [n for n in objects if n not in before and refers_to(row, n)]
-        inline = is_inline(row, value)
+        inline = is_inline(row, value) and not new
         described = f"{key!r}: {size} B serialised" + (" (multi-byte text)" if not value.isascii() else "")
-        if size >= threshold and (inline or not new or row_bytes > MAX_REFERENCE):
+        if size >= threshold and (not new or row_bytes > MAX_REFERENCE):
             problems.append(f"{described} (>= {threshold}) but the row is {row_bytes} B, "
                             f"{'holds the value inline' if inline else f'refers to {len(new)} new object(s)'}; "
                             f"it must be a reference of <= {MAX_REFERENCE} B")  # fmt: skip
-        if size < threshold and value.isascii() and (new or not inline):
+        if size < threshold and value.isascii() and not inline:
             problems.append(f"{described} (< {threshold}) but not stored inline (row of {row_bytes} B)")
     return problems
 
@@ -80,3 +82,11 @@ def dangling(records: list[Any], keys: set[str] | None = None) -> list[str]:
     """Rows (``runner.read_xcoms`` records) the backend cannot read back: their value is gone."""
     return [f"row {r.task_id}/{r.key} (stored {str(r.stored)[:80]!r}) cannot be pulled: {r.error}"
             for r in records if r.error and (keys is None or r.key in keys)]  # fmt: skip
+
+
+_LOCAL = re.compile(r"(?:file://)?(/[^\s\"'<>|]+)")
+
+
+def local_files(row_value: Any) -> list[str]:
+    """Existing local files a row names (``file:///path`` or ``/path``): where a backend keeps objects on disk."""
+    return [p for p in _LOCAL.findall(str(row_value)) if os.path.isfile(p)]

@@ -10,6 +10,7 @@ the example is rejected so the counterexample shown is the backend's own.
 from __future__ import annotations
 
 import itertools
+from datetime import datetime, timezone
 from typing import Any
 
 from hypothesis import HealthCheck, given, reject, settings
@@ -18,8 +19,13 @@ from hypothesis import strategies as st
 from xcomsim.checks import same
 from xcomsim.conformance.baseline import INHERITED, baseline_round_trip
 from xcomsim.conformance.examples import EXAMPLES, FirstFailure, guarantee, one_task, record
-from xcomsim.strategies import serde_values
-from xcomsim.strategies._internal.payloads import offload_path_values, reference_lookalikes
+from xcomsim.strategies import serde_values, sized_string
+from xcomsim.strategies._internal.payloads import (
+    LOOKALIKE_STRINGS,
+    offload_path_values,
+    reference_lookalikes,
+    utf8_sized_string,
+)
 
 _CHECKED = settings(EXAMPLES, suppress_health_check=[*EXAMPLES.suppress_health_check, HealthCheck.filter_too_much])
 
@@ -35,34 +41,56 @@ class _Differential:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
         self.keys = itertools.count()
-        self.inherited: list[str] = []
+        self.inherited: dict[str, tuple[int, str]] = {}  # Airflow's outcome -> the shortest example
 
     def check(self, value: Any) -> None:
         key = f"v{next(self.keys)}"
-        with self.handle.active() as ti:
-            ti.xcom_push(key=key, value=value)
-            back = ti.xcom_pull(task_ids=ti.task_id, key=key)
-        if same(back, value):
+        raised: Exception | None = None
+        try:
+            with self.handle.active() as ti:
+                ti.xcom_push(key=key, value=value)
+                back = ti.xcom_pull(task_ids=ti.task_id, key=key)
+        except Exception as exc:  # noqa: BLE001 - judged against Airflow's own below
+            raised, back = exc, exc
+        if raised is None and same(back, value):
             return
         kept, airflow = baseline_round_trip(self.handle, value)
         if not kept:
-            if len(self.inherited) < 3:
-                self.inherited.append(f"pushed {_short(value)}, pulled {_short(back)} (Airflow: {_short(airflow)})")
+            outcome = repr(airflow) if isinstance(airflow, Exception) else f"{type(value).__name__} comes back changed"
+            shown = repr(value)
+            if outcome not in self.inherited or len(shown) < self.inherited[outcome][0]:
+                airflow_did = f"Airflow raises {_short(airflow)}" if isinstance(airflow, Exception) else (
+                    f"Airflow pulls {_short(airflow)}")  # fmt: skip
+                self.inherited[outcome] = (len(shown), f"{_short(value)}: {airflow_did}; the backend: {_short(back)}")
             reject()
+        if raised is not None:
+            raise AssertionError(f"[round-trip-exact] pushing and pulling {_short(value)} raised {raised!r}; "
+                                 "Airflow's BaseXCom keeps it") from raised
         raise AssertionError(f"[round-trip-exact] pushed {_short(value)}, pulled {_short(back)}; "
                              f"Airflow's BaseXCom keeps it")  # fmt: skip
 
     def report(self, request: Any) -> None:
-        for line in self.inherited:
+        for _, line in self.inherited.values():
             record(request, "xcomsim_inherited", ("round-trip-exact", f"{INHERITED}: {line}"))
 
 
 class RoundTripTests:
-    def _round_trip(self, request: Any, dag: Any, values: st.SearchStrategy[Any]) -> None:
+    def _round_trip(self, request: Any, dag: Any, values: st.SearchStrategy[Any], edges: tuple[Any, ...] = ()) -> None:
+        from hypothesis.errors import UnsatisfiedAssumption
+
         from xcomsim.task_context import thread_local_task_state
 
         with thread_local_task_state():
             differential = _Differential(one_task(dag))
+            for value in edges:  # every edge once, whatever the example budget
+                try:
+                    differential.check(value)
+                except UnsatisfiedAssumption:  # inherited: noted
+                    pass
+                except AssertionError as exc:
+                    differential.report(request)
+                    exc.add_note(f"xcomsim: the edge value {_short(value)} (one of {len(edges)} always tried)")
+                    raise
             counter = FirstFailure()
 
             @_CHECKED
@@ -88,6 +116,11 @@ class RoundTripTests:
             xcomsim_env.set_config(offload[0])
         learned = (discovered.reference,) if discovered.reference is not None else ()
         values = reference_lookalikes(learned)
+        edges = [*LOOKALIKE_STRINGS, *learned, {"__s3_uri": LOOKALIKE_STRINGS[0]}]
         if offload is not None:
-            values = st.one_of(values, offload_path_values(int(offload[1])))
-        self._round_trip(request, contract_dag, values)
+            threshold = int(offload[1])
+            values = st.one_of(values, offload_path_values(threshold))
+            sizes = sorted({s for s in (threshold - 1, threshold, threshold + 1, threshold * 4) if s >= 2} | {2})
+            edges += [sized_string(s) for s in sizes] + [utf8_sized_string(s) for s in sizes]
+            edges += [(sized_string(max(2, threshold)), (1, "a"), datetime(2024, 1, 1, tzinfo=timezone.utc))]
+        self._round_trip(request, contract_dag, values, tuple(edges))

@@ -81,7 +81,8 @@ class Verdicts:
         width = max((len(n) for n in self.guarantees), default=10) + 2
         for entry in self.ordered():
             found = f" (first failure at example {entry.first_failure})" if entry.first_failure else ""
-            lines.append(f"  {entry.name:<{width}}{entry.verdict}{found}")
+            same = " (same as Airflow)" if entry.verdict == NOT_CLAIMED and "(same as Airflow)" in entry.reason else ""
+            lines.append(f"  {entry.name:<{width}}{entry.verdict}{same}{found}")
             if entry.verdict == BROKEN and entry.counterexample:
                 lines += [f"      {line}" for line in entry.counterexample.splitlines()]
             elif entry.verdict == NOT_CLAIMED and entry.reason:
@@ -100,9 +101,11 @@ _ARGUMENT = re.compile(r"^\w+=.*,$")  # a falsifying example's arguments
 def _counterexample(detail: str, limit: int = 40) -> str:
     """The informative lines of a failure, in order and repeats kept: a story may push the same key twice."""
     kept: list[str] = []
+    example = False  # inside a falsifying example's arguments
     for raw in detail.splitlines():
         line = raw.strip().lstrip("|E").strip()
-        telling = any(mark in line for mark in _TELLING) or _ARGUMENT.match(line)
+        example = ("Falsifying example" in line or "Failing test case" in line) or (example and line != ")")
+        telling = any(mark in line for mark in _TELLING) or (example and _ARGUMENT.match(line))
         line = line.replace("xcomsim.checks.registry.", "")
         if len(line) > 160:
             line = f"{line[:120]} ... {line[-30:]}"

@@ -72,7 +72,7 @@ def utf8_sized_string(size: int, char: str = "é") -> str:
     return char * -(-(size - 2) // len(char.encode()))
 
 
-_LOOKALIKE_STRINGS = (
+LOOKALIKE_STRINGS = (
     "s3://data-lake/x.parquet", "s3://xcomsim/xcom/not-mine", "gs://bucket/object.json", "redis://localhost:6379/0",
     "redis:xcom:key", "file:///tmp/x.json", "xcom_s3://run/key", "s3_xcom_00000000-0000-0000-0000-000000000000",
 )
@@ -84,7 +84,7 @@ def reference_lookalikes(learned: tuple[Any, ...] = ()) -> st.SearchStrategy[Any
     ``learned``: rows the backend was seen to write for offloaded values; a user may push one as a value.
     """
     texts = tuple(r for r in learned if isinstance(r, str))
-    strings = st.sampled_from(_LOOKALIKE_STRINGS + texts)
+    strings = st.sampled_from(LOOKALIKE_STRINGS + texts)
     edited = strings.map(lambda s: s[:-4] + "abcd" if len(s) > 8 else s + "/x")
     dicts = st.builds(lambda k, v: {k: v}, st.sampled_from(["__s3_uri", "__xcom_ref", "uri", "key", "path"]), strings)
     pair = st.fixed_dictionaries({"bucket": st.just("xcomsim"), "key": strings})
