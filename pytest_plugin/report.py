@@ -82,7 +82,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         for name in names:
             verdicts.record(name, "skipped", reason.removeprefix("Skipped: "))
     elif report.failed:
-        verdicts.record_failure(names, report.longreprtext)
+        verdicts.record_failure(names, report.longreprtext, from_model="xcomsim_judged" in found)
     else:
         for name in names:
             verdicts.record(name, "passed")

@@ -37,7 +37,7 @@ def corpus_stores(xcomsim_env, monkeypatch):
 def pytest_configure(config):
     from hypothesis import settings
 
-    settings.register_profile("corpus", settings(), max_examples=10)
+    settings.register_profile("corpus", settings(), max_examples=5)
     settings.load_profile("corpus")
 '''
 

@@ -10,7 +10,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from xcomsim.checks import Observation, require
-from xcomsim.conformance.examples import EXAMPLES, FirstFailure, guarantee, one_task
+from xcomsim.conformance.examples import FirstFailure, examples, guarantee, one_task
 from xcomsim.scheduler import hypothesis_chooser
 from xcomsim.scheduler.workload import run_workload
 from xcomsim.strategies import Claim, Crash, Release, Wait, workloads
@@ -34,7 +34,7 @@ class ClaimTests:
 
             counter = FirstFailure()
 
-            @EXAMPLES
+            @examples()
             @given(workload=workloads(workers=(2, 3), keys=(), claim_ids=("c",), max_ops=3, leases=False),
                    data=st.data())  # fmt: skip
             @counter.count

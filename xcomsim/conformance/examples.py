@@ -10,7 +10,14 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 guarantee = pytest.mark.xcomsim_guarantee
-EXAMPLES = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_SUPPRESSED = (HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much)
+
+
+def examples(**changes: Any) -> settings:
+    """The current profile's settings (read when a test runs, not at import) for a property inside a test."""
+    current = settings()
+    return settings(current, deadline=None, suppress_health_check=[*current.suppress_health_check, *_SUPPRESSED],
+                    **changes)  # fmt: skip
 
 
 class FirstFailure:

@@ -37,7 +37,7 @@ from xcomsim.checks import same
 from xcomsim.conformance.capabilities import Capabilities, declared
 from xcomsim.conformance.claims import ClaimTests
 from xcomsim.conformance.discovery import Discovery, discover
-from xcomsim.conformance.examples import EXAMPLES, guarantee, one_task, record
+from xcomsim.conformance.examples import examples, guarantee, one_task, record
 from xcomsim.conformance.machine import XComMachine
 from xcomsim.conformance.offload import OffloadTests
 from xcomsim.conformance.push_once import PushOnceTests, refuses_second_push
@@ -71,7 +71,7 @@ class ModelTests:
         # Each example is up to 10 steps of real I/O, and shrinking one takes minutes: the first failing
         # sequence is reported as found (the targeted tests above give each guarantee's minimal story).
         budget = max(10, settings().max_examples // 5)
-        run = settings(EXAMPLES, max_examples=budget, stateful_step_count=10, report_multiple_bugs=False,
+        run = examples(max_examples=budget, stateful_step_count=10, report_multiple_bugs=False,
                        phases=[Phase.explicit, Phase.reuse, Phase.generate])  # fmt: skip
         with thread_local_task_state():
             handle = one_task(contract_dag)

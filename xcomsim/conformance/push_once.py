@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from xcomsim.checks import Observation, require
 from xcomsim.conformance.baseline import baseline_allows_overwrite
-from xcomsim.conformance.examples import EXAMPLES, FirstFailure, guarantee, one_task
+from xcomsim.conformance.examples import FirstFailure, examples, guarantee, one_task
 from xcomsim.conformance.stores import stored_values
 from xcomsim.scheduler import hypothesis_chooser
 from xcomsim.scheduler.workload import run_workload
@@ -70,7 +70,7 @@ class PushOnceTests:
 
             counter = FirstFailure()
 
-            @EXAMPLES
+            @examples()
             @given(values=st.lists(st.integers(0, 99), min_size=2, max_size=3), data=st.data())
             @counter.count
             def race(values: list[int], data: Any) -> None:

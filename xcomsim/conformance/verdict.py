@@ -25,6 +25,7 @@ class GuaranteeVerdict:
     reason: str = ""
     first_failure: int | None = None  # the example at which a property first failed, if it said
     inherited: list[str] = field(default_factory=list)  # failures Airflow's own BaseXCom shares
+    shown_from_model: bool = False  # the counterexample shown is the model test's (a targeted one is clearer)
 
     @property
     def verdict(self) -> str:
@@ -40,18 +41,20 @@ class Verdicts:
     backend: str = ""
     guarantees: dict[str, GuaranteeVerdict] = field(default_factory=dict)
     discovered: str = ""
+    harness: list[str] = field(default_factory=list)  # failures of the harness, not of a guarantee
 
     def expect(self, name: str) -> None:
         """A collected test will judge ``name``: it is listed even if the run stops before it."""
         self.guarantees.setdefault(name, GuaranteeVerdict(name))
 
-    def record(self, name: str, outcome: str, detail: str = "") -> None:
+    def record(self, name: str, outcome: str, detail: str = "", from_model: bool = False) -> None:
         entry = self.guarantees.setdefault(name, GuaranteeVerdict(name))
         if outcome == "passed":
             entry.passed += 1
         elif outcome == "failed":
             entry.failed += 1
-            entry.counterexample = entry.counterexample or _counterexample(detail)
+            if not entry.counterexample or (entry.shown_from_model and not from_model):
+                entry.counterexample, entry.shown_from_model = _counterexample(detail), from_model
             first = _FIRST.search(detail)
             if first and entry.first_failure is None:
                 entry.first_failure = int(first.group(1))
@@ -64,11 +67,15 @@ class Verdicts:
         if line not in entry.inherited:
             entry.inherited.append(line)
 
-    def record_failure(self, names: tuple[str, ...], detail: str) -> None:
+    def record_failure(self, names: tuple[str, ...], detail: str, from_model: bool = False) -> None:
         """A failed test of several guarantees breaks the one its ``[invariant]`` message names, else all."""
         named = [n for n in names if f"[{n}]" in detail]
+        harness = next((mark for mark in HARNESS_FAILURES if mark in detail), None)
+        if not named and harness:
+            self.harness.append(f"{harness} in a test of {', '.join(names)}: no verdict drawn from it")
+            return
         for name in named or names:
-            self.record(name, "failed", detail)
+            self.record(name, "failed", detail, from_model)
 
     def ordered(self) -> list[GuaranteeVerdict]:
         rank = {name: index for index, name in enumerate(ORDER)}
@@ -88,9 +95,13 @@ class Verdicts:
             elif entry.verdict == NOT_CLAIMED and entry.reason:
                 lines.append(f"      {entry.reason}")
             lines += [f"      {line}" for line in entry.inherited]
+        lines += [f"  harness problem: {line}" for line in self.harness]
         return "\n".join(lines)
 
 
+# Failures that say the test itself could not run as designed (Hypothesis saw the data generation
+# change between runs; the scheduler found no worker able to go on), never that a guarantee broke.
+HARNESS_FAILURES = ("FlakyStrategyDefinition", "SchedulerStuck")
 _TELLING = ("Error:", "Failed:", "DID NOT RAISE", "Failing test case", "Draw ", "reproduce_failure",
             "succeeded after", "was replaced", "won claim", "Violation: [", "state = ", "state.", "faults injected",
             "declared ", "cannot be pulled")  # fmt: skip
