@@ -53,7 +53,8 @@ def _replay_command(item: pytest.Item) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     report = yield
-    if report.failed and any(mark in report.longreprtext for mark in _HYPOTHESIS_FAILURE):
+    kit_test = item.get_closest_marker("xcomsim_guarantee") is not None
+    if report.failed and report.when == "call" and (kit_test or any(m in report.longreprtext for m in _HYPOTHESIS_FAILURE)):
         report.sections.append(("xcomsim: replay", _replay_command(item)))
     marker = item.get_closest_marker("xcomsim_guarantee")
     if marker is not None:

@@ -21,20 +21,37 @@ def examples(**changes: Any) -> settings:
 
 
 class FirstFailure:
-    """Counts a property's examples and notes on its failure how many ran before the first one failed."""
+    """Counts a property's examples and notes on its failure how many ran before the first one failed.
 
-    def __init__(self) -> None:
+    ``shrink_budget``: after the first failure, at most this many more examples run for real; later ones
+    pass untried unless they are an input that already failed (which fails again, as Hypothesis's final
+    replay needs). Shrinking then stops at the smallest failure found within the budget: every example
+    of a backend is real I/O, and an unbounded shrink of one costs minutes.
+    """
+
+    def __init__(self, shrink_budget: int | None = None) -> None:
         self.examples = 0
         self.first: int | None = None
+        self.shrink_budget = shrink_budget
+        self._failed: dict[str, BaseException] = {}
 
     def count(self, test: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(test)
         def counted(*args: Any, **kwargs: Any) -> None:
             self.examples += 1
+            spent = self.first is not None and self.shrink_budget is not None and (
+                self.examples - self.first > self.shrink_budget)  # fmt: skip
+            if spent:
+                known = self._failed.get(repr((args, kwargs)))
+                if known is None:
+                    return
+                raise known
             try:
                 test(*args, **kwargs)
-            except BaseException:
+            except BaseException as exc:
                 self.first = self.first or self.examples
+                if self.shrink_budget is not None:
+                    self._failed[repr((args, kwargs))] = exc
                 raise
 
         return counted

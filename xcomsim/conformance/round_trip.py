@@ -27,6 +27,7 @@ from xcomsim.strategies._internal.payloads import (
     utf8_sized_string,
 )
 
+SHRINK_BUDGET = 30  # examples after the first failure (each is a push and a pull, and Airflow's own)
 AIRFLOW_LIMITS = (float("inf"), float("-inf"), [float("inf")], -0.0, 0.0, (1, [2.5]))
 
 
@@ -88,7 +89,7 @@ class RoundTripTests:
                     differential.report(request)
                     exc.add_note(f"xcomsim: the edge value {_short(value)} (one of {len(edges)} always tried)")
                     raise
-            counter = FirstFailure()
+            counter = FirstFailure(shrink_budget=SHRINK_BUDGET)
 
             @examples()
             @given(value=values)
