@@ -112,7 +112,7 @@ def test_thresholds_of_one_and_two_bytes_are_probed_and_kept(clean_pytester, mon
     monkeypatch.setenv("PYTHONPATH", f"{root}:{root / 'tests'}")  # this checkout's xcomsim
     clean_pytester.makepyfile(test_tiny=TINY_THRESHOLDS)
     result = clean_pytester.runpytest_subprocess("--xcomsim", "--xcomsim-profile=ci", "-p", "no:randomly",
-                                                 "-k", "offload_at or declared or crash_at")  # fmt: skip
+                                                 "-k", "offload_at or declared_threshold or crash_at")  # fmt: skip
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*verdict for test_tiny.OneByte:", "  discovered: offloads every value to s3://xcomsim/tiny/",
                                  "*offload-threshold*kept", "*no-dangling-reference*kept"])  # fmt: skip
