@@ -10,31 +10,72 @@ from xcomsim.conformance.verdict import Verdicts
 
 _verdicts: dict[str, Verdicts] = {}
 _HYPOTHESIS_FAILURE = ("Falsifying example", "Failing test case", "reproduce_failure")
+_BACKEND = pytest.StashKey[str]()
+
+
+def _backend(item: pytest.Item) -> str:
+    from xcomsim.settings import DEFAULT_BACKEND
+
+    marker = item.get_closest_marker("xcomsim")
+    given = (marker.kwargs.get("backend") if marker else None) or item.config.getoption("xcomsim_backend", None)
+    return str(given or item.config.getini("xcomsim_backend") or DEFAULT_BACKEND).strip()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every guarantee a collected test will judge is listed, even if the run stops before it (``-x``)."""
+    for item in session.items:
+        marker = item.get_closest_marker("xcomsim_guarantee")
+        if marker is not None:
+            item.stash[_BACKEND] = backend = _backend(item)
+            for name in marker.args:
+                _verdicts.setdefault(backend, Verdicts(backend)).expect(name)
+
+
+def _replay_command(item: pytest.Item) -> str:
+    """Ready to paste: run from the rootdir with the options given on this command line.
+
+    The kit's own module lives in the installed package, outside the rootdir (its node id has no file
+    part), so it is selected with ``-k``; any other test by its node id.
+    """
+    from pytest_plugin.plugin import _OPTIONS
+    from xcomsim.profiles import replay_hint
+
+    config = item.config
+    options = [f"--xcomsim-{name}={config.getoption(ini)}" for name, ini, _ in _OPTIONS if config.getoption(ini)]
+    if item.nodeid.startswith("::") or "::" not in item.nodeid:
+        parts = [p for p in item.nodeid.split("::") if p]
+        target = "-k " + repr(" and ".join(p.split("[")[0] for p in parts))
+    else:
+        target = item.nodeid
+    return replay_hint(target, options, str(config.rootpath))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     report = yield
-    if report.failed and any(mark in report.longreprtext for mark in _HYPOTHESIS_FAILURE):
-        from xcomsim.profiles import replay_hint
-
-        report.sections.append(("xcomsim: replay", replay_hint(item.nodeid)))
+    kit_test = item.get_closest_marker("xcomsim_guarantee") is not None
+    if report.failed and report.when == "call" and (kit_test or any(m in report.longreprtext for m in _HYPOTHESIS_FAILURE)):
+        report.sections.append(("xcomsim: replay", _replay_command(item)))
     marker = item.get_closest_marker("xcomsim_guarantee")
     if marker is not None:
-        env = getattr(item, "funcargs", {}).get("xcomsim_env")
-        backend = env.backend if env is not None else None
-        report.xcomsim_guarantee = (  # type: ignore[attr-defined]
-            marker.args, f"{backend.__module__}.{backend.__qualname__}" if backend else "?"
-        )
+        report.xcomsim_guarantee = (marker.args, item.stash.get(_BACKEND, None) or _backend(item))  # type: ignore[attr-defined]
     return report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     tagged = getattr(report, "xcomsim_guarantee", None)
-    if tagged is None or (report.when != "call" and report.passed):
+    if tagged is None:
         return
     names, backend = tagged
     verdicts = _verdicts.setdefault(backend, Verdicts(backend))
+    found = dict(report.user_properties)
+    if "xcomsim_discovered" in found:
+        verdicts.discovered = str(found["xcomsim_discovered"])
+    for name, line in (value for key, value in report.user_properties if key == "xcomsim_inherited"):
+        verdicts.record_inherited(name, line)
+    if report.when != "call" and report.passed:
+        return
+    names = tuple(found.get("xcomsim_judged", names)) if report.when == "call" else names
     if report.skipped and hasattr(report, "wasxfail"):  # an expected failure is still a broken guarantee
         verdicts.record_failure(names, str(report.longrepr))
     elif report.skipped:
@@ -42,7 +83,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         for name in names:
             verdicts.record(name, "skipped", reason.removeprefix("Skipped: "))
     elif report.failed:
-        verdicts.record_failure(names, report.longreprtext)
+        verdicts.record_failure(names, report.longreprtext, from_model="xcomsim_judged" in found)
     else:
         for name in names:
             verdicts.record(name, "passed")

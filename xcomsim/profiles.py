@@ -9,6 +9,8 @@ a DAG-level example talks to a real Execution API and store servers.
 from __future__ import annotations
 
 import os
+import shlex
+from collections.abc import Sequence
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -51,11 +53,20 @@ def activate(name: str | None = None, database: str | None = None, replay: bool 
     return name
 
 
-def replay_hint(nodeid: str) -> str:
-    """How to re-run a failing property test of this session, for the failure report."""
+def replay_hint(target: str, options: Sequence[str] = (), rootdir: str | None = None) -> str:
+    """A command that re-runs a failing property test of this session, ready to paste.
+
+    ``target``: a node id or a ``-k`` selection (``-k '...'``); ``options``: the command-line options in
+    force (the backend, the stores); ``rootdir``: where to run it, so the project's ini and conftests apply.
+    """
     current = settings()
+    where = f"cd {shlex.quote(rootdir)} && " if rootdir else ""
+    own = ("--xcomsim-profile", "--xcomsim-replay", "--xcomsim-hypothesis-db")  # the hint sets these itself
+    given = "".join(f" {shlex.quote(o)}" for o in options if not o.startswith(own))
+    selected = target if target.startswith("-k ") else shlex.quote(target)
     if current.derandomize:
-        return f"pytest --xcomsim --xcomsim-profile=ci '{nodeid}'   (derandomised: the same examples every run)"
+        return (f"{where}pytest --xcomsim --xcomsim-profile=ci{given} {selected}"
+                "   (derandomised: the same examples every run)")  # fmt: skip
     database = getattr(current.database, "path", None)
-    where = f" --xcomsim-hypothesis-db={database}" if database else ""
-    return f"pytest --xcomsim --xcomsim-replay{where} '{nodeid}'   (only the failing examples kept, none new)"
+    kept = f" --xcomsim-hypothesis-db={shlex.quote(str(database))}" if database else ""
+    return f"{where}pytest --xcomsim --xcomsim-replay{kept}{given} {selected}   (only the failing examples kept, none new)"

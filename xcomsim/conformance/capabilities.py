@@ -9,7 +9,12 @@ A backend declares its claims on the class, where the kit (and ``pytest --xcomsi
             "scoping": "xcomsim-policy",        # enforces an XComPolicy attached to the DAG
             "claim_store": "my_pkg.claims:open_store",   # zero-argument factory of a claim store
             "config": {"my_section.mode": "strict"},    # Airflow config for every contract test
+            "push_once": True,                  # a second push of a key raises (Airflow's own does not)
         }
+
+Nothing declared is not nothing tested: the kit discovers whether and where a
+backend offloads (``discovery``), and a backend that refuses a second push is
+held to push-once.
 
 A test class deriving from ``XComBackendContract`` may override the fixtures of
 the same names instead; the fixtures win.
@@ -22,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_KEYS = {"offload", "scoping", "claim_store", "config"}
+_KEYS = {"offload", "scoping", "claim_store", "config", "push_once"}
 SCOPING_KINDS = {"xcomsim-policy"}
 
 
@@ -36,6 +41,7 @@ class Capabilities:
     scoping: str | None = None
     claim_store: Callable[[], Any] | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
+    push_once: bool | None = None  # None: not declared
 
 
 def declared(backend: type) -> Capabilities:
@@ -52,8 +58,9 @@ def declared(backend: type) -> Capabilities:
     offload = raw.get("offload")
     if offload is not None:
         if not (isinstance(offload, (tuple, list)) and len(offload) == 2 and isinstance(offload[0], Mapping)
-                and isinstance(offload[1], int) and offload[1] > 0):  # fmt: skip
-            raise ContractDeclarationError(f"{name}['offload'] must be (config dict, threshold > 0), got {offload!r}")
+                and isinstance(offload[1], int) and not isinstance(offload[1], bool) and offload[1] >= 0):  # fmt: skip
+            raise ContractDeclarationError(f"{name}['offload'] must be (config dict, threshold >= 0; 0: every value), "
+                                           f"got {offload!r}")
         offload = (dict(offload[0]), offload[1])
     scoping = raw.get("scoping")
     if scoping is not None and scoping not in SCOPING_KINDS:
@@ -61,8 +68,11 @@ def declared(backend: type) -> Capabilities:
     config = raw.get("config", {})
     if not isinstance(config, Mapping):
         raise ContractDeclarationError(f"{name}['config'] must be a dict of 'section.option': value")
+    push_once = raw.get("push_once")
+    if push_once is not None and not isinstance(push_once, bool):
+        raise ContractDeclarationError(f"{name}['push_once'] must be True or False, got {push_once!r}")
     factory = raw.get("claim_store")
-    return Capabilities(offload, scoping, _factory(name, factory) if factory else None, dict(config))
+    return Capabilities(offload, scoping, _factory(name, factory) if factory else None, dict(config), push_once)
 
 
 def _factory(name: str, path: Any) -> Callable[[], Any]:

@@ -41,11 +41,13 @@ class XComMachine(RuleBasedStateMachine):
     handle: Any = None
     threshold: int | None = None
     claim_store: Any = None
+    push_once: bool = True  # False: a second push may replace the value, as Airflow's own does
 
     @classmethod
-    def bind(cls, env: Any, handle: Any, threshold: int | None, claim_store: Any) -> type[XComMachine]:
+    def bind(cls, env: Any, handle: Any, threshold: int | None, claim_store: Any,
+             push_once: bool = True) -> type[XComMachine]:  # fmt: skip
         return type(cls.__name__, (cls,), {"env": env, "handle": handle, "threshold": threshold,
-                                           "claim_store": claim_store})  # fmt: skip
+                                           "claim_store": claim_store, "push_once": push_once})  # fmt: skip
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,7 +64,8 @@ class XComMachine(RuleBasedStateMachine):
     def _values(self) -> st.SearchStrategy[Any]:
         if self.threshold is None:
             return small_values()
-        return st.one_of(small_values(), st.builds(sized_string, st.sampled_from([self.threshold, self.threshold * 4])))
+        sizes = [max(2, self.threshold), max(64, self.threshold * 4)]
+        return st.one_of(small_values(), st.builds(sized_string, st.sampled_from(sizes)))
 
     def _push(self, key: str, value: Any) -> None:
         with self.handle.active() as ti:
@@ -78,8 +81,12 @@ class XComMachine(RuleBasedStateMachine):
     def _pushed(self, key: str, value: Any, raised: BaseException | None) -> None:
         """Judge a push that ran to the end (it raised, or not) against the model."""
         if key in self.model:
-            if raised is None:
+            if raised is None and self.push_once:
                 self._fail("push-once", f"a second push of {key!r} succeeded (first value {self.model[key]!r})")
+            if raised is None:
+                self.model[key] = value
+            elif not self.push_once:  # a failed overwrite may or may not have replaced the value
+                self.uncertain[key] = value
             return
         if raised is None:
             self.model[key] = value
@@ -96,7 +103,7 @@ class XComMachine(RuleBasedStateMachine):
             self._push(key, value)
         except Exception as exc:  # noqa: BLE001 - judged against the model
             raised = exc
-        if raised is not None and key not in self.model and key not in self.uncertain:
+        if raised is not None and key not in self.uncertain and (key not in self.model or not self.push_once):
             self._fail("round-trip-exact", f"the first push of {key!r} = {value!r} was refused: {raised!r}")
         self._pushed(key, value, raised)
 
@@ -122,6 +129,8 @@ class XComMachine(RuleBasedStateMachine):
         except WorkerCrash:
             if key not in self.model:
                 self.uncertain.setdefault(key, value)
+            elif not self.push_once:  # an overwrite that may or may not have landed
+                self.uncertain[key] = value
             return
         except Exception:  # noqa: BLE001 - refused before reaching that I/O: an ordinary refusal
             self._pushed(key, value, RuntimeError("refused"))
@@ -132,8 +141,12 @@ class XComMachine(RuleBasedStateMachine):
     def pull(self, key: str) -> None:
         got = self._pull(key)
         if key in self.model:
-            if not same(got, self.model[key]):
+            if key in self.uncertain and same(got, self.uncertain[key]):
+                self.model[key] = self.uncertain.pop(key)
+            elif not same(got, self.model[key]):
                 self._fail("round-trip-exact", f"pulled {key!r} as {got!r}; the model holds {self.model[key]!r}")
+            else:
+                self.uncertain.pop(key, None)
         elif key in self.uncertain:
             if got is not None and not same(got, self.uncertain[key]):
                 self._fail("round-trip-exact", f"pulled {key!r} as {got!r}; only {self.uncertain[key]!r} was pushed")

@@ -1,29 +1,155 @@
-"""What landed: the test's ``xcom`` rows and every object of its S3 bucket and Redis, as an Observation."""
+"""What landed, in every store a backend can reach, as an Observation.
+
+Not only the test's own bucket and Redis DB: a backend nobody wrote for
+xcomsim writes where its own configuration says. So the kit lists every bucket
+on the embedded S3 (on a shared endpoint: the test's bucket and every bucket
+the process's S3 clients touched), every Redis DB index of the embedded
+server (on a shared server: the test's own), and every local directory an
+fsspec ``file://`` path wrote into (``ObjectStoragePath("file://...")``), each
+object with its size. Names: ``s3://bucket/key``, ``redis:key`` (DB 0),
+``redis/N:key`` (DB N), ``file:///path``.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
+from pathlib import Path
 from typing import Any
 
 from xcomsim.checks import Observation
 
+REDIS_DATABASES = 16  # Redis's default ``databases``
+_touched_buckets: set[str] = set()
+_touched_dirs: set[str] = set()
+_installed = False
+_lock = threading.Lock()
 
-def store_sizes(env: Any) -> dict[str, int]:
-    """Every object of the test's stores (``s3://bucket/key``, ``redis:key``) and its size in bytes."""
+
+def watch() -> None:
+    """Record, process-wide, the buckets S3 clients name and the local directories fsspec writes into."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    from botocore.client import BaseClient
+
+    _record_calls(BaseClient)
+    try:
+        from aiobotocore.client import AioBaseClient
+    except ImportError:  # s3fs is not installed: no async client to watch
+        pass
+    else:
+        _record_calls(AioBaseClient)
+    try:
+        from fsspec.implementations.local import LocalFileSystem
+    except ImportError:
+        return
+    original = LocalFileSystem._open
+
+    @functools.wraps(original)
+    def opened(self: Any, path: Any, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
+        if any(flag in mode for flag in "wax"):
+            _touched_dirs.add(str(Path(self._strip_protocol(path)).parent))
+        return original(self, path, mode, *args, **kwargs)
+
+    LocalFileSystem._open = opened
+
+
+def _record_calls(client_class: Any) -> None:
+    original = client_class._make_api_call
+
+    @functools.wraps(original)
+    def call(self: Any, operation: str, params: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        bucket = params.get("Bucket") if isinstance(params, dict) else None
+        if isinstance(bucket, str) and getattr(self.meta, "service_model", None) is not None \
+                and self.meta.service_model.service_name == "s3":  # fmt: skip
+            _touched_buckets.add(bucket)
+        return original(self, operation, params, *args, **kwargs)
+
+    client_class._make_api_call = call
+
+
+def watch_directory(path: str | os.PathLike[str]) -> None:
+    """Observe ``path`` too (a per-test local store the test hands to its backend)."""
+    _touched_dirs.add(str(Path(path)))
+
+
+def _buckets(env: Any) -> list[str]:
+    from xcomsim.env.s3_store import S3Store
+
+    if isinstance(env.simulation.s3, S3Store):  # embedded: the whole endpoint is this test's
+        return sorted(b["Name"] for b in env.s3.list_buckets().get("Buckets", []))
+    return sorted({env.bucket} | _touched_buckets)
+
+
+def _s3_sizes(env: Any) -> dict[str, int]:
+    from botocore.exceptions import ClientError
+
     sizes = {}
     paginator = env.s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=env.bucket):
-        for obj in page.get("Contents", []):
-            sizes[f"s3://{env.bucket}/{obj['Key']}"] = obj["Size"]
-    for key in env.redis.keys("*"):
+    for bucket in _buckets(env):
         try:
-            sizes[f"redis:{key.decode()}"] = env.redis.strlen(key)
-        except Exception:  # not a string value: count it, size unknown
-            sizes[f"redis:{key.decode()}"] = 0
+            for page in paginator.paginate(Bucket=bucket):
+                for obj in page.get("Contents", []):
+                    sizes[f"s3://{bucket}/{obj['Key']}"] = obj["Size"]
+        except ClientError:  # a touched bucket that does not exist (or is not ours to list)
+            continue
     return sizes
 
 
+@functools.lru_cache(maxsize=None)
+def _redis_client(host: str, port: int, db: int) -> Any:
+    import redis
+
+    return redis.Redis(host=host, port=port, db=db, socket_timeout=10)
+
+
+def _redis_databases(env: Any) -> list[tuple[int, Any]]:
+    from xcomsim.env.redis_store import RedisStore
+
+    server = env.simulation.redis
+    if isinstance(server, RedisStore):  # embedded: every DB index is this test's
+        return [(db, _redis_client(server.host, server.port, db)) for db in range(REDIS_DATABASES)]
+    return [(0, env.redis)]
+
+
+def _redis_sizes(env: Any) -> dict[str, int]:
+    sizes = {}
+    for db, client in _redis_databases(env):
+        if db and not client.dbsize():
+            continue
+        for key in client.keys("*"):
+            name = f"redis:{key.decode()}" if db == 0 else f"redis/{db}:{key.decode()}"
+            try:
+                sizes[name] = client.strlen(key)
+            except Exception:  # not a string value: count it, size unknown
+                sizes[name] = 0
+    return sizes
+
+
+def _file_sizes() -> dict[str, int]:
+    sizes = {}
+    for folder in sorted(_touched_dirs):
+        for root, _, files in os.walk(folder):
+            for name in files:
+                path = os.path.join(root, name)
+                try:
+                    sizes[f"file://{path}"] = os.path.getsize(path)
+                except OSError:  # deleted while listing
+                    continue
+    return sizes
+
+
+def store_sizes(env: Any) -> dict[str, int]:
+    """Every object of every store the backend can reach, and its size in bytes."""
+    watch()
+    return {**_s3_sizes(env), **_redis_sizes(env), **_file_sizes()}
+
+
 def store_objects(env: Any) -> set[str]:
-    """Every object in the test's S3 bucket and every key in its Redis."""
     return set(store_sizes(env))
 
 
@@ -35,13 +161,18 @@ def observe(env: Any, run_id: str | None = None, **fields: Any) -> Observation:
 
 def stored_values(env: Any, dag_id: str, run_id: str) -> dict[str, Any]:
     """Key -> the backend's deserialised value, for every row of the run (``runner.read_xcoms``)."""
+    records = read_rows(env, dag_id, run_id)
+    broken = [f"{r.key}: {r.error}" for r in records if r.error]
+    if broken:
+        raise AssertionError(f"the backend cannot read back what it stored: {broken}")
+    return {r.key: r.value for r in records}
+
+
+def read_rows(env: Any, dag_id: str, run_id: str) -> list[Any]:
+    """Every row of the run read back through the backend (``runner.read_xcoms``), errors kept per row."""
     from sqlalchemy.orm import Session
 
     from xcomsim.runner import read_xcoms
 
     with Session(env.engine) as session:
-        records = read_xcoms(session, env.backend, dag_id, run_id)
-    broken = [f"{r.key}: {r.error}" for r in records if r.error]
-    if broken:
-        raise AssertionError(f"the backend cannot read back what it stored: {broken}")
-    return {r.key: r.value for r in records}
+        return read_xcoms(session, env.backend, dag_id, run_id)

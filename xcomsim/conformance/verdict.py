@@ -1,11 +1,18 @@
-"""The verdict table: each guarantee kept, broken (with its counterexample) or not claimed."""
+"""The verdict table: each guarantee kept, broken, inherited from Airflow, not claimed, or not run.
+
+A guarantee is kept only if a test that judged it ran and passed; the model
+test judges only what the backend claims (it says which). The table's order
+is fixed, whatever order the tests ran in.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-KEPT, BROKEN, NOT_CLAIMED = "kept", "broken", "not claimed"
+KEPT, BROKEN, NOT_CLAIMED, NOT_RUN = "kept", "broken", "not claimed", "not run"
+ORDER = ("push-once", "round-trip-exact", "push-scope", "pull-scope", "exactly-one-claim-winner", "no-lost-claim",
+         "offload-threshold", "purge-leaves-no-orphan", "no-dangling-reference")  # fmt: skip
 
 
 @dataclass
@@ -17,26 +24,37 @@ class GuaranteeVerdict:
     counterexample: str = ""
     reason: str = ""
     first_failure: int | None = None  # the example at which a property first failed, if it said
+    inherited: list[str] = field(default_factory=list)  # failures Airflow's own BaseXCom shares
+    shown_from_model: bool = False  # the counterexample shown is the model test's (a targeted one is clearer)
 
     @property
     def verdict(self) -> str:
         if self.failed:
             return BROKEN
-        return KEPT if self.passed else NOT_CLAIMED
+        if self.passed:
+            return KEPT
+        return NOT_CLAIMED if self.skipped else NOT_RUN
 
 
 @dataclass
 class Verdicts:
     backend: str = ""
     guarantees: dict[str, GuaranteeVerdict] = field(default_factory=dict)
+    discovered: str = ""
+    harness: list[str] = field(default_factory=list)  # failures of the harness, not of a guarantee
 
-    def record(self, name: str, outcome: str, detail: str = "") -> None:
+    def expect(self, name: str) -> None:
+        """A collected test will judge ``name``: it is listed even if the run stops before it."""
+        self.guarantees.setdefault(name, GuaranteeVerdict(name))
+
+    def record(self, name: str, outcome: str, detail: str = "", from_model: bool = False) -> None:
         entry = self.guarantees.setdefault(name, GuaranteeVerdict(name))
         if outcome == "passed":
             entry.passed += 1
         elif outcome == "failed":
             entry.failed += 1
-            entry.counterexample = entry.counterexample or _counterexample(detail)
+            if not entry.counterexample or (entry.shown_from_model and not from_model):
+                entry.counterexample, entry.shown_from_model = _counterexample(detail), from_model
             first = _FIRST.search(detail)
             if first and entry.first_failure is None:
                 entry.first_failure = int(first.group(1))
@@ -44,40 +62,66 @@ class Verdicts:
             entry.skipped += 1
             entry.reason = entry.reason or detail
 
-    def record_failure(self, names: tuple[str, ...], detail: str) -> None:
+    def record_inherited(self, name: str, line: str) -> None:
+        entry = self.guarantees.setdefault(name, GuaranteeVerdict(name))
+        if line not in entry.inherited:
+            entry.inherited.append(line)
+
+    def record_failure(self, names: tuple[str, ...], detail: str, from_model: bool = False) -> None:
         """A failed test of several guarantees breaks the one its ``[invariant]`` message names, else all."""
         named = [n for n in names if f"[{n}]" in detail]
+        harness = next((mark for mark in HARNESS_FAILURES if mark in detail), None)
+        if not named and harness:
+            self.harness.append(f"{harness} in a test of {', '.join(names)}: no verdict drawn from it")
+            return
         for name in named or names:
-            self.record(name, "failed", detail)
+            self.record(name, "failed", detail, from_model)
+
+    def ordered(self) -> list[GuaranteeVerdict]:
+        rank = {name: index for index, name in enumerate(ORDER)}
+        return sorted(self.guarantees.values(), key=lambda e: (rank.get(e.name, len(ORDER)), e.name))
 
     def table(self) -> str:
         lines = [f"xcomsim conformance verdict{f' for {self.backend}' if self.backend else ''}:"]
+        if self.discovered:
+            lines.append(f"  {self.discovered}")
         width = max((len(n) for n in self.guarantees), default=10) + 2
-        for name, entry in self.guarantees.items():
+        for entry in self.ordered():
             found = f" (first failure at example {entry.first_failure})" if entry.first_failure else ""
-            lines.append(f"  {name:<{width}}{entry.verdict}{found}")
+            same = " (same as Airflow)" if entry.verdict == NOT_CLAIMED and "(same as Airflow)" in entry.reason else ""
+            lines.append(f"  {entry.name:<{width}}{entry.verdict}{same}{found}")
             if entry.verdict == BROKEN and entry.counterexample:
                 lines += [f"      {line}" for line in entry.counterexample.splitlines()]
             elif entry.verdict == NOT_CLAIMED and entry.reason:
                 lines.append(f"      {entry.reason}")
+            lines += [f"      {line}" for line in entry.inherited]
+        lines += [f"  harness problem: {line}" for line in self.harness]
         return "\n".join(lines)
 
 
+# Failures that say the test itself could not run as designed (Hypothesis saw the data generation
+# change between runs; the scheduler found no worker able to go on), never that a guarantee broke.
+HARNESS_FAILURES = ("FlakyStrategyDefinition", "SchedulerStuck")
 _TELLING = ("Error:", "Failed:", "DID NOT RAISE", "Failing test case", "Draw ", "reproduce_failure",
-            "succeeded after", "was replaced", "won claim", "Violation: [", "state = ", "state.", "faults injected")
+            "succeeded after", "was replaced", "won claim", "Violation: [", "state = ", "state.", "faults injected",
+            "declared ", "cannot be pulled")  # fmt: skip
 _FIRST = re.compile(r"xcomsim: first failure at example (\d+)")
 _ARGUMENT = re.compile(r"^\w+=.*,$")  # a falsifying example's arguments
 
 
-def _counterexample(detail: str, limit: int = 12) -> str:
-    """The informative lines of a failure: the falsifying example, the story, the assertion."""
-    seen: list[str] = []
+def _counterexample(detail: str, limit: int = 40) -> str:
+    """The informative lines of a failure, in order and repeats kept: a story may push the same key twice."""
+    kept: list[str] = []
+    example = False  # inside a falsifying example's arguments
     for raw in detail.splitlines():
         line = raw.strip().lstrip("|E").strip()
-        telling = any(mark in line for mark in _TELLING) or _ARGUMENT.match(line)
+        example = ("Falsifying example" in line or "Failing test case" in line) or (example and line != ")")
+        telling = any(mark in line for mark in _TELLING) or (example and _ARGUMENT.match(line))
         line = line.replace("xcomsim.checks.registry.", "")
         if len(line) > 160:
             line = f"{line[:120]} ... {line[-30:]}"
-        if line and telling and line not in seen:
-            seen.append(line)
-    return "\n".join(seen[:limit]) or detail.strip().splitlines()[-1] if detail.strip() else ""
+        if line and telling:
+            kept.append(line)
+    if len(kept) > limit:
+        kept = kept[: limit - 1] + [f"... ({len(kept) - limit + 1} more lines in the failure above)"]
+    return "\n".join(kept) or (detail.strip().splitlines()[-1] if detail.strip() else "")

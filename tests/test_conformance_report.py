@@ -1,0 +1,65 @@
+"""The verdict table and the replay hint as a user meets them: fixed order, printed under -x, pasteable."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTANT = "xcomsim.mutants.xcom.TupleToListXCom"
+
+
+@pytest.fixture
+def kit_pytester(clean_pytester, monkeypatch):
+    """The subprocess imports this checkout's xcomsim, whichever one is installed."""
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}:{ROOT / 'tests'}")
+    return clean_pytester
+
+
+def test_the_replay_hint_runs_when_pasted(kit_pytester):
+    kit_pytester.makepyfile(test_mine="def test_mine(): pass")
+    first = kit_pytester.runpytest_subprocess("--xcomsim", f"--xcomsim-backend={MUTANT}", "--xcomsim-profile=ci",
+                                              "-k", "test_round_trip_is_exact")  # fmt: skip
+    first.assert_outcomes(failed=1)
+    output = first.stdout.str()
+    lines = output.splitlines()
+    hint = lines[next(i for i, line in enumerate(lines) if "xcomsim: replay" in line) + 1]
+    assert f"--xcomsim-backend={MUTANT}" in hint and hint.startswith(f"cd {kit_pytester.path} && pytest ")
+    command = hint.split("   (")[0].replace(" && pytest ", f" && {sys.executable} -m pytest ", 1)
+    pasted = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert re.search(r"\b1 failed\b", pasted.stdout), pasted.stdout[-3000:] + pasted.stderr[-2000:]
+    assert "passed" not in pasted.stdout.splitlines()[-1]  # the user's own test is not what ran
+    broken = re.search(r"\[round-trip-exact\] pushed .*", output)
+    assert broken and broken.group(0) in pasted.stdout  # the same counterexample
+
+
+def test_the_table_is_printed_in_a_fixed_order_even_when_x_stops_the_run(kit_pytester):
+    kit_pytester.makepyfile(test_mine="def test_mine(): assert False")
+    result = kit_pytester.runpytest_subprocess("--xcomsim", f"--xcomsim-backend={MUTANT}", "-x", "-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        f"xcomsim conformance verdict for {MUTANT}:",
+        "  push-once *not run", "  round-trip-exact *not run", "  push-scope *not run", "  pull-scope *not run",
+        "  exactly-one-claim-winner *not run", "  no-lost-claim *not run", "  offload-threshold *not run",
+        "  purge-leaves-no-orphan *not run", "  no-dangling-reference *not run",
+    ])  # fmt: skip
+
+
+def test_verdicts_keep_every_story_line_and_the_model_claims_only_what_is_judged():
+    from xcomsim.conformance.verdict import Verdicts
+
+    story = "\n".join(["E   xcomsim.checks.registry.InvariantViolation: [push-once] a second push succeeded",
+                       "E   state.push(key='k0', value=1)", "E   state.push(key='k0', value=1)"])  # fmt: skip
+    verdicts = Verdicts("b")
+    verdicts.record_failure(("push-once", "round-trip-exact"), story)
+    verdicts.record("no-lost-claim", "skipped", "not claimed: no claim store")
+    verdicts.record("exactly-one-claim-winner", "passed")
+    table = verdicts.table()
+    assert table.count("state.push(key='k0', value=1)") == 2  # the second push is the story
+    assert table.index("push-once") < table.index("exactly-one-claim-winner") < table.index("no-lost-claim")
+    assert "round-trip-exact" not in table  # the failure named its invariant

@@ -1,0 +1,90 @@
+"""The kit on nine backends it never saw (``tests/corpus``), with nothing declared: every verdict as expected.
+
+One pytester session runs the contract on all of them (the ci profile with a
+small example budget; the model test is left to the mutant catalogue, it
+costs half a minute a backend); discovery must find each threshold to the byte.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from corpus import BUCKETS, EXPECTED
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def corpus_pytester(clean_pytester, monkeypatch):
+    """The subprocess imports this checkout's xcomsim (not whichever one is installed) and the corpus."""
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}:{ROOT / 'tests'}")
+    return clean_pytester
+
+CONFTEST = f'''
+import pytest
+
+@pytest.fixture(autouse=True)
+def corpus_stores(xcomsim_env, monkeypatch):
+    for bucket in {BUCKETS!r}:
+        xcomsim_env.s3.create_bucket(Bucket=bucket)
+    server = xcomsim_env.simulation.redis
+    monkeypatch.setenv("AIRFLOW_CONN_XCOM_CACHE", f"redis://{{server.host}}:{{server.port}}/3")
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    from hypothesis import settings
+
+    settings.register_profile("corpus", settings(), max_examples=5)
+    settings.load_profile("corpus")
+'''
+
+MODULE = '''
+import pytest
+from xcomsim.conformance import XComBackendContract
+
+BACKENDS = {backends!r}
+
+for index, path in enumerate(BACKENDS):
+    name = f"TestCorpus{{index}}"
+    globals()[name] = pytest.mark.xcomsim(backend=path)(
+        type(name, (XComBackendContract,), {{"push_once_unless_declared": None}}))
+'''
+
+
+def _tables(output: str) -> dict[str, str]:
+    return {m.group(1): m.group(2) for m in re.finditer(
+        r"xcomsim conformance verdict for (\S+):\n(.*?)(?=\n=+ |\Z)", output, re.S)}  # fmt: skip
+
+
+def _verdict(table: str, guarantee: str) -> str:
+    found = re.search(rf"^  {re.escape(guarantee)}\s+(kept|broken|not claimed(?: \(same as Airflow\))?|not run)"
+                      r"(?: \(first failure at example \d+\))?$", table, re.M)  # fmt: skip
+    return found.group(1) if found else "missing"
+
+
+def test_every_corpus_backend_gets_its_expected_verdicts(corpus_pytester):
+    corpus_pytester.makeconftest(CONFTEST)
+    corpus_pytester.makepyfile(test_corpus=MODULE.format(backends=list(EXPECTED)))
+    result = corpus_pytester.runpytest_subprocess(
+        "--xcomsim", "--xcomsim-profile=ci", "-p", "no:randomly", "-k", "not agrees_with_the_model", timeout=900
+    )
+    output = result.stdout.str()
+    tables = _tables(output)
+    assert set(tables) == set(EXPECTED), output[-3000:]
+    assert "stuck" not in output.lower() and "Timeout" not in output
+    wrong = {}
+    for backend, (threshold, verdicts) in EXPECTED.items():
+        table = tables[backend]
+        expected_line = "offloads every value" if threshold == 0 else f"offloads >= {threshold} B "
+        if f"discovered: {expected_line}" not in table:
+            wrong[backend] = f"discovery: {table.splitlines()[0]}"
+        for guarantee, verdict in verdicts.items():
+            if _verdict(table, guarantee) != verdict:
+                wrong[f"{backend} {guarantee}"] = f"expected {verdict}, reported {_verdict(table, guarantee)}"
+        for guarantee in ("push-scope", "pull-scope", "exactly-one-claim-winner", "no-lost-claim"):
+            if _verdict(table, guarantee) != "not claimed":
+                wrong[f"{backend} {guarantee}"] = _verdict(table, guarantee)
+    assert not wrong, "\n".join(f"{k}: {v}" for k, v in wrong.items()) + "\n" + output[-6000:]

@@ -1,0 +1,149 @@
+"""Offload: where values go by size, that deletes and reruns leave no orphan, that crashes leave no dangling row.
+
+The threshold is the declared one, else the discovered one (``discovery``);
+objects are looked for in every store (``stores``) and matched to rows by what
+the backend was seen to write (``references``). A row dangles when the backend
+cannot read it back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from xcomsim.checks import InvariantViolation, require
+from xcomsim.conformance.examples import guarantee, one_task
+from xcomsim.conformance.references import dangling, offload_violations, orphans
+from xcomsim.conformance.stores import observe, read_rows, store_sizes
+from xcomsim.scheduler.faults import FaultPlan, WorkerCrash, injecting
+from xcomsim.strategies import sized_string
+from xcomsim.strategies._internal.payloads import utf8_sized_string
+
+NOT_CLAIMED = ("not claimed: no offload declared (xcomsim_contract['offload'] or the 'offload' fixture) "
+               "and none discovered")  # fmt: skip
+
+
+def offload_threshold(env: Any, offload: Any) -> int:
+    """Apply the offload configuration and return its threshold, or skip as not claimed."""
+    if offload is None:
+        pytest.skip(NOT_CLAIMED)
+    config, threshold = offload
+    env.set_config(config)
+    return int(threshold)
+
+
+def big(threshold: int) -> str:
+    """A value well past the threshold (and a size no probe or guard object reaches by accident)."""
+    return sized_string(max(64, threshold * 8))
+
+
+def _same_threshold(declared: int, found: int) -> bool:
+    return declared == found or (declared <= 1 and found == 0)
+
+
+class OffloadTests:
+    @guarantee("offload-threshold")
+    def test_offload_at_and_above_threshold_only(self, xcomsim_env: Any, contract_dag: Any, offload: Any) -> None:
+        threshold = offload_threshold(xcomsim_env, offload)
+        from xcomsim.task_context import thread_local_task_state
+
+        sizes = sorted({s for s in (threshold - 1, threshold, threshold + 1, threshold * 8) if s >= 2} | {2, 64})
+        pushed = {f"size_{s}": (sized_string(s), s) for s in sizes}
+        if threshold > 2:  # multi-byte text at the threshold: 2 bytes a character
+            text = utf8_sized_string(threshold)
+            pushed[f"multibyte_{threshold}"] = (text, len(text.encode()) + 2)
+        before = frozenset(store_sizes(xcomsim_env))
+        with thread_local_task_state():
+            handle = one_task(contract_dag)
+            with handle.active() as ti:
+                for key, (value, _) in pushed.items():
+                    ti.xcom_push(key=key, value=value)
+        obs = observe(xcomsim_env, handle.run_id)
+        problems = offload_violations(obs.rows or [], dict(obs.objects or {}), before, threshold, pushed)
+        if problems:
+            raise InvariantViolation("offload-threshold", problems)
+
+    @guarantee("offload-threshold")
+    def test_declared_threshold_is_the_discovered_one(self, contract: Any, discovered: Any) -> None:
+        if contract.offload is None:
+            pytest.skip("not claimed: no offload declared (discovery alone decides the other offload tests)")
+        declared = contract.offload[1]
+        if discovered.error:
+            raise InvariantViolation("offload-threshold", [f"declared {declared}, but {discovered.describe()}"])
+        if not discovered.offloads or not _same_threshold(declared, discovered.threshold or 0):
+            behaves = f"behaves as {discovered.threshold}" if discovered.offloads else "never offloads"
+            raise InvariantViolation("offload-threshold", [f"declared {declared}, {behaves} ({discovered.describe()})"])
+
+    @guarantee("purge-leaves-no-orphan")
+    def test_delete_leaves_no_object_of_the_xcom(self, xcomsim_env: Any, contract_dag: Any, offload: Any) -> None:
+        threshold = offload_threshold(xcomsim_env, offload)
+        from airflow.sdk.execution_time.xcom import XCom
+
+        from xcomsim.task_context import thread_local_task_state
+
+        with thread_local_task_state():
+            handle = one_task(contract_dag)
+            before = set(store_sizes(xcomsim_env))
+            with handle.active() as ti:
+                ti.xcom_push(key="big", value=big(threshold))
+                appeared = set(store_sizes(xcomsim_env)) - before
+                assert appeared, "an offloaded value wrote no object to any store"
+                XCom.delete(key="big", dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
+        left = appeared & set(store_sizes(xcomsim_env))
+        assert not left, f"[purge-leaves-no-orphan] after XCom.delete the store still holds {sorted(left)}"
+
+    @guarantee("purge-leaves-no-orphan")
+    def test_reruns_leave_at_most_one_object_per_live_xcom(
+        self, xcomsim_env: Any, contract_dag: Any, offload: Any
+    ) -> None:
+        """A DAG-run clear deletes rows without calling purge; the task then runs again."""
+        threshold = offload_threshold(xcomsim_env, offload)
+        from sqlalchemy import text
+
+        from xcomsim.task_context import thread_local_task_state
+
+        reruns = 20
+        before = frozenset(store_sizes(xcomsim_env))
+        with thread_local_task_state():
+            handle = one_task(contract_dag)
+            for attempt in range(reruns):
+                if attempt:
+                    with xcomsim_env.engine.begin() as conn:  # the clear: rows go, purge is not called
+                        conn.execute(text("DELETE FROM xcom WHERE run_id = :r"), {"r": handle.run_id})
+                    handle.finish("failed")
+                    handle.start()
+                with handle.active() as ti:
+                    ti.xcom_push(key="big", value=big(threshold))
+        obs = observe(xcomsim_env, handle.run_id)
+        left = orphans(obs.rows or [], dict(obs.objects or {}), before, max(16, threshold))
+        if left:
+            raise InvariantViolation("purge-leaves-no-orphan", [
+                f"after {reruns} reruns {len(left)} value-sized object(s) no row references: {left[:3]}"])
+
+    @guarantee("no-dangling-reference")
+    def test_crash_at_any_io_of_a_push_leaves_no_dangling_reference(
+        self, xcomsim_env: Any, contract_dag: Any, offload: Any
+    ) -> None:
+        """The worker dies at each I/O point of an offloaded push in turn (e.g. between upload and row)."""
+        threshold = offload_threshold(xcomsim_env, offload)
+        from xcomsim.task_context import thread_local_task_state
+
+        value = big(threshold)
+        with thread_local_task_state():
+            handle = one_task(contract_dag)
+            dry = FaultPlan({})
+            with injecting(dry), handle.active() as ti:
+                ti.xcom_push(key="dry", value=value)
+            io_calls = dry.seen["main"]
+            for index, io in enumerate(io_calls):
+                try:
+                    with injecting(FaultPlan({index: "crash"})), handle.active() as ti:
+                        ti.xcom_push(key=f"crash_{index}", value=value)
+                except WorkerCrash:
+                    pass
+                story = f"the worker crashed at I/O #{index} of the push ({io}); its I/O: {io_calls}"
+                require("no-dangling-reference", observe(xcomsim_env, handle.run_id), story)
+                problems = dangling(read_rows(xcomsim_env, contract_dag.dag_id, handle.run_id))
+                if problems:
+                    raise InvariantViolation("no-dangling-reference", problems, story)

@@ -1,0 +1,92 @@
+"""References judged by behaviour and by what the backend was seen to write, never by a URI pattern.
+
+A row refers to an object when the object's key, or its file name (a uuid, a
+hash: anything of 8 characters or more), appears in the row: that covers
+``s3://bucket/key``, ``xcom_s3://<run>/<key>``, ``s3_xcom_<uuid>`` and bare keys
+alike. A row dangles when the backend cannot read it back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from xcomsim.checks.registry import MAX_REFERENCE
+
+_MIN_TOKEN = 8
+
+
+def object_key(name: str) -> str:
+    """The key of ``s3://bucket/key``, ``redis[/N]:key`` or ``file:///path`` inside its store."""
+    if name.startswith("s3://"):
+        return name.split("/", 3)[3]
+    if name.startswith("redis"):
+        return name.partition(":")[2]
+    return name.removeprefix("file://")
+
+
+def _tokens(name: str) -> list[str]:
+    key = object_key(name)
+    tail = key.replace(":", "/").rstrip("/").rsplit("/", 1)[-1]
+    stem = tail.split(".", 1)[0]
+    return [t for t in {key, tail, stem} if len(t) >= _MIN_TOKEN or t == key]
+
+
+def refers_to(row_value: Any, name: str) -> bool:
+    """Whether a row mentions the object, by its key or its file name, in any form."""
+    text = str(row_value)
+    return any(token and token in text for token in _tokens(name))
+
+
+def is_inline(row_value: Any, pushed: str) -> bool:
+    """Whether a row holds ``pushed`` (a str) itself rather than a reference to it."""
+    text = row_value if isinstance(row_value, str) else str(row_value)
+    return pushed in text
+
+
+def offload_violations(rows: list[dict[str, Any]], objects: dict[str, int], before: frozenset[str],
+                       threshold: int, pushed: dict[str, tuple[str, int]]) -> list[str]:  # fmt: skip
+    """At/above ``threshold`` a row is a short reference to a new object; below, the value is inline.
+
+    ``pushed``: key -> (the str pushed, its serialised size in UTF-8 bytes).
+    """
+    by_key = {row["key"]: row["value"] for row in rows}
+    problems = []
+    for key, (value, size) in pushed.items():
+        if key not in by_key:
+            problems.append(f"{key!r} ({size} B) has no row")
+            continue
+        row = by_key[key]
+        row_bytes = len(str(row).encode())
+        new = [n for n in objects if n not in before and refers_to(row, n)]
+        inline = is_inline(row, value) and not new
+        described = f"{key!r}: {size} B serialised" + (" (multi-byte text)" if not value.isascii() else "")
+        if size >= threshold and (not new or row_bytes > MAX_REFERENCE):
+            problems.append(f"{described} (>= {threshold}) but the row is {row_bytes} B, "
+                            f"{'holds the value inline' if inline else f'refers to {len(new)} new object(s)'}; "
+                            f"it must be a reference of <= {MAX_REFERENCE} B")  # fmt: skip
+        if size < threshold and value.isascii() and not inline:
+            problems.append(f"{described} (< {threshold}) but not stored inline (row of {row_bytes} B)")
+    return problems
+
+
+def orphans(rows: list[dict[str, Any]], objects: dict[str, int], before: frozenset[str], floor: int) -> list[str]:
+    """New value-sized objects (``floor`` bytes or more) that no row refers to."""
+    texts = [str(row["value"]) for row in rows]
+    return sorted(n for n, size in objects.items()
+                  if n not in before and size >= floor and not any(refers_to(t, n) for t in texts))  # fmt: skip
+
+
+def dangling(records: list[Any], keys: set[str] | None = None) -> list[str]:
+    """Rows (``runner.read_xcoms`` records) the backend cannot read back: their value is gone."""
+    return [f"row {r.task_id}/{r.key} (stored {str(r.stored)[:80]!r}) cannot be pulled: {r.error}"
+            for r in records if r.error and (keys is None or r.key in keys)]  # fmt: skip
+
+
+_LOCAL = re.compile(r"(?:file://)?(/[^\s\"'<>|]+)")
+
+
+def local_files(row_value: Any) -> list[str]:
+    """Existing local files a row names (``file:///path`` or ``/path``): where a backend keeps objects on disk."""
+    return [p for p in _LOCAL.findall(str(row_value)) if os.path.isfile(p)]

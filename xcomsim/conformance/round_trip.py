@@ -1,0 +1,126 @@
+"""Round trip: a pulled value equals, type for type, what was pushed, on every path the backend has.
+
+Small serde values (the inline path), values at and around the offload
+threshold (ASCII, multi-byte, any value padded past it), and values that
+look like references. Each mismatch is replayed through Airflow's own
+``BaseXCom``: one Airflow shares is inherited, not the backend's break, and
+the example is rejected so the counterexample shown is the backend's own.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timezone
+from typing import Any
+
+from hypothesis import given, reject
+from hypothesis import strategies as st
+
+from xcomsim.checks import same
+from xcomsim.conformance.baseline import INHERITED, baseline_round_trip
+from xcomsim.conformance.examples import FirstFailure, examples, guarantee, one_task, record
+from xcomsim.strategies import serde_values, sized_string
+from xcomsim.strategies._internal.payloads import (
+    LOOKALIKE_STRINGS,
+    offload_path_values,
+    reference_lookalikes,
+    utf8_sized_string,
+)
+
+SHRINK_BUDGET = 30  # examples after the first failure (each is a push and a pull, and Airflow's own)
+AIRFLOW_LIMITS = (float("inf"), float("-inf"), [float("inf")], -0.0, 0.0, (1, [2.5]))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 100 else f"{text[:60]} ... {text[-25:]} ({len(text)} chars)"
+
+
+class _Differential:
+    """Push, pull, compare; a mismatch Airflow's baseline shares is noted as inherited and rejected."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.keys = itertools.count()
+        self.inherited: dict[str, tuple[int, str]] = {}  # Airflow's outcome -> the shortest example
+
+    def check(self, value: Any) -> bool:
+        """True: kept; False: broken the way Airflow's own breaks it (noted); raises when only the backend breaks it."""
+        key = f"v{next(self.keys)}"
+        raised: Exception | None = None
+        try:
+            with self.handle.active() as ti:
+                ti.xcom_push(key=key, value=value)
+                back = ti.xcom_pull(task_ids=ti.task_id, key=key)
+        except Exception as exc:  # noqa: BLE001 - judged against Airflow's own below
+            raised, back = exc, exc
+        if raised is None and same(back, value):
+            return True
+        kept, airflow = baseline_round_trip(self.handle, value)
+        if not kept:
+            outcome = repr(airflow) if isinstance(airflow, Exception) else f"{type(value).__name__} comes back changed"
+            shown = repr(value)
+            if outcome not in self.inherited or len(shown) < self.inherited[outcome][0]:
+                airflow_did = f"Airflow raises {_short(airflow)}" if isinstance(airflow, Exception) else (
+                    f"Airflow pulls {_short(airflow)}")  # fmt: skip
+                self.inherited[outcome] = (len(shown), f"{_short(value)}: {airflow_did}; the backend: {_short(back)}")
+            return False
+        if raised is not None:
+            raise AssertionError(f"[round-trip-exact] pushing and pulling {_short(value)} raised {raised!r}; "
+                                 "Airflow's BaseXCom keeps it") from raised
+        raise AssertionError(f"[round-trip-exact] pushed {_short(value)}, pulled {_short(back)}; "
+                             f"Airflow's BaseXCom keeps it")  # fmt: skip
+
+    def report(self, request: Any) -> None:
+        for _, line in self.inherited.values():
+            record(request, "xcomsim_inherited", ("round-trip-exact", f"{INHERITED}: {line}"))
+
+
+class RoundTripTests:
+    def _round_trip(self, request: Any, dag: Any, values: st.SearchStrategy[Any], edges: tuple[Any, ...] = ()) -> None:
+        from xcomsim.task_context import thread_local_task_state
+
+        with thread_local_task_state():
+            differential = _Differential(one_task(dag))
+            for value in edges:  # every edge once, whatever the example budget
+                try:
+                    differential.check(value)
+                except AssertionError as exc:
+                    differential.report(request)
+                    exc.add_note(f"xcomsim: the edge value {_short(value)} (one of {len(edges)} always tried)")
+                    raise
+            counter = FirstFailure(shrink_budget=SHRINK_BUDGET)
+
+            @examples()
+            @given(value=values)
+            @counter.count
+            def round_trip(value: Any) -> None:
+                if not differential.check(value):
+                    reject()  # Airflow's own limit: steer to values the baseline keeps
+
+            try:
+                counter.run(round_trip)
+            finally:
+                differential.report(request)
+
+    @guarantee("round-trip-exact")
+    def test_round_trip_is_exact(self, request: Any, xcomsim_env: Any, contract_dag: Any) -> None:
+        """Drawn from values Airflow's own inline path keeps; the ones it does not are tried once each."""
+        self._round_trip(request, contract_dag, serde_values(max_leaves=8, infinities=False), AIRFLOW_LIMITS)
+
+    @guarantee("round-trip-exact")
+    def test_round_trip_through_every_path(self, request: Any, xcomsim_env: Any, contract_dag: Any,
+                                           offload: Any, discovered: Any) -> None:  # fmt: skip
+        """At, below and above the threshold, multi-byte text, and strings and dicts that look like references."""
+        if offload is not None:
+            xcomsim_env.set_config(offload[0])
+        learned = (discovered.reference,) if discovered.reference is not None else ()
+        values = reference_lookalikes(learned)
+        edges = [*LOOKALIKE_STRINGS, *learned, {"__s3_uri": LOOKALIKE_STRINGS[0]}]
+        if offload is not None:
+            threshold = int(offload[1])
+            values = st.one_of(values, offload_path_values(threshold))
+            sizes = sorted({s for s in (threshold - 1, threshold, threshold + 1, threshold * 4) if s >= 2} | {2})
+            edges += [sized_string(s) for s in sizes] + [utf8_sized_string(s) for s in sizes]
+            edges += [(sized_string(max(2, threshold)), (1, "a"), datetime(2024, 1, 1, tzinfo=timezone.utc))]
+        self._round_trip(request, contract_dag, values, tuple(edges))
