@@ -118,7 +118,7 @@ def test_bench_command_prints_one_table_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     (tmp_path / "team_xcom.py").write_text(TEAM_XCOM)
     result = subprocess.run(
-        [*_xcomsim_command(), "bench", "--quick", "--harness", "--json", str(out),
+        [*_xcomsim_command(), "bench", "--quick", "--harness", "--json", str(out), "--html", str(tmp_path / "b.html"),
          "--backend", "team_xcom.TeamXCom", "--config", "team_xcom.bucket=team-bucket-not-created"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=_clean_env(),
     )  # fmt: skip
@@ -128,6 +128,8 @@ def test_bench_command_prints_one_table_and_writes_json(tmp_path):
     failed = [line for line in stdout.splitlines() if "team_xcom.TeamXCom" in line]
     assert len(failed) == 2 and "failed: NoSuchBucket" in failed[0], failed  # its row, and the whole line below
     assert "The specified bucket does not exist" in failed[1], failed
+    page = (tmp_path / "b.html").read_text()  # the same figures as charts: latency and footprint, and the failure
+    assert page.count('<svg class="chart"') == 2 and "team_xcom.TeamXCom failed: NoSuchBucket" in page
     for header in ("xcom table / 100 runs", "pull p50", "pull p99", "ops/s (2 workers)"):
         assert header in stdout, stdout
     for label in ("Airflow BaseXCom", "ExclusiveXCom inline", "ExclusiveXCom -> S3", "ExclusiveXCom -> Redis"):
