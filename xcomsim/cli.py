@@ -17,13 +17,14 @@ def _gc(args: argparse.Namespace) -> int:
     from xcomsim.backend import config
     from xcomsim.backend.errors import ExclusiveXComError
     from xcomsim.backend.gc import sweep
+    from xcomsim.backend.stores import open_store
 
     url = ""
     try:
-        path = args.path or config.load().path
+        store = open_store(args.path or config.load().path)  # no store configured: say so before reading the DB
         url = args.sql_alchemy_conn or _airflow_db_url()
         _check_metadata_db(url)
-        report = sweep(path, url, dry_run=args.dry_run)
+        report = sweep(store, url, dry_run=args.dry_run)
     except (ExclusiveXComError, _GcError) as exc:
         print(f"xcomsim gc: {exc}", file=sys.stderr)
         return 2
