@@ -99,3 +99,60 @@ def test_bad_ids_are_refused(store_and_clock):
 
     with pytest.raises(ExclusiveXComError, match="claim_id must be a 1-250 char string"):
         store.try_claim("", "w")
+
+
+@pytest.mark.parametrize("lease", [0, -1, 0.0, float("nan"), float("inf"), 1e20, True, "60"])
+def test_bad_leases_are_refused_by_name(store_and_clock, lease):
+    from xcomsim.backend import XComValueError
+
+    store, _ = store_and_clock
+    with pytest.raises(XComValueError, match="lease"):
+        store.try_claim("resource", "w1", lease_seconds=lease)
+    assert store.holder("resource") is None
+
+
+def test_at_the_exact_expiry_instant_holder_and_try_claim_agree(xcomsim_env):
+    clock = Clock()
+    store = SqlClaimStore(xcomsim_env.engine, clock=clock)
+    assert store.try_claim("resource", "w1", lease_seconds=10) is not None
+    clock.now += 10  # exactly the expiry instant
+    assert store.holder("resource") is None
+    assert store.try_claim("resource", "w2", lease_seconds=10) is not None
+    assert store.holder("resource") == "w2"
+
+
+def _claim_with_lease_zero(ti, dag_run, **_):
+    from airflow.sdk._shared.module_loading import import_string
+
+    store = import_string(dag_run.conf["store"])()
+    try:
+        return store.try_claim("shared-resource", ti.task_id, lease_seconds=0) is not None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _lease_zero_dag():
+    from datetime import datetime
+
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG
+
+    with DAG("claim_lease_zero", start_date=datetime(2024, 1, 1), schedule=None) as dag:
+        PythonOperator(task_id="first", python_callable=_claim_with_lease_zero)
+        PythonOperator(task_id="second", python_callable=_claim_with_lease_zero)
+    return dag
+
+
+@pytest.mark.parametrize("store", ["xcomsim.mutants.hardening.unchecked_lease_store",
+                                   "xcomsim.backend.claims.open_claim_store"])  # fmt: skip
+def test_a_lease_of_zero_never_gives_two_winners(run_dag, store):
+    from xcomsim.mutants.hardening import HARDENING
+
+    assert HARDENING["xcomsim.mutants.hardening.UncheckedLeaseClaimsXCom"] == "exactly-one-claim-winner"
+    result = run_dag(_lease_zero_dag(), conf={"store": store})
+
+    outcomes = [result.xcom("first"), result.xcom("second")]
+    if "mutants" in store:
+        assert outcomes == [True, True]  # two winners of one resource
+    else:
+        assert all(str(o).startswith("XComValueError: lease_seconds=0") for o in outcomes), outcomes

@@ -27,7 +27,7 @@ def _keys(env, prefix):
     return sorted(o["Key"] for o in env.s3.list_objects_v2(Bucket=env.bucket, Prefix=prefix).get("Contents", []))
 
 
-@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000})
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000, "xcomsim.gc_grace_seconds": 0})
 def test_dry_run_lists_then_sweep_deletes_only_orphans(run_dag, xcomsim_env):
     run_dag(gc_dag)
     path = f"s3://aws_default@{xcomsim_env.bucket}/xcom"
@@ -52,7 +52,7 @@ def test_dry_run_lists_then_sweep_deletes_only_orphans(run_dag, xcomsim_env):
     assert sweep(path, xcomsim_env.engine).orphan_values == []
 
 
-@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000})
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000, "xcomsim.gc_grace_seconds": 0})
 def test_cli_gc_dry_run_and_sweep(run_dag, xcomsim_env, tmp_path, capsys):
     run_dag(gc_dag)
     xcomsim_env.s3.put_object(Bucket=xcomsim_env.bucket, Key="xcom/values/orphan", Body=b"x")
@@ -78,3 +78,22 @@ def test_cli_gc_without_a_store_says_what_to_set(capsys, monkeypatch):
     monkeypatch.delenv("AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH", raising=False)
     assert main(["gc", "--dry-run", "--sql-alchemy-conn", "sqlite://"]) == 2
     assert "set [xcomsim] xcom_objectstorage_path" in capsys.readouterr().err
+
+
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000,
+                             "xcomsim.xcom_objectstorage_path": "redis://redis_default/xcom"})  # fmt: skip
+def test_on_redis_an_orphans_age_is_its_guards_and_young_orphans_stay(run_dag, xcomsim_env):
+    from sqlalchemy import text
+
+    run_dag(gc_dag)
+    with xcomsim_env.engine.begin() as conn:
+        conn.execute(text("DELETE FROM xcom"))  # as a UI delete or `airflow db clean`: no purge
+    path = "redis://redis_default/xcom"
+
+    young = sweep(path, xcomsim_env.engine, dry_run=False)  # the default grace: an hour
+    assert young.orphan_values == [] and len(young.young) == 1, young.describe()
+    assert len(list(xcomsim_env.redis.scan_iter("xcom/values/*"))) == 1
+
+    old = sweep(path, xcomsim_env.engine, dry_run=False, grace_seconds=0)
+    assert len(old.orphan_values) == 1, old.describe()
+    assert list(xcomsim_env.redis.scan_iter("xcom/values/*")) == []

@@ -154,7 +154,7 @@ def test_a_hundred_reruns_leave_one_object_and_no_orphan(run_dag, xcomsim_env):
     assert result.xcom("retried", "blob")["try"] == RERUNS
     values = [o for o in _objects(xcomsim_env) if "/values/" in o]
     assert len(values) == 1
-    report = sweep(f"s3://aws_default@{xcomsim_env.bucket}/xcom", xcomsim_env.engine)
+    report = sweep(f"s3://aws_default@{xcomsim_env.bucket}/xcom", xcomsim_env.engine, grace_seconds=0)
     assert report.orphan_values == [] and report.referenced == 1
 
 
@@ -169,6 +169,8 @@ def test_long_coordinates_keep_the_reference_under_1_kib(xcomsim_env):
 
 @pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000})
 def test_purge_removes_the_object_and_gc_finds_rows_deleted_without_purge(run_dag, xcomsim_env):
+    from types import SimpleNamespace
+
     from sqlalchemy import text
 
     from airflow.sdk.execution_time.comms import XComResult
@@ -180,7 +182,13 @@ def test_purge_removes_the_object_and_gc_finds_rows_deleted_without_purge(run_da
     # A UI delete or `airflow db clean` removes the row without calling purge:
     with xcomsim_env.engine.begin() as conn:
         conn.execute(text("DELETE FROM xcom"))
-    assert len(sweep(path, xcomsim_env.engine).orphan_values) == 1
-    # purge, as BaseXCom.delete calls it, removes the object itself:
-    ExclusiveXCom.purge(XComResult(key="blob", value=result.record("retried", "blob").stored))
+    assert len(sweep(path, xcomsim_env.engine, grace_seconds=0).orphan_values) == 1
+    stored = result.record("retried", "blob").stored
+    # purge given only key and value (Airflow's XComResult) cannot tell whose object it is: it deletes nothing
+    ExclusiveXCom.purge(XComResult(key="blob", value=stored))
+    assert len([o for o in _objects(xcomsim_env) if "/values/" in o]) == 1
+    # purge given the row with its coordinate removes that coordinate's own object:
+    row = SimpleNamespace(dag_id="many_reruns", run_id=result.run_id, task_id="retried", map_index=-1, key="blob",
+                          value=stored)  # fmt: skip
+    ExclusiveXCom.purge(row)
     assert [o for o in _objects(xcomsim_env) if "/values/" in o] == []

@@ -16,6 +16,7 @@ the worker that holds the claim.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, create_engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from xcomsim.backend.errors import ExclusiveXComError
+from xcomsim.backend.errors import ExclusiveXComError, XComValueError
 
 Clock = Callable[[], float]
 
@@ -54,6 +55,27 @@ class ClaimStore(Protocol):
     def release(self, claim_id: str, worker_id: str) -> bool: ...
 
     def holder(self, claim_id: str) -> str | None: ...
+
+
+MAX_LEASE_SECONDS = 366 * 24 * 3600
+
+
+def check_lease(lease_seconds: object) -> float | None:
+    """None (no expiry) or a finite number of seconds in (0, one year]; anything else names the problem.
+
+    A lease of 0 or less would be over as it starts (two winners); NaN, inf and
+    1e20 cannot become a timestamp or a Redis expiry.
+    """
+    if lease_seconds is None:
+        return None
+    if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, (int, float)):
+        raise XComValueError(f"lease_seconds must be a number of seconds or None, got {lease_seconds!r}")
+    if not math.isfinite(lease_seconds) or not 0 < lease_seconds <= MAX_LEASE_SECONDS:
+        raise XComValueError(
+            f"lease_seconds={lease_seconds!r}: a lease must be more than 0 and at most {MAX_LEASE_SECONDS} "
+            "seconds (one year), or None for a claim that never expires"
+        )
+    return float(lease_seconds)
 
 
 def _check_ids(claim_id: str, worker_id: str) -> None:
@@ -96,6 +118,7 @@ class SqlClaimStore:
 
     def try_claim(self, claim_id: str, worker_id: str, lease_seconds: float | None = None) -> Claim | None:
         _check_ids(claim_id, worker_id)
+        lease_seconds = self._lease(lease_seconds)
         now = self.clock()
         expires = None if lease_seconds is None else now + lease_seconds
         values = {
@@ -109,13 +132,21 @@ class SqlClaimStore:
         statement = insert.on_conflict_do_update(
             index_elements=[t.claim_id],
             set_=values,
-            where=(t.status == "available") | (t.lease_expires_at < _as_datetime(now)),
+            where=(t.status == "available") | self._expired(t.lease_expires_at, _as_datetime(now)),
         ).returning(t.claim_id, t.claimed_by, t.claimed_at, t.lease_expires_at)
         with self.engine.begin() as conn:
             row = conn.execute(statement).first()
         if row is None:
             return None
         return Claim(row.claim_id, row.claimed_by, _as_seconds(row.claimed_at) or now, _as_seconds(row.lease_expires_at))
+
+    def _lease(self, lease_seconds: object) -> float | None:
+        return check_lease(lease_seconds)
+
+    @staticmethod
+    def _expired(expires_at: Any, now: Any) -> Any:
+        """The one definition of expiry: a lease is over from its expiry instant on (``holder`` agrees)."""
+        return expires_at <= now
 
     def release(self, claim_id: str, worker_id: str) -> bool:
         t = claim_table.c
@@ -162,7 +193,8 @@ class RedisClaimStore:
 
     def try_claim(self, claim_id: str, worker_id: str, lease_seconds: float | None = None) -> Claim | None:
         _check_ids(claim_id, worker_id)
-        px = None if lease_seconds is None else max(1, int(lease_seconds * 1000))
+        lease_seconds = check_lease(lease_seconds)
+        px = None if lease_seconds is None else max(1, math.ceil(lease_seconds * 1000))
         if not self.client.set(self.prefix + claim_id, worker_id, nx=True, px=px):
             return None
         now = self.clock()

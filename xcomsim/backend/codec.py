@@ -120,7 +120,10 @@ def compress(data: bytes, codec: str) -> bytes:
 
 
 def decompress(data: bytes, codec: str) -> bytes:
-    return _DECOMPRESS[codec](data)
+    try:
+        return _DECOMPRESS[codec](data)
+    except KeyError:
+        raise XComStoreError(f"unknown compression {codec!r} (known: {sorted(c for c in _DECOMPRESS if c)} or none)") from None
 
 
 def is_reference(stored: Any) -> bool:
@@ -152,17 +155,37 @@ class Reference:
         body, _, query = uri[len(REF_PREFIX) :].partition("?")
         params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
         try:
-            store_path, kind, name = body.rsplit("/", 2)
-            return cls(store_path, f"{kind}/{name}", params["sha256"], int(params["size"]), params["codec"])
+            store_path, kind, source, item = body.rsplit("/", 3)
+            reference = cls(store_path, f"{kind}/{source}/{item}", params["sha256"], int(params["size"]), params["codec"])
         except (KeyError, ValueError) as exc:
             raise XComStoreError(f"malformed xcomsim reference {uri!r}: {exc}") from None
+        if reference.codec not in _DECOMPRESS:
+            raise XComStoreError(
+                f"xcomsim reference {uri.partition('?')[0]} names compression {reference.codec!r}, "
+                f"which this backend does not know (known: {sorted(c for c in _DECOMPRESS if c)} or none)"
+            )
+        return reference
 
 
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def source_folder(dag_id: str, task_id: str, key: str, kind: str = "values") -> str:
+    """The folder of every object one (DAG, task, key) ever had, across runs and map indexes."""
+    return f"{kind}/{_hash([dag_id, task_id, key])}/"
+
+
 def object_name(dag_id: str, run_id: str, task_id: str, map_index: int, key: str, kind: str = "values") -> str:
-    """One fixed name per XCom coordinate: a rerun overwrites, it never leaves a second object."""
-    coordinate = json.dumps([dag_id, run_id, task_id, map_index, key], ensure_ascii=False)
-    return f"{kind}/{hashlib.sha256(coordinate.encode()).hexdigest()}"
+    """One fixed name per XCom coordinate: a rerun overwrites, it never leaves a second object.
+
+    The name is ``<kind>/<hash of dag, task, key>/<hash of run, map index>``, so a
+    pull that knows its source but not the run or map index of every row it gets
+    (``get_all``, ``include_prior_dates``) can still refuse any object that is not
+    that source's own.
+    """
+    return source_folder(dag_id, task_id, key, kind) + _hash([run_id, map_index])
+
+
+def _hash(parts: list[Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()

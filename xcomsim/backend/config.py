@@ -15,6 +15,8 @@ from xcomsim.backend.errors import XComPolicyError
 
 SECTION = "xcomsim"
 DEFAULT_THRESHOLD = 1024 * 1024
+DEFAULT_GC_GRACE = 3600.0
+DEFAULT_GUARD_LEASE = 300.0  # Airflow's default retry_delay
 COMPRESSIONS = ("", "gzip", "zlib", "bz2", "lzma")
 
 
@@ -36,6 +38,9 @@ class BackendConfig:
     compression: str = ""
     undeclared_dags: Undeclared = Undeclared.ALLOW
     retry_replaces: bool = False  # for DAGs without a policy; a policy's own setting wins
+    gc_grace_seconds: float = DEFAULT_GC_GRACE  # xcomsim gc keeps unreferenced objects younger than this
+    # An earlier try's guard without a row may be a push still in flight (a zombie try) until it is this old.
+    guard_lease_seconds: float = DEFAULT_GUARD_LEASE
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:
@@ -67,6 +72,8 @@ def load() -> BackendConfig:
         mode = Undeclared(undeclared)
     except ValueError:
         raise XComPolicyError(f"[{SECTION}] undeclared_dags={undeclared!r}; use 'allow' or 'deny'") from None
+    grace = _seconds(get("gc_grace_seconds", str(DEFAULT_GC_GRACE)), "gc_grace_seconds")
+    lease = _seconds(get("guard_lease_seconds", str(DEFAULT_GUARD_LEASE)), "guard_lease_seconds")
     retry = get("retry_replaces", "false").lower()
     if retry not in ("true", "false"):
         raise XComPolicyError(f"[{SECTION}] retry_replaces={retry!r}; use true or false")
@@ -76,4 +83,16 @@ def load() -> BackendConfig:
         threshold=threshold,
         compression=get("xcom_objectstorage_compression", "").lower(),
         undeclared_dags=mode,
+        gc_grace_seconds=grace,
+        guard_lease_seconds=lease,
     )
+
+
+def _seconds(raw: str, name: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 <= seconds < float("inf"):
+        raise XComPolicyError(f"[{SECTION}] {name}={raw!r}; use a finite number of seconds, 0 or more")
+    return seconds

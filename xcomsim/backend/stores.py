@@ -10,6 +10,7 @@ retry escape. Errors are turned into ``XComStoreError`` naming the store.
 from __future__ import annotations
 
 import abc
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 from xcomsim.backend.errors import XComStoreError
 
 _CLIENTS: dict[tuple[str, str], Any] = {}
+_BUCKET_RULE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _CLIENTS_LOCK = threading.Lock()
 
 
@@ -37,9 +39,15 @@ class StoreLocation:
         prefix = parts.path.strip("/")
         if parts.scheme == "s3":
             conn_id = parts.username or "aws_default"
-            bucket = parts.hostname or ""
+            bucket = parts.netloc.rpartition("@")[2]  # as written: urlsplit's hostname lowercases it
             if not bucket:
                 raise XComStoreError(f"object store path {path!r} names no bucket: use s3://CONN_ID@BUCKET/PREFIX")
+            if not _BUCKET_RULE.fullmatch(bucket) or ".." in bucket:
+                raise XComStoreError(
+                    f"object store path {path!r}: bucket {bucket!r} breaks S3's naming rule (3-63 characters: "
+                    "lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit); "
+                    "write it exactly as it is named, capitals are never silently lowercased"
+                )
             return cls("s3", conn_id, bucket, prefix)
         if parts.scheme == "redis":
             return cls("redis", parts.netloc or "redis_default", "", prefix)
@@ -48,9 +56,20 @@ class StoreLocation:
             "or redis:// (redis://CONN_ID/PREFIX)"
         )
 
+    def same_place(self, other: StoreLocation) -> bool:
+        """The same objects: scheme, bucket and prefix. The connection id is only how they are reached."""
+        return (self.scheme, self.bucket, self.prefix) == (other.scheme, other.bucket, other.prefix)
+
     def __str__(self) -> str:
         where = f"{self.conn_id}@{self.bucket}" if self.scheme == "s3" else self.conn_id
         return f"{self.scheme}://{where}/{self.prefix}".rstrip("/")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    name: str
+    modified: float | None  # epoch seconds
+    version: str | None
 
 
 class ObjectStore(abc.ABC):
@@ -89,24 +108,41 @@ class ObjectStore(abc.ABC):
     def names(self, under: str) -> Iterator[str]:
         """Names (relative to the prefix) of every object under ``under``."""
 
+    def listing(self, under: str) -> Iterator[StoredObject]:
+        """Every object under ``under``, with its last-modified time and version where the store keeps them."""
+        for name in self.names(under):
+            yield StoredObject(name, None, None)
+
+    def version(self, name: str) -> str | None:
+        """A token that changes whenever ``name`` is rewritten (None: absent, or the store keeps none)."""
+        return None
+
 
 class S3ObjectStore(ObjectStore):
     def _client(self) -> Any:
         return _cached_client("s3", self.location.conn_id, _make_s3_client)
 
-    def _call(self, action: str, name: str, **kwargs: Any) -> Any:
+    def _call(self, action: str, name: str, expected: tuple[str, ...] = (), **kwargs: Any) -> Any:
+        """One S3 call; a ClientError whose code is in ``expected`` is the caller's to read, any other one
+        (throttling such as SlowDown, access denied, ...) is an XComStoreError naming it."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return getattr(self._client(), action)(Bucket=self.location.bucket, **kwargs)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            error = exc.response.get("Error", {})
+            code = error.get("Code", "")
+            if code in expected:
+                raise
             if code == "NoSuchBucket":
                 raise XComStoreError(
                     f"S3 bucket {self.location.bucket!r} does not exist "
                     f"(connection {self.location.conn_id!r}); create it or fix [xcomsim] xcom_objectstorage_path"
                 ) from None
-            raise
+            raise XComStoreError(
+                f"S3 store {self.location} refused {action} of {name!r}: {code or 'error'} "
+                f"({error.get('Message', exc)})"
+            ) from exc
         except BotoCoreError as exc:
             raise XComStoreError(f"S3 store {self.location} unreachable during {action} of {name!r}: {exc}") from exc
 
@@ -123,7 +159,7 @@ class S3ObjectStore(ObjectStore):
         from botocore.exceptions import ClientError
 
         try:
-            response = self._call("get_object", name, Key=self._key(name))
+            response = self._call("get_object", name, ("NoSuchKey", "404"), Key=self._key(name))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
@@ -143,7 +179,8 @@ class S3ObjectStore(ObjectStore):
         from botocore.exceptions import ClientError
 
         try:
-            self._call("put_object", name, Key=self._key(name), Body=data, **condition)
+            self._call("put_object", name, ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"),
+                       Key=self._key(name), Body=data, **condition)  # fmt: skip
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
@@ -152,12 +189,28 @@ class S3ObjectStore(ObjectStore):
         return True
 
     def names(self, under: str) -> Iterator[str]:
+        for stored in self.listing(under):
+            yield stored.name
+
+    def listing(self, under: str) -> Iterator[StoredObject]:
         start = self._key(under)
         strip = len(self._key(""))
         paginator = self._client().get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.location.bucket, Prefix=start):
             for obj in page.get("Contents", []):
-                yield obj["Key"][strip:]
+                modified = obj["LastModified"].timestamp()
+                yield StoredObject(obj["Key"][strip:], modified, f"{obj['ETag']}@{int(modified)}")
+
+    def version(self, name: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self._call("head_object", name, ("NoSuchKey", "404", "NotFound"), Key=self._key(name))
+            return f"{head['ETag']}@{int(head['LastModified'].timestamp())}"  # seconds: what both calls give
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
 
 
 _CAS_SCRIPT = """
@@ -178,10 +231,12 @@ class RedisObjectStore(ObjectStore):
 
         try:
             return getattr(self._client(), action)(*args, **kwargs)
-        except redis.ConnectionError as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise XComStoreError(
                 f"Redis store {self.location} unreachable during {action} of {name!r}: {exc}"
             ) from exc
+        except redis.RedisError as exc:
+            raise XComStoreError(f"Redis store {self.location} refused {action} of {name!r}: {exc}") from exc
 
     def put(self, name: str, data: bytes) -> None:
         self._call("set", name, self._key(name), data)
