@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from pytest_plugin.plugin import _STATE
-from pytest_plugin.session import reported
+from pytest_plugin.session import record_run, reported
 from xcomsim.env import Environment, Simulation
+from xcomsim.noise import give_warnings_back
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,7 @@ def xcomsim_simulation(pytestconfig: pytest.Config) -> Iterator[Simulation]:
     state = pytestconfig.stash[_STATE]
     with reported():
         simulation = Simulation(state.settings, home=state.home)  # type: ignore[attr-defined]
+    give_warnings_back()
     yield simulation
     simulation.close()
 
@@ -33,6 +35,7 @@ def xcomsim_env(request: pytest.FixtureRequest, xcomsim_simulation: Simulation) 
     with reported():
         environment = xcomsim_simulation.environment(**overrides)
         env = environment.__enter__()
+    give_warnings_back()
     try:
         yield env
     finally:
@@ -40,11 +43,13 @@ def xcomsim_env(request: pytest.FixtureRequest, xcomsim_simulation: Simulation) 
 
 
 @pytest.fixture
-def run_dag(xcomsim_env: Environment) -> Callable[..., Any]:
+def run_dag(request: pytest.FixtureRequest, xcomsim_env: Environment) -> Callable[..., Any]:
     """``run_dag(dag_or_dag_id, conf=None) -> DagRunResult`` in this test's environment."""
 
     def run(dag_or_id: Any, conf: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         with reported():
-            return xcomsim_env.run_dag(dag_or_id, conf, **kwargs)
+            result = xcomsim_env.run_dag(dag_or_id, conf, **kwargs)
+        record_run(request.config, request.node.nodeid, result)
+        return result
 
     return run

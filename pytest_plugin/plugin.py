@@ -21,6 +21,7 @@ _OPTIONS = [
     ("db", "xcomsim_db", "PostgreSQL instead of in-memory SQLite: postgresql+psycopg://user:password@host:5432/postgres"),
     ("redis", "xcomsim_redis", "a real Redis instead of fakeredis: redis://host:6379/N (DB index N, N+k for xdist worker k)"),
     ("s3-endpoint", "xcomsim_s3_endpoint", "an S3 endpoint instead of moto in-process: http://[KEY:SECRET@]host:port"),
+    ("report", "xcomsim_report", "write one self-contained HTML page of the run (DAG runs, verdicts) to this path"),
 ]
 _FIXTURES = {"xcomsim_env", "run_dag", "xcomsim_simulation"}
 _STATE = pytest.StashKey[object]()
@@ -42,10 +43,14 @@ def _enabled(config: pytest.Config) -> bool:
     return bool(flag) if flag is not None else bool(config.getini("xcomsim"))
 
 
-def _option_values(config: pytest.Config) -> dict[str, object]:
+def _command_line(config: pytest.Config, ini: str) -> object:
     # Before pytest_configure only the known-args namespace holds the command line.
     early = vars(getattr(config, "known_args_namespace", None) or {})
-    values = {ini: config.getoption(ini, default=None) or early.get(ini) or config.getini(ini) for _, ini, _ in _OPTIONS}
+    return config.getoption(ini, default=None) or early.get(ini)
+
+
+def _option_values(config: pytest.Config) -> dict[str, object]:
+    values = {ini: _command_line(config, ini) or config.getini(ini) for _, ini, _ in _OPTIONS}
     return {
         "backend": values["xcomsim_backend"],
         "dags_folder": values["xcomsim_dags"],
@@ -54,6 +59,8 @@ def _option_values(config: pytest.Config) -> dict[str, object]:
         "db": values["xcomsim_db"],
         "redis": values["xcomsim_redis"],
         "s3_endpoint": values["xcomsim_s3_endpoint"],
+        # A path typed on the command line is relative to where pytest was started; one in the ini to the rootdir.
+        "dags_typed": bool(_command_line(config, "xcomsim_dags")),
     }
 
 
@@ -81,8 +88,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if _STATE not in config.stash:
         config.stash[_STATE] = session.start(config, _option_values(config))
     session.activate_profile(config.getoption("xcomsim_profile") or config.getini("xcomsim_profile"),
-                             config.getoption("xcomsim_hypothesis_db") or config.getini("xcomsim_hypothesis_db"),
+                             session.hypothesis_db(config, config.getoption("xcomsim_hypothesis_db"),
+                                                   config.getini("xcomsim_hypothesis_db")),
                              replay=config.getoption("xcomsim_replay"))  # fmt: skip
+    session.quiet_airflow_internals(config)
     suite = session.conformance_suite(config.getoption("xcomsim_conformance") or config.getini("xcomsim_conformance"),
                                       backend_given=bool(config.getoption("xcomsim_backend")))  # fmt: skip
     if suite:
@@ -98,6 +107,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("xcomsim"):
             item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    if call.excinfo is not None and _enabled(item.config):
+        from pytest_plugin import session
+
+        session.trim_internal_frames(item.config, call)
+    return (yield)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if _enabled(config) and (config.getoption("xcomsim_report") or config.getini("xcomsim_report")):
+        from pytest_plugin import session
+
+        session.write_html_report(config, terminalreporter)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -14,6 +14,9 @@ from xcomsim.errors import XcomsimError
 from xcomsim.settings import HarnessSettings, settings_from_options
 
 
+RUNS = pytest.StashKey[list]()  # DAG run results for the HTML report, when one is asked for
+
+
 @dataclass
 class HarnessState:
     """What the plugin keeps for the session: settings, and the home made before Airflow loads."""
@@ -24,9 +27,13 @@ class HarnessState:
 
 def start(config: pytest.Config, values: dict[str, object]) -> HarnessState:
     from xcomsim.env.environment import check_services
+    from xcomsim.env.xcom_backend import search_also
 
+    invocation = Path(config.invocation_params.dir)
+    dags_base = invocation if values.pop("dags_typed", False) else None
+    search_also([Path(str(config.rootpath)), invocation])  # a backend module in the project folder
     try:
-        settings = settings_from_options(values, Path(str(config.rootpath)))
+        settings = settings_from_options(values, Path(str(config.rootpath)), dags_base)
         check_services(settings)  # real servers: a clear error now, not one per test
     except XcomsimError as exc:
         raise pytest.UsageError(f"xcomsim: {exc}") from None
@@ -40,6 +47,69 @@ def activate_profile(name: str | None, database: str | None, replay: bool = Fals
         profiles.activate(name or None, database or None, replay=replay)
     except XcomsimError as exc:
         raise pytest.UsageError(f"xcomsim: {exc}") from None
+
+
+def hypothesis_db(config: pytest.Config, typed: str | None, ini: str | None) -> str | None:
+    """The example database folder: typed on the command line, from where pytest was started; from the ini, the rootdir."""
+    if typed:
+        return str(Path(config.invocation_params.dir) / Path(typed).expanduser())
+    if ini:
+        return str(Path(str(config.rootpath)) / Path(ini).expanduser())
+    return None
+
+
+def quiet_airflow_internals(config: pytest.Config) -> None:
+    """Ignore warnings Airflow's own dependencies raise (in every test too); the user's are untouched."""
+    from xcomsim import noise
+
+    noise.ignore_airflow_warnings()
+    for line in noise.warning_filters():
+        module = line.rsplit(":", 1)[1].rpartition(".")[0]
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        config.addinivalue_line("filterwarnings", line)
+
+
+def trim_internal_frames(config: pytest.Config, call: pytest.CallInfo[None]) -> None:
+    """Hide the task SDK's and its HTTP stack's frames in a failure (``--full-trace`` keeps them)."""
+    if call.excinfo is None or config.getoption("fulltrace", False):
+        return
+    from xcomsim.noise import trim_traceback
+
+    exc = call.excinfo.value
+    if trim_traceback(exc):
+        call.excinfo = pytest.ExceptionInfo.from_exception(exc)
+
+
+def record_run(config: pytest.Config, test: str, result: object) -> None:
+    if config.getoption("xcomsim_report") or config.getini("xcomsim_report"):
+        from xcomsim.html_report import run_entry
+
+        config.stash.setdefault(RUNS, []).append(run_entry(test, result))
+
+
+def report_path(config: pytest.Config) -> Path:
+    """The HTML report's path: typed on the command line, from where pytest was started; from the ini, the rootdir."""
+    typed = config.getoption("xcomsim_report")
+    base = Path(config.invocation_params.dir) if typed else Path(str(config.rootpath))
+    return base / Path(str(typed or config.getini("xcomsim_report"))).expanduser()
+
+
+def write_html_report(config: pytest.Config, terminal: pytest.TerminalReporter) -> None:
+    from xcomsim import html_report
+
+    # The conformance kit's verdicts, as its report plugin collected them (one Verdicts per backend).
+    kit = config.pluginmanager.get_plugin("xcomsim-report")
+    verdicts = list(getattr(kit, "_verdicts", {}).values())
+    data = {
+        "title": f"xcomsim report: {Path(str(config.rootpath)).name}",
+        "runs": config.stash.get(RUNS, []),
+        "verdicts": html_report.verdict_entries(verdicts),
+    }
+    written = html_report.write(report_path(config), data)
+    terminal.write_line(f"xcomsim report: {written}")
 
 
 def conformance_suite(mode: str | None, backend_given: bool) -> str | None:

@@ -91,14 +91,45 @@ def test_standard_setups_add_only_a_new_custom_backend():
 # -- the command ------------------------------------------------------------------------------
 
 
+# A user's backend in the folder they run the command from, configured by its own section. Run as a
+# user runs it (the console script: the current directory is not on sys.path), --config gives it its
+# bucket; that bucket does not exist, so its row says so in one line and the other rows still print.
+TEAM_XCOM = """
+import boto3
+from airflow.configuration import conf
+from airflow.sdk.bases.xcom import BaseXCom
+
+
+class TeamXCom(BaseXCom):
+    @staticmethod
+    def serialize_value(value, *, key=None, task_id=None, dag_id=None, run_id=None, map_index=None):
+        bucket = conf.get("team_xcom", "bucket")
+        boto3.client("s3").put_object(Bucket=bucket, Key=f"{dag_id}/{run_id}/{task_id}/{key}", Body=b"copy")
+        return BaseXCom.serialize_value(value)
+"""
+
+
+def _xcomsim_command() -> list[str]:
+    script = Path(sys.executable).with_name("xcomsim")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "xcomsim.cli"]
+
+
 def test_bench_command_prints_one_table_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
+    (tmp_path / "team_xcom.py").write_text(TEAM_XCOM)
     result = subprocess.run(
-        [sys.executable, "-m", "xcomsim.cli", "bench", "--quick", "--harness", "--json", str(out)],
+        [*_xcomsim_command(), "bench", "--quick", "--harness", "--json", str(out), "--html", str(tmp_path / "b.html"),
+         "--backend", "team_xcom.TeamXCom", "--config", "team_xcom.bucket=team-bucket-not-created"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=_clean_env(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     stdout = result.stdout
+    assert "Traceback" not in stdout + result.stderr and "StarletteDeprecationWarning" not in stdout + result.stderr
+    failed = [line for line in stdout.splitlines() if "team_xcom.TeamXCom" in line]
+    assert len(failed) == 2 and "failed: NoSuchBucket" in failed[0], failed  # its row, and the whole line below
+    assert "The specified bucket does not exist" in failed[1], failed
+    page = (tmp_path / "b.html").read_text()  # the same figures as charts: latency and footprint, and the failure
+    assert page.count('<svg class="chart"') == 2 and "team_xcom.TeamXCom failed: NoSuchBucket" in page
     for header in ("xcom table / 100 runs", "pull p50", "pull p99", "ops/s (2 workers)"):
         assert header in stdout, stdout
     for label in ("Airflow BaseXCom", "ExclusiveXCom inline", "ExclusiveXCom -> S3", "ExclusiveXCom -> Redis"):
@@ -109,7 +140,8 @@ def test_bench_command_prints_one_table_and_writes_json(tmp_path):
 
     document = json.loads(out.read_text())
     backends = {b["name"]: b for b in document["backends"]}
-    assert set(backends) == {"airflow-db", "exclusive-inline", "exclusive-s3", "exclusive-redis"}
+    assert set(backends) == {"airflow-db", "exclusive-inline", "exclusive-s3", "exclusive-redis", "custom"}
+    assert "NoSuchBucket" in backends.pop("custom")["error"]
     for entry in backends.values():
         assert entry["payload_bytes"] == 1024 * 1024
         assert 0 < entry["pull"]["p50_ms"] <= entry["pull"]["p99_ms"] <= entry["pull"]["max_ms"]
@@ -138,13 +170,22 @@ def test_bench_command_bad_options(args, message):
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
-def test_bench_command_names_a_backend_it_cannot_import():
+def test_bench_command_names_a_backend_it_cannot_import(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "xcomsim.cli", "bench", "--quick", "--backend", "no_such_pkg.xcom.MyXCom"],
-        capture_output=True, text=True, timeout=300, env=_clean_env(),
+        [*_xcomsim_command(), "bench", "--quick", "--backend", "no_such_pkg.xcom.MyXCom"],
+        capture_output=True, text=True, timeout=300, env=_clean_env(), cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 2
     assert "no_such_pkg" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert str(tmp_path) in result.stderr and "pythonpath" in result.stderr, result.stderr  # where it looked, the fix
+
+
+@pytest.mark.parametrize("entry", ["nodot=1", "section.option"])
+def test_bench_and_gc_refuse_a_config_that_is_not_section_option_value(entry):
+    for command in ("bench", "gc"):
+        result = subprocess.run([sys.executable, "-m", "xcomsim.cli", command, "--config", entry], capture_output=True,
+                                text=True, timeout=60, env=_clean_env())  # fmt: skip
+        assert result.returncode == 2 and "is not section.option=value" in result.stderr, result.stderr
 
 
 # -- the benchmark suite ----------------------------------------------------------------------

@@ -3,26 +3,107 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 
 def _gc(args: argparse.Namespace) -> int:
+    entries = dict(args.config or ())
+    # The DB to sweep is not Airflow's own engine (which would need every async driver): same as --sql-alchemy-conn.
+    args.sql_alchemy_conn = args.sql_alchemy_conn or entries.pop("database.sql_alchemy_conn", None)
+    os.environ.update(_config_env(list(entries.items())))  # before Airflow reads its config
+    _quiet()
     from xcomsim.backend import config
     from xcomsim.backend.errors import ExclusiveXComError
     from xcomsim.backend.gc import sweep
+    from xcomsim.backend.stores import open_store
 
+    url = ""
     try:
-        path = args.path or config.load().path
+        store = open_store(args.path or config.load().path)  # no store configured: say so before reading the DB
         url = args.sql_alchemy_conn or _airflow_db_url()
-        report = sweep(path, url, dry_run=args.dry_run)
-    except ExclusiveXComError as exc:
+        _check_metadata_db(url)
+        report = sweep(store, url, dry_run=args.dry_run)
+    except (ExclusiveXComError, _GcError) as exc:
         print(f"xcomsim gc: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not _is_store_error(exc):
+            raise  # a bug of ours: the traceback is the report
+        from xcomsim.bench.standard import one_line
+
+        print(f"xcomsim gc: {one_line(exc)} (metadata DB {_masked(url)}, store {args.path or 'from config'})",
+              file=sys.stderr)  # fmt: skip
         return 2
     print(report.describe())
     for name in report.orphan_values + report.stale_guards:
         print(f"  {'would delete' if args.dry_run else 'deleted'} {report.store}/{name}")
     return 0
+
+
+class _GcError(Exception):
+    """A metadata DB gc cannot read; the message says which and what to do."""
+
+
+def _masked(url: str) -> str:
+    from xcomsim.env.naming import mask_url
+
+    return mask_url(url) if url else "(none)"
+
+
+def _check_metadata_db(url: str) -> None:
+    """One clear line, before any sweeping, when the DB is unreachable or was never migrated."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        engine = create_engine(url)
+        try:
+            tables = set(inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise _GcError(f"cannot read the metadata DB {_masked(url)}: {reason}") from None
+    missing = sorted({"xcom", "dag_run"} - tables)
+    if missing:
+        raise _GcError(
+            f"the metadata DB {_masked(url)} has no {' or '.join(missing)} table: it is not an Airflow 3 metadata "
+            "DB that was migrated. Point --sql-alchemy-conn (or --config database.sql_alchemy_conn=...) at your "
+            "Airflow's DB, or run `airflow db migrate` against this one"
+        )
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    """Errors of the stores gc talks to (DB, S3, Redis), shown as one line rather than a traceback."""
+    names = {cls.__module__.split(".")[0] for cls in type(exc).__mro__}
+    return bool(names & {"sqlalchemy", "botocore", "boto3", "redis"})
+
+
+def _config_entry(text: str) -> tuple[str, str]:
+    name, eq, value = text.partition("=")
+    section, dot, option = name.strip().rpartition(".")
+    if not eq or not dot or not section or not option:
+        raise argparse.ArgumentTypeError(f"{text!r} is not section.option=value, e.g. xcomsim.xcom_objectstorage_threshold=0")
+    return name.strip(), value
+
+
+def _config_env(entries: list[tuple[str, str]] | None) -> dict[str, str]:
+    from xcomsim.settings import HarnessSettings
+
+    return HarnessSettings(config=dict(entries or ())).config_env()
+
+
+def _quiet() -> None:
+    """The user's command's own output only: no warnings or INFO logs from Airflow's internals."""
+    import logging
+
+    from xcomsim.noise import ignore_airflow_warnings
+
+    ignore_airflow_warnings()
+    for name in ("airflow", "botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -41,7 +122,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     config = standard.StandardConfig.quick() if args.quick else standard.StandardConfig()
     config = config.replace(size=args.size, rounds=args.rounds, runs=args.runs, workers=args.workers,
-                            backend=args.backend)  # fmt: skip
+                            backend=args.backend, backend_config=tuple(args.config or ()) or None)  # fmt: skip
+    _quiet()
     out = Console(width=None if sys.stdout.isatty() else 160)  # a pipe or file gets the whole table
     err = Console(stderr=True)
     dags = Path(tempfile.mkdtemp(prefix="xcomsim-bench-dags-"))
@@ -58,7 +140,9 @@ def _bench(args: argparse.Namespace) -> int:
                   console=err, transient=True) as progress:  # fmt: skip
         bar = progress.add_task("starting the simulated Airflow", total=total)
         try:
-            with Simulation.start(HarnessSettings(dags_folder=dags, **services)) as sim:
+            settings = HarnessSettings(dags_folder=dags, config=dict(config.backend_config), **services,
+                                       **({"bucket": args.bucket} if args.bucket else {}))  # fmt: skip
+            with Simulation.start(settings) as sim:
                 progress.advance(bar)
 
                 def step(description: str) -> None:
@@ -83,10 +167,15 @@ def _bench(args: argparse.Namespace) -> int:
         out.print(harness_speed.report_all(harness), highlight=False)
     wall = time.perf_counter() - started
     out.print(f"total wall time {wall:.1f} s (including the simulation's start)", highlight=False)
+    document = {**report.as_json(), "harness": harness, "wall_seconds": round(wall, 2)}
     if args.json:
-        document = {**report.as_json(), "harness": harness, "wall_seconds": round(wall, 2)}
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
         out.print(f"wrote {args.json}", highlight=False)
+    if args.html:
+        from xcomsim import html_report
+
+        written = html_report.write(args.html, {"title": "xcomsim bench", "bench": document})
+        out.print(f"wrote {written}", highlight=False)
     return 0
 
 
@@ -130,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     gc.add_argument("--path", help="object store, e.g. s3://aws_default@bucket/xcom (default: [xcomsim] config)")
     gc.add_argument("--sql-alchemy-conn", help="metadata DB URL (default: Airflow's [database] sql_alchemy_conn)")
+    gc.add_argument("--config", action="append", type=_config_entry, metavar="SECTION.OPTION=VALUE",
+                    help="Airflow config for this command, repeatable, e.g. xcomsim.xcom_objectstorage_path=s3://...")  # fmt: skip
     gc.set_defaults(run=_gc)
     bench = commands.add_parser(
         "bench",
@@ -142,11 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--quick", action="store_true", help="a few rounds only: checks the command, not the numbers")
     bench.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    bench.add_argument("--html", metavar="PATH", help="also write the charts as one self-contained HTML page")
     bench.add_argument("--size", type=_size, help="payload of the push/pull columns (default 1MiB)")
     bench.add_argument("--rounds", type=_positive, help="timed pulls per backend (default 30; pushes: half)")
     bench.add_argument("--runs", type=_positive, help="DAG runs per backend for the xcom table column (default 2)")
     bench.add_argument("--workers", type=_positive, help="concurrent workers for the throughput column (default 4)")
-    bench.add_argument("--backend", help="also measure this XCom backend (dotted path)")
+    bench.add_argument("--backend", help="also measure this XCom backend (dotted path; looked for in the current "
+                                         "directory too)")  # fmt: skip
+    bench.add_argument("--config", action="append", type=_config_entry, metavar="SECTION.OPTION=VALUE",
+                       help="Airflow config for every backend measured, repeatable (a standard row's own settings "
+                            "win), e.g. common.io.xcom_objectstorage_path=s3://aws_default@xcomsim/xcom")  # fmt: skip
+    bench.add_argument("--bucket", help="S3 bucket the simulated S3 starts with (default: xcomsim)")
     bench.add_argument("--harness", action="store_true",
                        help="also measure the harness: fresh DB vs migrate, run vs dag.test(), race examples/s, "
                             "hook overhead")  # fmt: skip

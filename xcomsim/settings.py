@@ -115,21 +115,19 @@ def _is_valid_bucket(name: str) -> bool:
     return 3 <= len(name) <= 63 and set(name) <= allowed and name[0].isalnum() and name[-1].isalnum()
 
 
-def settings_from_options(values: dict[str, object], root: Path) -> HarnessSettings:
+def settings_from_options(values: dict[str, object], root: Path, invocation_dir: Path | None = None) -> HarnessSettings:
     """Build settings from option strings (command line or ini); empty values keep defaults.
 
-    Relative paths are taken from ``root`` (pytest's rootdir) so the same ini works
-    wherever pytest is started.
+    A relative path typed on the command line is taken, as pytest takes its own path
+    options, from ``invocation_dir`` (where pytest was started), then from ``root``
+    (pytest's rootdir); one from the ini file (``invocation_dir=None``) from ``root``,
+    so the same ini works wherever pytest is started.
     """
     changes: dict[str, object] = {}
     if values.get("backend"):
         changes["backend"] = str(values["backend"]).strip()
     if values.get("dags_folder"):
-        folder = Path(str(values["dags_folder"])).expanduser()
-        folder = folder if folder.is_absolute() else root / folder
-        if not folder.is_dir():
-            raise ConfigError(f"xcomsim dags folder {str(folder)!r} does not exist or is not a directory")
-        changes["dags_folder"] = folder
+        changes["dags_folder"] = resolve_folder("dags folder", str(values["dags_folder"]), root, invocation_dir)
     if values.get("bucket"):
         changes["bucket"] = str(values["bucket"])
     if values.get("run_timeout"):
@@ -141,3 +139,21 @@ def settings_from_options(values: dict[str, object], root: Path) -> HarnessSetti
         if values.get(option):
             changes[name] = str(values[option]).strip()
     return HarnessSettings().replace(**changes)
+
+
+def resolve_folder(what: str, text: str, root: Path, invocation_dir: Path | None = None) -> Path:
+    """An existing folder for ``text``: absolute, or relative to ``invocation_dir`` then ``root``.
+
+    The error names every candidate tried, so a path typed from a subfolder is easy to fix.
+    """
+    typed = Path(text).expanduser()
+    candidates = [typed] if typed.is_absolute() else [base / typed for base in (invocation_dir, root) if base]
+    candidates = list(dict.fromkeys(c.resolve() for c in candidates))
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    tried = " nor ".join(repr(str(c)) for c in candidates)
+    hint = "" if typed.is_absolute() else " (relative paths are taken from where pytest was started, then from the rootdir)"
+    if len(candidates) == 1:
+        raise ConfigError(f"xcomsim {what} {tried} does not exist or is not a directory{hint}")
+    raise ConfigError(f"xcomsim {what} {text!r}: neither {tried} is a directory{hint}")

@@ -43,6 +43,8 @@ class StandardConfig:
     pairs: int = 10  # push-then-pull pairs per worker in the throughput batch
     claim_rounds: int = 100
     backend: str | None = None  # a further backend to measure, by dotted path
+    # Airflow config ("section.option", value) for every row; a standard row's own settings win.
+    backend_config: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def quick(cls, **changes: Any) -> StandardConfig:
@@ -59,12 +61,15 @@ class StandardConfig:
 
 @dataclass(frozen=True)
 class Row:
+    """One backend's figures, or (``error``) the one line saying why it could not be measured."""
+
     setup: BackendSetup
     values_in: str
-    table_bytes_per_100_runs: float
-    push: Summary
-    pull: Summary
-    ops_per_second: float
+    table_bytes_per_100_runs: float = 0.0
+    push: Summary | None = None
+    pull: Summary | None = None
+    ops_per_second: float = 0.0
+    error: str | None = None
 
 
 @dataclass
@@ -90,7 +95,10 @@ class Report:
             "caveat": self.caveat,
             "footprint_dag": self.footprint_dag,
             "backends": [
-                {
+                {"name": row.setup.name, "label": row.setup.label, "backend": row.setup.backend,
+                 "store": row.setup.store, "error": row.error}
+                if row.error is not None
+                else {
                     "name": row.setup.name,
                     "label": row.setup.label,
                     "backend": row.setup.backend,
@@ -98,8 +106,8 @@ class Report:
                     "values_in": row.values_in,
                     "xcom_table_bytes_per_100_runs": round(row.table_bytes_per_100_runs),
                     "payload_bytes": self.config.size,
-                    "push": row.push.as_ms(),
-                    "pull": row.pull.as_ms(),
+                    "push": row.push.as_ms(),  # type: ignore[union-attr]
+                    "pull": row.pull.as_ms(),  # type: ignore[union-attr]
                     "workers": self.config.workers,
                     "ops_per_s": round(row.ops_per_second, 2),
                 }
@@ -161,21 +169,12 @@ def run(sim: Any, config: StandardConfig, progress: Callable[[str], None] = lamb
     progress("services probed")
     value = payload(config.size)
     for setup in setups:
-        with sim.environment(backend=setup.backend, config=dict(setup.config)) as env:
-            with probes(env, dag=probe_dags[1]) as (one,):
-                push = Summary.of(time_calls(one.push, config.push_rounds, setup=lambda: (one.new_key(), value)))
-                key = one.pushed(value)
-                pull = Summary.of(time_calls(one.pull, config.rounds, setup=lambda: (key,)))
-            progress(f"{setup.name}: push/pull latency")
-            footprint = per_runs(env, dag, config.runs)
-            progress(f"{setup.name}: xcom table per DAG run")
-            with probes(env, config.workers, dag=probe_dags[config.workers]) as workers:
-                load = ConcurrentLoad(workers, KiB, config.pairs)
-                load.run()  # warm
-                batch = load.run()
-            progress(f"{setup.name}: {config.workers} workers")
         values_in = _values_in(setup, report.services)
-        report.rows.append(Row(setup, values_in, footprint.bytes_per_100_runs, push, pull, batch.ops_per_second))
+        try:
+            report.rows.append(_measure(sim, config, setup, values_in, value, dag, probe_dags, progress))
+        except Exception as exc:  # one backend's failure is its row's, the others are still measured
+            report.rows.append(Row(setup, values_in, error=one_line(exc)))
+            progress(f"{setup.name}: failed")
     with sim.environment() as env:
         for name, store in claim_stores(env).items():
             ids = fresh_claim_ids(name)
@@ -183,6 +182,31 @@ def run(sim: Any, config: StandardConfig, progress: Callable[[str], None] = lamb
     progress("claims")
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _measure(sim: Any, config: StandardConfig, setup: BackendSetup, values_in: str, value: str, dag: Any,
+             probe_dags: dict[int, Any], progress: Callable[[str], None]) -> Row:  # fmt: skip
+    settings = {**dict(config.backend_config), **dict(setup.config)}
+    with sim.environment(backend=setup.backend, config=settings) as env:
+        with probes(env, dag=probe_dags[1]) as (one,):
+            push = Summary.of(time_calls(one.push, config.push_rounds, setup=lambda: (one.new_key(), value)))
+            key = one.pushed(value)
+            pull = Summary.of(time_calls(one.pull, config.rounds, setup=lambda: (key,)))
+        progress(f"{setup.name}: push/pull latency")
+        footprint = per_runs(env, dag, config.runs)
+        progress(f"{setup.name}: xcom table per DAG run")
+        with probes(env, config.workers, dag=probe_dags[config.workers]) as workers:
+            load = ConcurrentLoad(workers, KiB, config.pairs)
+            load.run()  # warm
+            batch = load.run()
+        progress(f"{setup.name}: {config.workers} workers")
+    return Row(setup, values_in, footprint.bytes_per_100_runs, push, pull, batch.ops_per_second)
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for a table cell or a log line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def human_bytes(count: float) -> str:
@@ -206,6 +230,7 @@ def _ms(seconds: float) -> str:
 def table(report: Report) -> Any:
     """The report as one ``rich`` table, its caption saying what each column measured."""
     from rich.table import Table
+    from rich.text import Text
 
     c = report.config
     extrapolated = "" if c.runs == 100 else f", from {c.runs} run{'s' if c.runs > 1 else ''}"
@@ -223,16 +248,25 @@ def table(report: Report) -> Any:
                           (f"ops/s ({c.workers} workers)", "right")):  # fmt: skip
         result.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in report.rows:
+        if row.error is not None or row.push is None or row.pull is None:
+            cell = row.error or "not measured"
+            cell = cell if len(cell) <= _CELL else cell[: _CELL - 1] + "…"
+            result.add_row(row.setup.label, Text(f"failed: {cell}", style="red"), "-", "-", "-", "-", "-")
+            continue
         result.add_row(row.setup.label, row.values_in, human_bytes(row.table_bytes_per_100_runs), _ms(row.push.p50),
                        _ms(row.pull.p50), _ms(row.pull.p99), f"{row.ops_per_second:.0f}")  # fmt: skip
     return result
+
+
+_CELL = 40  # characters of a failure shown in its row; the whole line is printed under the table
 
 
 def notes(report: Report) -> list[str]:
     """Lines printed under the table: claims, services, the fakes caveat, the machine."""
     m = report.machine
     claims = ", ".join(f"{name} {_ms(s.p50)} (p99 {_ms(s.p99)})" for name, s in report.claims.items())
-    lines = [
+    lines = [f"{row.setup.label} failed: {row.error}" for row in report.rows if row.error is not None]
+    lines += [
         f"claims (uncontended try_claim, p50): {claims}",
         "services: " + "; ".join(f"{s.role}: {s.what}" for s in report.services),
         f"machine: {m['nproc']} x {m['cpu']}, Python {m['python']}, Airflow {m['airflow']}, SQLite {m['sqlite']}",

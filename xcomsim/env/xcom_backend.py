@@ -11,12 +11,59 @@ variable is set too, so anything resolving afresh agrees.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import os
 import sys
+import sysconfig
+from collections.abc import Iterable
+from pathlib import Path
 
 from xcomsim.errors import BackendImportError
 
 _CONFIG_VAR = "AIRFLOW__CORE__XCOM_BACKEND"
+# Folders a backend's top-level module is also looked for in when it is not on sys.path:
+# the pytest rootdir (added by the plugin) and the current directory, as users expect from pytest.
+_SEARCH: list[Path] = []
+
+
+def search_also(folders: Iterable[Path | str]) -> None:
+    """Look for backend modules in ``folders`` too (after sys.path), e.g. pytest's rootdir."""
+    for folder in folders:
+        path = Path(folder).resolve()
+        if path not in _SEARCH:
+            _SEARCH.append(path)
+
+
+def _import(module_name: str, path: str) -> object:
+    """Import ``module_name``; a top-level package missing from sys.path is looked for in the search folders."""
+    top = module_name.partition(".")[0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != top:
+            raise  # the module exists; something it imports does not
+    folders = [*_SEARCH, Path.cwd().resolve()]
+    for folder in dict.fromkeys(folders):
+        if importlib.machinery.PathFinder.find_spec(top, [str(folder)]) is not None:
+            sys.path.append(str(folder))  # after sys.path: never shadows an installed package
+            importlib.invalidate_caches()
+            return importlib.import_module(module_name)
+    raise BackendImportError(_not_found(path, top, folders))
+
+
+def _not_found(path: str, top: str, folders: list[Path]) -> str:
+    # sys.path entries the user put there (pytest's pythonpath, test folders), not the interpreter's or Airflow's own.
+    system = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sysconfig.get_paths().values())]
+    home = os.environ.get("AIRFLOW_HOME")
+    system += [Path(home).resolve()] if home else []
+    user = [p for p in sys.path if p and not p.endswith(".zip")
+            and not any(Path(p).resolve().is_relative_to(s) for s in system)]  # fmt: skip
+    searched = ", ".join(str(f) for f in dict.fromkeys([*folders, *map(Path, user)]))
+    return (
+        f"XCom backend {path!r}: no module named {top!r} in {searched} or the installed packages. "
+        f"Fix: put the folder that holds {top}/ or {top}.py on the path, e.g. "
+        f"pythonpath = [\"src\"] under [tool.pytest.ini_options] (or pip install -e your project)"
+    )
 
 
 def load_backend(path: str) -> type:
@@ -27,7 +74,9 @@ def load_backend(path: str) -> type:
     if not module_name:
         raise BackendImportError(f"XCom backend {path!r} is not a dotted path like 'pkg.module.Class'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name, path)
+    except BackendImportError:
+        raise
     except Exception as exc:
         raise BackendImportError(
             f"XCom backend {path!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"

@@ -1,0 +1,155 @@
+"""The HTML report: one self-contained page, checked as markup and in a real (headless) browser.
+
+The browser test needs Chromium (Debian's ``chromium``; ``.ci/run`` installs it) and skips,
+saying so, where it is absent. It saves a screenshot and prints its path in the log; set
+``XCOMSIM_ARTIFACTS`` to keep it somewhere CI collects.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+from datetime import datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from xcomsim import html_report
+from xcomsim.conformance.verdict import Verdicts
+
+# A race as the scheduler prints it (docs/property-testing.md): two workers win one claim.
+TIMELINE = """\
+winners ['w0', 'w2']
+step  worker     operation                          io
+   0  w0         claim c                            sql borrow connection
+   1  w0         claim c                            sql SELECT xcomsim_claim.status FROM xcomsim_claim
+   2  w2         claim c                            sql borrow connection
+   3  w2         claim c                            s3-503 injected
+   4  w0         claim c                            sql UPDATE xcomsim_claim SET status
+"""
+
+BENCH = {
+    "caveat": "Measured on fakes: not latency proxies.",
+    "backends": [
+        {"name": "airflow-db", "label": "Airflow BaseXCom", "payload_bytes": 1048576,
+         "xcom_table_bytes_per_100_runs": 490_900_000, "push": {"p50_ms": 54.6}, "pull": {"p50_ms": 28.4, "p99_ms": 75.8}},
+        {"name": "exclusive-s3", "label": "ExclusiveXCom -> S3", "payload_bytes": 1048576,
+         "xcom_table_bytes_per_100_runs": 75_200, "push": {"p50_ms": 82.5}, "pull": {"p50_ms": 39.1, "p99_ms": 72.4}},
+        {"name": "custom", "label": "team_xcom.TeamXCom", "error": "NoSuchBucket: The specified bucket does not exist"},
+    ],
+}  # fmt: skip
+
+
+class _Elements(HTMLParser):
+    """Tags with their attributes and classes, enough to check structure without a DOM library."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    def having(self, tag: str, cls: str | None = None, **attrs: str) -> list[dict[str, str]]:
+        found = []
+        for name, a in self.tags:
+            if name != tag or (cls and cls not in a.get("class", "").split()):
+                continue
+            if all(a.get(k) == v for k, v in attrs.items()):
+                found.append(a)
+        return found
+
+
+def _parsed(page: str) -> _Elements:
+    parser = _Elements()
+    parser.feed(page)
+    return parser
+
+
+def _verdicts() -> Verdicts:
+    verdicts = Verdicts("team_xcom.TeamXCom")
+    verdicts.record("push-once", "passed")
+    verdicts.record_failure(("exactly-one-claim-winner",), "InvariantViolation: [exactly-one-claim-winner]\n" + TIMELINE)
+    verdicts.record("no-lost-claim", "skipped", "not claimed: override the 'claim_store' fixture")
+    return verdicts
+
+
+@pytest.fixture
+def page_data(run_dag) -> dict:
+    from airflow.sdk import DAG, task
+
+    with DAG("report_demo", start_date=datetime(2024, 1, 1), schedule=None) as dag:
+
+        @task
+        def produce():
+            return 3
+
+        @task
+        def fail(value):
+            raise ValueError(f"refusing {value}")
+
+        fail(produce())
+
+    result = run_dag(dag)
+    verdicts = html_report.verdict_entries([_verdicts()])
+    # The kit's verdict keeps a short counterexample; the full timeline and replay command come with it
+    # when the kit provides them (the "timeline" and "replay" keys of the page's data).
+    (broken,) = [g for g in verdicts[0]["guarantees"] if g["verdict"] == "broken"]
+    broken["timeline"] = html_report.parse_timeline(TIMELINE)
+    broken["replay"] = "pytest --xcomsim --xcomsim-replay 'tests/test_mine.py::TestMine::test_claim_races'"
+    return {
+        "title": "xcomsim report: demo",
+        "runs": [html_report.run_entry("tests/test_report_html.py::demo", result)],
+        "verdicts": verdicts,
+        "bench": BENCH,
+    }
+
+
+def test_timeline_is_parsed_into_lanes_with_the_violating_step_last():
+    steps = html_report.parse_timeline(TIMELINE)
+    assert [s["worker"] for s in steps] == ["w0", "w0", "w2", "w2", "w0"]
+    assert [s["violating"] for s in steps] == [False, False, False, False, True]
+    assert steps[3]["fault"] == "s3-503"
+
+
+def test_page_is_self_contained_and_holds_every_section(page_data):
+    page = html_report.render(page_data)
+    doc = _parsed(page)
+    assert not doc.having("script") and not doc.having("link") and not doc.having("img")
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
+    assert len(doc.having("div", "run", **{"data-state": "failed"})) == 1
+    assert len(doc.having("tr", "task")) == 2 and "ValueError: refusing 3" in page
+    assert {a["data-verdict"] for a in doc.having("tr", "verdict")} == {"kept", "broken", "not claimed"}
+    assert len(doc.having("g", "step")) == 5 and len(doc.having("g", "violating")) == 1 and doc.having("g", "fault")
+    assert len(doc.having("svg", "chart")) == 2 and len(doc.having("g", "bar")) == 2 * 3 + 2
+    assert "team_xcom.TeamXCom failed: NoSuchBucket" in page
+
+
+def test_report_opens_in_a_headless_browser(page_data, tmp_path, request):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no chromium on this machine (Debian: apt-get install chromium; .ci/run installs it in CI)")
+    page = html_report.write(tmp_path / "report.html", page_data)
+    artifacts = Path(os.environ.get("XCOMSIM_ARTIFACTS") or tmp_path)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "xcomsim-report.png"
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--no-first-run", "--disable-extensions", "--window-size=1280,1800"]  # fmt: skip
+    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = _parsed(dom.stdout)  # what the browser built, not what was written
+    assert len(rendered.having("tr", "verdict")) == 3 and len(rendered.having("g", "violating")) == 1
+    assert len(rendered.having("svg", "chart")) == 2 and len(rendered.having("div", "run")) == 1
+    done = subprocess.run([*common, f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    header = shot.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    assert (width, height) == (1280, 1800) and shot.stat().st_size > 20_000  # a page, not a blank frame
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"xcomsim report screenshot: {shot}")

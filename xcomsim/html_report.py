@@ -1,0 +1,284 @@
+"""One self-contained HTML page of a run: DAG run results, conformance verdicts, bench charts.
+
+The page is rendered from one JSON-able dict, so the pytest plugin (``--xcomsim-report``),
+``xcomsim bench --html`` and any other producer fill the same shape and nothing else
+needs to know HTML. Every part is optional::
+
+    {
+      "title": "xcomsim report",
+      "runs": [                                   # DAG runs of the session (run_dag)
+        {"test": "tests/test_x.py::test_y", "dag_id": "d", "run_id": "r", "state": "success",
+         "tasks": [{"task": "t", "state": "success", "try_number": 1, "error": None}]}
+      ],
+      "verdicts": [                               # the conformance kit, per backend
+        {"backend": "pkg.MyXCom",
+         "guarantees": [
+           {"name": "push-once", "verdict": "broken",        # kept, broken, inherited, not claimed
+            "detail": "counterexample or reason", "replay": "pytest ... (or None)",
+            "timeline": [                         # the counterexample as steps, one lane per worker
+              {"step": 0, "worker": "w0", "operation": "push k", "io": "s3 PutObject",
+               "fault": None, "crash": False, "violating": False}
+            ]}
+         ]}
+      ],
+      "bench": {...}                              # the `xcomsim bench --json` document
+    }
+
+No script and no network resource: inline CSS and SVG only, so the file can be mailed,
+attached to CI, or opened from disk.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+_STATE_COLOURS = {
+    "success": "#2e7d32", "kept": "#2e7d32", "failed": "#c62828", "broken": "#c62828",
+    "upstream_failed": "#ef6c00", "skipped": "#9e9e9e", "not claimed": "#9e9e9e", "inherited": "#6a1b9a",
+}  # fmt: skip
+
+
+def write(path: str | Path, data: Mapping[str, Any]) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render(data), encoding="utf-8")
+    return target
+
+
+def render(data: Mapping[str, Any]) -> str:
+    title = str(data.get("title") or "xcomsim report")
+    parts = [f"<h1>{_e(title)}</h1>"]
+    if data.get("verdicts"):
+        parts.append(_verdicts(data["verdicts"]))
+    if data.get("runs") is not None:
+        parts.append(_runs(data["runs"]))
+    if data.get("bench"):
+        parts.append(_bench(data["bench"]))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )
+
+
+# -- producers: turn xcomsim objects into the dict ---------------------------------------------
+
+
+def run_entry(test: str, result: Any) -> dict[str, Any]:
+    """A ``DagRunResult`` as one ``runs`` entry."""
+    tasks = []
+    for task in getattr(result, "tasks", []):
+        error = getattr(task, "error", None)
+        index = getattr(task, "map_index", -1)
+        name = task.task_id if index in (-1, None) else f"{task.task_id}[{index}]"
+        tasks.append({"task": name, "state": str(getattr(task, "state", "")),
+                      "try_number": getattr(task, "try_number", None),
+                      "error": f"{type(error).__name__}: {error}" if error is not None else None})  # fmt: skip
+    return {"test": test, "dag_id": getattr(result, "dag_id", ""), "run_id": getattr(result, "run_id", ""),
+            "state": str(getattr(result, "state", "")), "tasks": tasks}  # fmt: skip
+
+
+def verdict_entries(verdicts: Iterable[Any]) -> list[dict[str, Any]]:
+    """The conformance kit's ``Verdicts`` (one per backend) as ``verdicts`` entries."""
+    entries = []
+    for per_backend in verdicts:
+        guarantees = []
+        for name, entry in per_backend.guarantees.items():
+            detail = entry.counterexample if entry.verdict == "broken" else entry.reason
+            timeline = getattr(entry, "timeline", None) or parse_timeline(getattr(entry, "detail", "") or
+                                                                          entry.counterexample or "")
+            guarantees.append({"name": name, "verdict": entry.verdict, "detail": detail or "",
+                               "replay": getattr(entry, "replay", None), "timeline": timeline})  # fmt: skip
+        entries.append({"backend": per_backend.backend, "guarantees": guarantees})
+    return entries
+
+
+_STEP = re.compile(r"^\s*(\d+)\s{2,}(\S+)\s{2,}(.+?)\s{2,}(.+?)\s*$")
+
+
+def parse_timeline(text: str) -> list[dict[str, Any]]:
+    """The race scheduler's printed timeline (``step worker operation io`` lines) as steps; [] if none."""
+    steps = []
+    for line in text.splitlines():
+        match = _STEP.match(line)
+        if match:
+            io = match.group(4)
+            steps.append({"step": int(match.group(1)), "worker": match.group(2), "operation": match.group(3),
+                          "io": io, "fault": _fault(io), "crash": "crash" in io.lower(), "violating": False})  # fmt: skip
+    if steps:
+        steps[-1]["violating"] = True  # the scheduler stops at the step that broke the invariant
+    return steps
+
+
+def _fault(io: str) -> str | None:
+    found = re.search(r"\b(s3-503|s3-412|s3-timeout|redis-drop-after|redis-drop|crash)\b", io)
+    return found.group(1) if found else None
+
+
+# -- sections ----------------------------------------------------------------------------------
+
+
+def _verdicts(entries: Sequence[Mapping[str, Any]]) -> str:
+    out = ['<section id="verdicts"><h2>Conformance verdicts</h2>']
+    for backend in entries:
+        out.append(f'<h3>{_e(backend.get("backend", ""))}</h3><table class="verdicts"><tr><th>guarantee</th>'
+                   "<th>verdict</th><th>detail</th></tr>")  # fmt: skip
+        for g in backend.get("guarantees", []):
+            verdict = str(g.get("verdict", ""))
+            out.append(f'<tr class="verdict" data-verdict="{_e(verdict)}"><td>{_e(g.get("name", ""))}</td>'
+                       f"<td>{_badge(verdict)}</td><td><pre>{_e(g.get('detail', ''))}</pre></td></tr>")  # fmt: skip
+        out.append("</table>")
+        for g in backend.get("guarantees", []):
+            if g.get("verdict") == "broken" and (g.get("timeline") or g.get("replay")):
+                out.append(f'<div class="counterexample"><h4>{_e(g.get("name", ""))}: counterexample</h4>')
+                if g.get("timeline"):
+                    out.append(swim_lanes(g["timeline"]))
+                if g.get("replay"):
+                    out.append(f'<p>replay: <code class="replay">{_e(g["replay"])}</code></p>')
+                out.append("</div>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def swim_lanes(steps: Sequence[Mapping[str, Any]]) -> str:
+    """One lane per worker, one box per I/O step; faults and crashes marked, the violating step highlighted."""
+    workers = list(dict.fromkeys(str(s["worker"]) for s in steps))
+    box_w, box_h, lane_h, left, top = 120, 34, 46, 70, 20
+    width = left + box_w * len(steps) + 10
+    height = top + lane_h * len(workers) + 10
+    out = [f'<svg class="swimlanes" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" aria-label="timeline">']  # fmt: skip
+    for i, worker in enumerate(workers):
+        y = top + i * lane_h
+        out.append(f'<rect class="lane" x="0" y="{y}" width="{width}" height="{lane_h}" '
+                   f'fill="{"#f7f7f7" if i % 2 else "#ffffff"}"/>')  # fmt: skip
+        out.append(f'<text x="8" y="{y + lane_h / 2 + 4}" class="lane-label">{_e(worker)}</text>')
+    for column, step in enumerate(steps):
+        x = left + column * box_w
+        y = top + workers.index(str(step["worker"])) * lane_h + (lane_h - box_h) / 2
+        classes = ["step"] + (["fault"] if step.get("fault") else []) + (["crash"] if step.get("crash") else [])
+        classes += ["violating"] if step.get("violating") else []
+        fill = "#fff3b0" if step.get("violating") else "#e3f2fd"
+        stroke = "#c62828" if step.get("fault") or step.get("crash") else "#1565c0"
+        label = f"{step.get('step')}: {step.get('operation', '')}"
+        out.append(f'<g class="{" ".join(classes)}"><title>{_e(label)} / {_e(step.get("io", ""))}</title>'
+                   f'<rect x="{x + 2}" y="{y}" width="{box_w - 4}" height="{box_h}" rx="4" fill="{fill}" '
+                   f'stroke="{stroke}" stroke-width="{3 if classes != ["step"] else 1}"/>'
+                   f'<text x="{x + 6}" y="{y + 14}" class="op">{_e(_short(label, 17))}</text>'
+                   f'<text x="{x + 6}" y="{y + 28}" class="io">{_e(_short(str(step.get("io", "")), 18))}</text></g>')  # fmt: skip
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _runs(runs: Sequence[Mapping[str, Any]]) -> str:
+    out = ['<section id="runs"><h2>DAG runs</h2>']
+    if not runs:
+        out.append("<p>No DAG ran in this session.</p>")
+    for run in runs:
+        state = str(run.get("state", ""))
+        out.append(f'<div class="run" data-state="{_e(state)}"><h3>{_e(run.get("dag_id", ""))} {_badge(state)}</h3>'
+                   f'<p class="test">{_e(run.get("test", ""))} &middot; {_e(run.get("run_id", ""))}</p>'
+                   "<table><tr><th>task</th><th>state</th><th>try</th><th>error</th></tr>")  # fmt: skip
+        for task in run.get("tasks", []):
+            out.append(f'<tr class="task"><td>{_e(task.get("task", ""))}</td><td>{_badge(str(task.get("state", "")))}</td>'
+                       f'<td>{_e(task.get("try_number", ""))}</td><td>{_e(task.get("error") or "")}</td></tr>')  # fmt: skip
+        out.append("</table></div>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _bench(document: Mapping[str, Any]) -> str:
+    rows = [b for b in document.get("backends", []) if not b.get("error")]
+    failed = [b for b in document.get("backends", []) if b.get("error")]
+    size = rows[0]["payload_bytes"] if rows else 0
+    out = ['<section id="bench"><h2>Benchmarks</h2>']
+    if document.get("caveat"):
+        out.append(f'<p class="caveat">{_e(document["caveat"])}</p>')
+    latency = [(b["label"], [("push p50", b["push"]["p50_ms"]), ("pull p50", b["pull"]["p50_ms"]),
+                             ("pull p99", b["pull"]["p99_ms"])]) for b in rows]  # fmt: skip
+    out.append(f"<h3>Latency at a {_size(size)} payload (ms)</h3>")
+    out.append(bar_chart(latency, chart_id="latency", unit="ms"))
+    footprint = [(b["label"], [("xcom table / 100 runs", b["xcom_table_bytes_per_100_runs"])]) for b in rows]
+    out.append("<h3>Metadata DB footprint: xcom table growth per 100 DAG runs (bytes, log scale)</h3>")
+    out.append(bar_chart(footprint, chart_id="footprint", unit="B", log=True))
+    for b in failed:
+        out.append(f'<p class="bench-failure">{_e(b["label"])} failed: {_e(b["error"])}</p>')
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def bar_chart(groups: Sequence[tuple[str, Sequence[tuple[str, float]]]], *, chart_id: str, unit: str,
+              log: bool = False) -> str:  # fmt: skip
+    """Horizontal bars, one group per label, one bar per series; inline SVG."""
+    palette = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a"]
+    values = [v for _, series in groups for _, v in series if v and v > 0]
+    top = max(values, default=1.0)
+    scale = (lambda v: math.log10(max(v, 1)) / max(math.log10(max(top, 10)), 1)) if log else (lambda v: v / top)
+    left, bar_h, gap, width = 200, 14, 10, 760
+    bars = sum(len(series) for _, series in groups)
+    height = 30 + bars * bar_h + len(groups) * gap
+    out = [f'<svg class="chart" id="{chart_id}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img">']  # fmt: skip
+    y = 10
+    for label, series in groups:
+        out.append(f'<text x="0" y="{y + bar_h}" class="group">{_e(_short(label, 28))}</text>')
+        for i, (name, value) in enumerate(series):
+            length = max(1.0, scale(value or 0) * (width - left - 230))
+            out.append(f'<g class="bar"><title>{_e(label)} {_e(name)}: {value:,.1f} {unit}</title>'
+                       f'<rect x="{left}" y="{y}" width="{length:.1f}" height="{bar_h - 2}" fill="{palette[i % 4]}"/>'
+                       f'<text x="{left + length + 4:.1f}" y="{y + bar_h - 3}" class="value">{_e(name)} '
+                       f"{_human(value, unit)}</text></g>")  # fmt: skip
+            y += bar_h
+        y += gap
+    out.append("</svg>")
+    return "".join(out)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _badge(state: str) -> str:
+    colour = _STATE_COLOURS.get(state, "#455a64")
+    return f'<span class="badge" style="background:{colour}">{_e(state)}</span>'
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("MiB", 1024**2), ("KiB", 1024)):
+        if count >= scale and count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count} B"
+
+
+def _human(value: float, unit: str) -> str:
+    if unit == "B":
+        for name, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+            if value >= scale:
+                return f"{value / scale:.1f} {name}"
+        return f"{value:.0f} B"
+    return f"{value:.1f} {unit}"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#212121;max-width:1200px}
+h1{font-size:22px}h2{border-bottom:2px solid #e0e0e0;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #e0e0e0;padding:4px 8px;text-align:left;
+vertical-align:top}th{background:#fafafa}pre{margin:0;white-space:pre-wrap;font-size:12px;max-width:760px}
+.badge{color:#fff;border-radius:10px;padding:1px 8px;font-size:12px}.test{color:#616161;font-size:13px}
+.caveat{background:#fff8e1;border-left:4px solid #ffb300;padding:6px 10px;font-size:13px}
+.bench-failure{color:#c62828}svg text{font-size:11px;font-family:inherit}svg .lane-label{font-weight:600}
+svg .op{font-weight:600}.counterexample{margin:12px 0 24px}code.replay{background:#f5f5f5;padding:2px 4px}
+"""

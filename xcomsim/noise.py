@@ -1,0 +1,122 @@
+"""Keeping Airflow's internals out of a user's output, and leaving the user's own alone.
+
+Two kinds of noise come from code the user did not write: warnings Airflow's own
+dependencies raise at import (``StarletteDeprecationWarning`` from the in-process
+Execution API's test client), and, when a value fails inside Airflow's task SDK, a
+traceback that runs through the SDK's supervisor, its HTTP client and the JSON encoder
+before it reaches the line that raised. The warnings are ignored by message and
+category, nothing broader; the tracebacks keep every frame of the user's code, the
+call into Airflow and the frame that raised, and say how many frames were hidden.
+"""
+
+from __future__ import annotations
+
+import types
+import warnings
+
+# (message regex, category): warnings of Airflow's dependencies a user can do nothing about.
+AIRFLOW_WARNINGS = [
+    (r"Using `httpx` with `starlette\.testclient` is deprecated", "starlette.exceptions.StarletteDeprecationWarning"),
+]
+
+# Modules whose frames between the user's call and the raise point are plumbing: the task SDK's
+# path to the in-process Execution API, its HTTP stack, the JSON encoder, and the harness's own hooks.
+INTERNAL_MODULES = (
+    "airflow.sdk.execution_time",
+    "airflow.sdk.api",
+    "airflow.sdk.bases.xcom",
+    "airflow.api_fastapi",
+    "httpx",
+    "httpcore",
+    "starlette",
+    "fastapi",
+    "anyio",
+    "json",
+    "xcomsim.scheduler.interception",
+    "xcomsim.task_context",
+)
+
+
+def warning_filters() -> list[str]:
+    """The filters as pytest ``filterwarnings`` lines (applied inside every test)."""
+    return [f"ignore:{message}:{category}" for message, category in AIRFLOW_WARNINGS]
+
+
+def ignore_airflow_warnings() -> None:
+    """Install the filters process-wide (for the CLI, and for code outside a test)."""
+    import importlib
+
+    for message, category in AIRFLOW_WARNINGS:
+        module, _, name = category.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue  # that dependency is not installed, so neither is its warning
+        warnings.filterwarnings("ignore", message=message, category=cls)
+
+
+def give_warnings_back() -> None:
+    """Undo Airflow's redirection of ``warnings.showwarning`` into its log.
+
+    Airflow's logging setup (run when Airflow is first imported) sends every warning to its
+    ``py.warnings`` logger. Inside a test pytest records warnings for its summary, and a
+    redirected ``showwarning`` bypasses that, so the user's own warnings of the test that
+    imported Airflow would vanish into captured output.
+    """
+    if str(getattr(warnings.showwarning, "__module__", "")).startswith("airflow."):
+        warnings.showwarning = warnings._showwarning_orig  # type: ignore[attr-defined]
+
+
+def _internal(tb: types.TracebackType) -> str | None:
+    name = str(tb.tb_frame.f_globals.get("__name__", ""))
+    for prefix in INTERNAL_MODULES:
+        if name == prefix or name.startswith(prefix + "."):
+            return prefix
+    return None
+
+
+def trim_traceback(exc: BaseException) -> int:
+    """Drop internal frames from ``exc``'s traceback, its group members and its causes; return how many.
+
+    Of each run of internal frames the first (the call into Airflow) is kept, and so is the
+    last frame of all (where the error was raised).
+    """
+    hidden = 0
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        hidden += _trim_one(current)
+        stack.extend(getattr(current, "exceptions", ()))
+        stack.extend((current.__cause__, current.__context__))
+    return hidden
+
+
+def _trim_one(exc: BaseException) -> int:
+    entries = []
+    tb = exc.__traceback__
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    kept, packages = [], set()
+    for i, entry in enumerate(entries):
+        package = _internal(entry)
+        previous_internal = i > 0 and _internal(entries[i - 1]) is not None
+        if package is None or not previous_internal or i == len(entries) - 1:
+            kept.append(entry)
+        else:
+            packages.add(package.partition(".")[0])
+    dropped = len(entries) - len(kept)
+    if not dropped:
+        return 0
+    rebuilt = None
+    for entry in reversed(kept):
+        rebuilt = types.TracebackType(rebuilt, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    exc.__traceback__ = rebuilt
+    exc.add_note(
+        f"({dropped} frames of {', '.join(sorted(packages))} plumbing hidden by xcomsim; pytest --full-trace shows them)"
+    )
+    return dropped
