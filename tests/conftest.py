@@ -29,5 +29,6 @@ def clean_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -
     for name in list(os.environ):
         if name.startswith(("AIRFLOW", "AWS_")):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))
+    # The checkout first: its code, not whatever copy of xcomsim the interpreter has installed.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     return pytester
