@@ -86,6 +86,7 @@ class ExclusiveXCom(BaseXCom):
         "scoping": "xcomsim-policy",
         "claim_store": "xcomsim.backend.claims:open_claim_store",
         "config": {"xcomsim.retry_replaces": "true"},
+        "push_once": True,
     }
 
     # ----------------------------------------------------------------- push

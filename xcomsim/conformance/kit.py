@@ -88,9 +88,9 @@ class ModelTests:
 class XComBackendContract(PushOnceTests, RoundTripTests, ScopeTests, ClaimTests, OffloadTests, ModelTests):
     """Tests only; the fixtures below are what an adopter overrides."""
 
-    #: Whether adopting the contract claims push-once when the backend does not declare it: a class of
-    #: your own says yes; the one-liner (``--xcomsim-backend``) judges a stranger by behaviour (None).
-    push_once_unless_declared: bool | None = True
+    #: Whether adopting the contract claims push-once when the backend does not declare it (None: judged
+    #: by behaviour, held only to a backend that refuses a second push; declare ``push_once`` to claim it).
+    push_once_unless_declared: bool | None = None
 
     @classmethod
     def checks_for(cls, guarantee_name: str) -> list[str]:

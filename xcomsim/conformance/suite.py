@@ -14,5 +14,3 @@ from xcomsim.conformance.kit import XComBackendContract
 
 class TestBackendContract(XComBackendContract):
     """Every contract test, on the backend under test."""
-
-    push_once_unless_declared = None

@@ -19,6 +19,8 @@ def _redis() -> Any:
 class ReadThenWriteGuardXCom(BaseXCom):
     """Push-once by GET-then-SET of a guard key: two pushers can both find it missing."""
 
+    xcomsim_contract = {"push_once": True}  # claims it, as the backend it stands in for does
+
     @classmethod
     def set(cls, key: str, value: Any, *, dag_id: str, task_id: str, run_id: str, map_index: int = -1,
             **kwargs: Any) -> None:  # fmt: skip
@@ -32,6 +34,8 @@ class ReadThenWriteGuardXCom(BaseXCom):
 
 class OverwriteAllowedXCom(BaseXCom):
     """No guard at all (Airflow's own behaviour): a second push silently replaces the first."""
+
+    xcomsim_contract = {"push_once": True}  # claims it, as the backend it stands in for does
 
 
 class TupleToListXCom(BaseXCom):
