@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from xcomsim.scheduler.scheduler import (
     Event,
+    HarnessAbandoned,
+    HarnessStuck,
     Scheduler,
     SchedulerStuck,
     Timeline,
     WorkerResult,
     first_runnable,
     hypothesis_chooser,
+    stop_at_harness_errors,
 )
 
 __all__ = [
     "Event",
+    "HarnessAbandoned",
+    "HarnessStuck",
     "Scheduler",
     "SchedulerStuck",
     "Timeline",
     "WorkerResult",
     "first_runnable",
     "hypothesis_chooser",
+    "stop_at_harness_errors",
 ]
