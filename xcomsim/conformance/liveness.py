@@ -47,7 +47,8 @@ from xcomsim.scheduler.workload import WORKLOAD_TASK_ID, run_workload, workload_
 from xcomsim.strategies import Push, Retry, Sweep, sized_string
 
 guarantee = pytest.mark.xcomsim_guarantee
-_EXAMPLES = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_EXAMPLES = settings(deadline=None, report_multiple_bugs=False,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 _FAULTS_AT_EACH_IO = ("crash", "crash-after", "api-lost-reply", "s3-503", "s3-outage", "redis-drop", "redis-outage")
 _fresh = itertools.count()
 

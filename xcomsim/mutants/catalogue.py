@@ -22,7 +22,7 @@ CATALOGUE: dict[str, str] = {
 }
 
 # Mixins of guarantee families not (yet) composed into XComBackendContract: the catalogue runs them too.
-_MIXINS = ("xcomsim.conformance.liveness:LivenessContract",)
+_MIXINS = ("xcomsim.conformance.liveness:LivenessContract", "xcomsim.conformance.adversarial_scope:AdversarialScopeContract")
 
 
 def contract_class() -> type:

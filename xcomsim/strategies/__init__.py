@@ -16,6 +16,14 @@ from xcomsim.strategies._internal.payloads import (
     sized_string,
     threshold_sizes,
 )
+from xcomsim.strategies._internal.scope_forms import (
+    BOOKKEEPING_KEY,
+    PullForm,
+    PushForm,
+    adversarial_keys,
+    pull_forms,
+    push_forms,
+)
 from xcomsim.strategies._internal.workloads import (
     Claim,
     Crash,
@@ -32,6 +40,12 @@ from xcomsim.strategies._internal.workloads import (
 )
 
 __all__ = [
+    "BOOKKEEPING_KEY",
+    "PullForm",
+    "PushForm",
+    "adversarial_keys",
+    "pull_forms",
+    "push_forms",
     "Claim",
     "Crash",
     "Delete",
