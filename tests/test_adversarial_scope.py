@@ -20,7 +20,8 @@ def test_forms_cover_every_way_to_push_and_pull():
         seen_keys.add(key)
 
     draw()
-    assert {via for via, _ in seen_pulls} == {"xcom_pull", "get_one", "get_all", "callback", "template", "xcomarg"}
+    assert {via for via, _ in seen_pulls} == {"xcom_pull", "get_one", "get_all", "callback", "template", "xcomarg",
+                                                "lazy_sequence"}
     assert {shape for via, shape in seen_pulls} >= {"str", "list", "list-with-own", "generator", "none"}
     assert {"a", "b", BOOKKEEPING_KEY} <= seen_keys and any("/../" in k or "?" in k for k in seen_keys)
     assert any(not k.isascii() for k in seen_keys)

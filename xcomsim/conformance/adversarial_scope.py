@@ -8,7 +8,8 @@ a caller, a source, a key (the scope's keys, the same keys bent by ``/ ? # %
 another ``dag_id``, odd run ids (an allowed pull from one is not judged: the
 task SDK's unquoted URLs fail there in Airflow itself), ``XCom.get_one``/``get_all`` called directly,
 a pull from a callback (which runs outside the task context), a Jinja template,
-``XComArg.resolve``, and ``XCom.set`` naming another task. Each attempt is
+``XComArg.resolve``, a ``LazyXComSequence`` read item by item, and
+``XCom.set`` naming another task. Each attempt is
 judged by the same invariants as the fixed ones (``push-scope``,
 ``pull-scope``): what the policy forbids must raise and name caller, source and
 key; what it allows must work. Compose it with the kit::
@@ -120,10 +121,15 @@ class _Scope:
             template = "{{ ti.xcom_pull(task_ids=source, dag_id=dag_id, key=key, run_id=run_id) }}"
             context = {**handle.context, "source": source, "dag_id": dag_id, "key": key, "run_id": run_id}
             return ti.task.render_template(template, context)
-        if form.via == "xcomarg":
+        if form.via in ("xcomarg", "lazy_sequence"):
             from airflow.sdk.definitions.xcom_arg import PlainXComArg
 
-            return PlainXComArg(self.setup.dag.task_dict[source], key).resolve(handle.context)
+            arg = PlainXComArg(self.setup.dag.task_dict[source], key)
+            if form.via == "xcomarg":
+                return arg.resolve(handle.context)
+            from airflow.sdk.execution_time.lazy_sequence import LazyXComSequence
+
+            return list(LazyXComSequence(xcom_arg=arg, ti=ti))  # read item by item, as a mapped source's pull is
         task_ids: Any = {"str": source, "list": [source], "list-with-own": [ti.task_id, source],
                          "generator": (t for t in [source]), "none": None}[form.task_ids]  # fmt: skip
         how = {} if form.map_indexes == "omit" else {"map_indexes": form.map_indexes}

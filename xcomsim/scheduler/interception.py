@@ -140,11 +140,11 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        _wrap_sqlalchemy()
-        _wrap_redis()
-        _wrap_botocore()
-        _wrap_fsspec()
-        _wrap_task_comms()
+        for wrap in (_wrap_sqlalchemy, _wrap_redis, _wrap_botocore, _wrap_fsspec, _wrap_task_comms):
+            try:
+                wrap()
+            except ImportError:  # a library that is not installed makes no I/O to intercept
+                pass
         _installed = True
 
 

@@ -4,7 +4,8 @@ A backend that checks scope on ``ti.xcom_pull(task_ids="a", key="k")`` may
 still leak through a list of task ids, a generator, ``task_ids=None``, another
 DAG id, a run id or key with ``/ ? # % ..`` in it, ``XCom.get_one`` called
 directly, a pull from an ``on_failure_callback`` (no task context), a Jinja
-template, ``XComArg.resolve``, an ``XCom.set`` that names another task, or a
+template, ``XComArg.resolve``, a ``LazyXComSequence`` (what a mapped source's
+pull returns, read item by item), an ``XCom.set`` that names another task, or a
 bookkeeping key (``skipmixin_key``) used as a data channel. Each form is a
 small frozen value so a failing one shrinks and reads as one line.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-PULL_VIAS = ("xcom_pull", "get_one", "get_all", "callback", "template", "xcomarg")
+PULL_VIAS = ("xcom_pull", "get_one", "get_all", "callback", "template", "xcomarg", "lazy_sequence")
 TASK_ID_SHAPES = ("str", "list", "list-with-own", "generator", "none")
 MAP_INDEXES = ("omit", None, -1, (-1,), 0)
 PUSH_VIAS = ("xcom_push", "set", "set-impersonating")
