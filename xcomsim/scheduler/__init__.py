@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from xcomsim.scheduler.scheduler import (
+    HARNESS_PROBLEM,
     Event,
     HarnessAbandoned,
     HarnessStuck,
@@ -16,6 +17,7 @@ from xcomsim.scheduler.scheduler import (
 )
 
 __all__ = [
+    "HARNESS_PROBLEM",
     "Event",
     "HarnessAbandoned",
     "HarnessStuck",

@@ -40,6 +40,9 @@ Chooser = Callable[[Sequence[str], str | None], str]
 _RELEASE_WAIT = 5.0  # seconds a let-go worker gets to finish before it is interrupted
 
 
+HARNESS_PROBLEM = "xcomsim harness problem (not a verdict on the backend)"  # how a report tells it from a break
+
+
 class HarnessStuck(XcomsimError):
     """A scheduled worker reached no I/O point in time: a harness problem, never a broken guarantee.
 
@@ -272,7 +275,7 @@ class Scheduler:
         stacks = self._stacks()
         released = self._let_go()
         raise HarnessStuck(
-            f"xcomsim harness problem (not a verdict on the backend): worker {worker.name} ran "
+            f"{HARNESS_PROBLEM}: worker {worker.name} ran "
             f"{self.step_timeout}s without reaching an I/O point (during {worker.operation!r}): a lock held by "
             f"a paused worker, or a wait the scheduler cannot see. "
             + ("Every worker was let go and ended." if released else "Some worker threads could not be ended.")
