@@ -84,3 +84,48 @@ def test_reference_keeps_push_once_and_references_under_faults(xcomsim_env):
                 objects=obs.objects, bucket=obs.bucket), history.describe())  # fmt: skip
 
     race()
+
+
+def test_a_dead_worker_does_no_more_io_and_crash_after_lands_first(xcomsim_env):
+    client = xcomsim_env.redis
+    plan = FaultPlan({0: "crash"})
+    with injecting(plan):
+        with pytest.raises(WorkerCrash, match="crashed before"):
+            client.set("a", "1")
+        with pytest.raises(WorkerCrash, match="it does no more I/O"):  # an except/finally cleanup of the backend
+            client.delete("b")
+    with pytest.raises(WorkerCrash, match="crashed after redis SET 'c' took effect"), injecting(FaultPlan({0: "crash-after"})):
+        client.set("c", "1")
+    assert client.get("a") is None and client.get("c") == b"1"
+
+
+def test_an_outage_lasts_for_every_later_call_to_that_store(xcomsim_env):
+    import redis
+    from botocore.exceptions import ClientError
+
+    s3, bucket = xcomsim_env.s3, xcomsim_env.bucket
+    plan = FaultPlan({1: "s3-outage"})
+    with injecting(plan):
+        s3.put_object(Bucket=bucket, Key="before", Body=b"1")  # I/O #0: up
+        for key in ("during", "cleanup"):  # #1 goes down, and so does every later S3 call
+            with pytest.raises(ClientError, match="SlowDown"):
+                s3.put_object(Bucket=bucket, Key=key, Body=b"1")
+        xcomsim_env.redis.set("other-store", "1")  # another store is up
+    assert {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]} == {"before"}
+    assert [f.kind for f in plan.applied] == ["s3-outage"] and xcomsim_env.redis.get("other-store") == b"1"
+    with injecting(FaultPlan({0: "redis-outage"})):
+        for key in ("x", "y"):
+            with pytest.raises(redis.ConnectionError):
+                xcomsim_env.redis.set(key, "1")
+
+
+def test_a_lost_reply_to_the_row_write_leaves_the_row_committed(xcomsim_env):
+    dry = FaultPlan({})
+    run_workload([[Push("k", 0)]], dag=DAG, faults=dry)  # the push's I/O: its guard, then the row
+    write = dry.seen["w0"].index("api SetXCom")
+    plan = FaultPlan({write: "api-lost-reply"})
+    history = run_workload([[Push("k", 7)]], dag=DAG, faults=plan)
+    (step,) = history.steps
+    assert step.error_type == "ConnectionResetError" and "reply to SetXCom was lost" in step.error
+    assert stored_values(xcomsim_env, DAG.dag_id, history.run_id) == {"k": 7}
+    assert [str(f) for f in plan.applied] == [f"w0 I/O #{write} (api SetXCom): api-lost-reply"]

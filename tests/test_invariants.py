@@ -6,7 +6,7 @@ import pytest
 
 from xcomsim.checks import INVARIANTS, InvariantViolation, Observation, ScopeAttempt, references, require, violations
 from xcomsim.scheduler.workload import History, Step
-from xcomsim.strategies import Claim, Pull, Push, Release, Wait
+from xcomsim.strategies import Claim, Pull, Push, Release, Retry, Sweep, Wait
 
 
 def story(*steps, overlapping=()):
@@ -26,6 +26,7 @@ def test_every_issue_invariant_is_registered():
     assert set(INVARIANTS) == {
         "exactly-one-claim-winner", "no-lost-claim", "push-once", "push-scope", "pull-scope",
         "offload-threshold", "round-trip-exact", "purge-leaves-no-orphan", "no-dangling-reference",
+        "retry-can-push", "purge-deletes-only-its-own", "gc-safe-with-inflight-pushes",
     }  # fmt: skip
 
 
@@ -111,3 +112,40 @@ def test_orphans_and_dangling_references():
         require(["purge-leaves-no-orphan", "no-dangling-reference"],
                 Observation(rows=rows, objects={"s3://xcomsim/xcom/values/a1": 5000}, threshold=1000))  # fmt: skip
     assert raised.value.invariant == "no-dangling-reference"
+
+
+def test_retry_can_push():
+    blocked = story(("w0", Push("k", 1), None, "crashed"), ("w1", Retry(), 2), ("w1", Push("k", 2), None, "already pushed"))
+    problems = violations("retry-can-push", Observation(blocked, {}))
+    assert len(problems) == 1 and "in try 2 was refused although no value of 'k' is stored" in problems[0]
+    assert violations("retry-can-push", Observation(blocked, {"k": 1})) == []  # a value is stored: push-once
+    same_try = story(("w0", Push("k", 1), None, "crashed"), ("w1", Push("k", 2), None, "already pushed"))
+    assert violations("retry-can-push", Observation(same_try, {})) == []  # not a later try
+    hit_by_a_fault = story(("w1", Retry(), 2), ("w1", Push("k", 2), None, "SlowDown (injected by xcomsim)"))
+    assert violations("retry-can-push", Observation(hit_by_a_fault, {})) == []
+    pushed = story(("w0", Push("k", 1), None, "crashed"), ("w1", Retry(), 2), ("w1", Push("k", 2)))
+    assert violations("retry-can-push", Observation(pushed, {"k": 2})) == []
+
+
+def test_purge_deletes_only_its_own():
+    foreign = frozenset({"s3://b/data-lake/t.parquet", "redis:app:session"})
+    gone = Observation(objects={"redis:app:session": 3, "s3://b/xcom/values/1": 10}, foreign=foreign)
+    assert violations("purge-deletes-only-its-own", gone) == [
+        "1 object(s) that are no XCom's own were deleted: ['s3://b/data-lake/t.parquet']"
+    ]
+    kept = Observation(objects={"redis:app:session": 3, "s3://b/data-lake/t.parquet": 5}, foreign=foreign)
+    assert violations("purge-deletes-only-its-own", kept) == []
+    with pytest.raises(ValueError, match="needs Observation.foreign"):
+        violations("purge-deletes-only-its-own", Observation(objects={}))
+
+
+def test_gc_safe_with_inflight_pushes():
+    raced = story(("w1", Push("k", 1)), ("w0", Sweep(), ["values/1"]), overlapping=[(0, 1)])
+    problems = violations("gc-safe-with-inflight-pushes", Observation(raced, unreadable={"k": "object missing"}))
+    assert problems == ["w1's push of 'k' (step #0) landed, but its value is gone after a sweep that ran during it "
+                        "(w0, step #1): object missing"]  # fmt: skip
+    assert violations("gc-safe-with-inflight-pushes", Observation(raced, unreadable={})) == []
+    no_sweep = story(("w1", Push("k", 1)))
+    assert violations("gc-safe-with-inflight-pushes", Observation(no_sweep, unreadable={"k": "gone"})) == []
+    failed_push = story(("w1", Push("k", 1), None, "refused"), ("w0", Sweep(), []))
+    assert violations("gc-safe-with-inflight-pushes", Observation(failed_push, unreadable={"k": "gone"})) == []

@@ -128,3 +128,26 @@ def test_stress_free_threads_each_claim_has_one_winner(xcomsim_env, store):
     wins = {c: [s.worker for s in history.steps if s.op.claim_id == c and s.result] for c in claim_ids}
     assert all(len(winners) == 1 for winners in wins.values()), wins
     assert len(history.steps) == 40 and not any(s.error for s in history.steps)
+
+
+@pytest.mark.xcomsim(backend="user_style_backends.S3HookPerPushXCom")
+def test_backend_building_an_s3hook_per_push_races_to_a_verdict(xcomsim_env):
+    """Its hooks fetch the connection and mask secrets under S3Hook's cached_property lock (Python 3.11):
+    those messages are not switch points, so the race ends, and push-once (a conditional put) is judged."""
+    xcomsim_env.set_config({"s3_xcom.bucket": xcomsim_env.bucket})
+    dag = workload_dag("xcomsim_s3hook_per_push")
+    run_workload([[Push("k", 0)], [Push("k", 1)]], dag=dag)  # warm: every example makes the same I/O
+    switches = []
+
+    @settings(RACE, max_examples=min(RACE.max_examples, 30))
+    @given(values=st.lists(st.integers(0, 99), min_size=2, max_size=2), data=st.data())
+    def race(values, data):
+        history = run_workload([[Push("k", v)] for v in values], dag=dag, chooser=hypothesis_chooser(data))
+        note(history.describe())
+        switches.append(history.timeline.preemptions)
+        stored = stored_values(xcomsim_env, dag.dag_id, history.run_id)
+        problems = violations("push-once", Observation(history, stored))
+        assert not problems, problems
+
+    race()
+    assert max(switches) >= 1  # the workers were really interleaved, not run one after the other

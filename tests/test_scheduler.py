@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import pytest
 
-from xcomsim.scheduler import Scheduler, SchedulerStuck, first_runnable
+from xcomsim.scheduler import HarnessStuck, Scheduler, SchedulerStuck, first_runnable
 from xcomsim.scheduler import interception
 
 
@@ -81,3 +82,141 @@ def test_a_worker_that_never_reaches_io_is_reported_stuck():
     with pytest.raises(SchedulerStuck, match="without reaching an I/O point"):
         scheduler.run({"w": waits})
     release.set()
+
+
+# ---------------------------------------------------------------- switch points and locks
+def test_only_io_that_matters_is_a_switch_point():
+    assert interception.matters("api SetXCom") and interception.matters("api GetXComSequenceSlice")
+    assert not interception.matters("api MaskSecret") and not interception.matters("api GetConnection")
+    assert interception.matters("s3 PutObject xcom/k") and interception.matters("s3 ListObjectsV2 xcom/")
+    assert not interception.matters("s3 HeadBucket ") and not interception.matters("s3 CreateBucket ")
+    assert interception.matters("redis SET 'k'") and not interception.matters("redis PING")
+    assert interception.matters("sql borrow connection")
+    assert interception.matters("s3 put_file bucket/k") and not interception.matters("s3 set_session ")
+
+
+class _Client:
+    """A lazily built client, the way provider hooks cache theirs (``functools.cached_property``)."""
+
+    @functools.cached_property
+    def config(self) -> str:
+        interception.io_point("api SetXCom")  # I/O while the property is computed (3.11: under a class-wide lock)
+        return "built"
+
+
+def test_no_switch_inside_a_locking_cached_property_and_the_race_ends():
+    """Each worker builds its own client; a chooser that always switches cannot deadlock them on any Python."""
+
+    def worker() -> str:
+        value = _Client().config
+        interception.io_point("api GetXCom")
+        return value
+
+    always_switch = Scripted(["a", "b"] * 10)
+    scheduler = Scheduler(always_switch, max_preemptions=10, step_timeout=5)
+    results = scheduler.run({"a": worker, "b": worker})
+    assert [r.value for r in results.values()] == ["built", "built"]
+    inside = [e for e in scheduler.timeline.events if e.io == "api SetXCom"]
+    assert len(inside) == 2
+    if hasattr(functools.cached_property(lambda self: None), "lock"):  # Python 3.11: recorded, never switched at
+        assert not any(e.switch for e in inside) and "no switch point" in scheduler.timeline.describe()
+
+
+def test_no_switch_while_a_registered_lock_holder_runs():
+    lock = threading.Lock()
+
+    def locked_section() -> None:
+        with lock:
+            interception.io_point("api SetXCom")
+
+    interception.register_lock_holder(locked_section)
+
+    def worker() -> None:
+        locked_section()
+        interception.io_point("api GetXCom")
+
+    scheduler = Scheduler(Scripted(["a", "b"] * 10), max_preemptions=10, step_timeout=5)
+    scheduler.run({"a": worker, "b": worker})
+    assert [e.switch for e in scheduler.timeline.events if e.io == "api SetXCom"] == [False, False]
+
+
+def _deadlocking_workers():
+    """a holds a lock the scheduler was not told about and pauses at I/O inside it; b needs the lock."""
+    lock = threading.Lock()
+
+    def a() -> str:
+        with lock:
+            interception.io_point("api SetXCom")
+        return "a done"
+
+    def b() -> str:
+        with lock:
+            return "b done"
+
+    return {"a": a, "b": b}
+
+
+def test_a_stuck_worker_is_a_harness_problem_with_every_stack_and_is_released():
+    from xcomsim.errors import XcomsimError
+
+    scheduler = Scheduler(Scripted(["a", "b"]), max_preemptions=5, step_timeout=0.5)
+    with pytest.raises(HarnessStuck) as stuck:
+        scheduler.run(_deadlocking_workers())
+    error = stuck.value
+    assert isinstance(error, XcomsimError) and not isinstance(error, AssertionError)  # never an InvariantViolation
+    assert "harness problem (not a verdict on the backend)" in str(error)
+    assert set(error.stacks) == {"a (paused, during 'start')", "b (running, during 'start')"}
+    assert "in a\n" in error.stacks["a (paused, during 'start')"] and "with lock" in str(error)
+    assert error.released  # a was let go, released the lock, and b went on
+    assert not [t for t in threading.enumerate() if t.name in ("xcomsim-a", "xcomsim-b")]  # both threads ended
+
+
+def test_a_stuck_property_ends_at_its_first_stuck_example():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from xcomsim.scheduler import hypothesis_chooser, stop_at_harness_errors
+
+    stuck = []
+
+    @stop_at_harness_errors
+    @settings(max_examples=50, database=None, deadline=None)
+    @given(data=st.data())
+    def race(data):
+        try:
+            Scheduler(hypothesis_chooser(data), max_preemptions=5, step_timeout=0.3).run(_deadlocking_workers())
+        except HarnessStuck:
+            stuck.append(1)
+            raise
+
+    with pytest.raises(HarnessStuck):
+        race()
+    assert len(stuck) == 1  # the first example that switched to b inside a's lock ended it: no shrinking, no replay
+
+
+def test_the_session_goes_on_after_a_stuck_example(pytester):
+    pytester.makepyfile(
+        test_stuck="""
+        import threading
+        from xcomsim.scheduler import Scheduler, interception
+
+        def test_stuck():
+            lock = threading.Lock()
+            def a():
+                with lock:
+                    interception.io_point("api SetXCom")
+            def b():
+                with lock:
+                    pass
+            picks = iter(["a", "b"])
+            Scheduler(lambda options, current: next(picks, options[0]), step_timeout=0.5).run({"a": a, "b": b})
+
+        def test_after():
+            log = []
+            Scheduler().run({"w": lambda: log.append(interception.io_point("api GetXCom"))})
+            assert log == [None]
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-q")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*HarnessStuck: xcomsim harness problem (not a verdict on the backend)*"])

@@ -16,7 +16,7 @@ from typing import Any
 
 from xcomsim.checks.values import references, refers_to, same
 from xcomsim.scheduler.workload import History, Step
-from xcomsim.strategies import Claim, Pull, Push, Release
+from xcomsim.strategies import Claim, Pull, Push, Release, Retry, Sweep
 
 MAX_REFERENCE = 1024
 
@@ -51,6 +51,8 @@ class Observation:
     threshold: int | None = None
     pushed_sizes: dict[str, int] = field(default_factory=dict)  # key -> serialised size of what was pushed
     scope_attempts: list[ScopeAttempt] | None = None
+    unreadable: dict[str, str] | None = None  # key -> why its row cannot be pulled through the backend
+    foreign: frozenset[str] | None = None  # objects in the stores that are not any XCom's own
 
     def need(self, invariant: str, *names: str) -> None:
         missing = [n for n in names if getattr(self, n) is None]
@@ -240,6 +242,52 @@ def _no_dangling_reference(obs: Observation) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------------------- liveness and cleanup
+_INJECTED = "injected by xcomsim"
+
+
+def _retry_can_push(obs: Observation) -> list[str]:
+    obs.need("retry-can-push", "history")
+    steps = sorted(obs.history.steps, key=lambda s: s.end)  # type: ignore[union-attr]
+    retries = [s for s in steps if isinstance(s.op, Retry) and _ok(s)]
+    problems = []
+    for step in steps:
+        if not (isinstance(step.op, Push) and step.error and step.error_type != "Crash"):
+            continue
+        if _INJECTED in step.error or step.op.key in obs.stored_values:
+            continue  # this push was itself hit by a fault, or a value is stored: refusing is push-once
+        later = [r for r in retries if r.end < step.start]
+        if later:
+            problems.append(
+                f"{step.worker}'s push of {step.op.key!r} (step #{step.index}) in try {later[-1].result} was refused "
+                f"although no value of {step.op.key!r} is stored: {step.error_type}: {step.error}"
+            )
+    return problems
+
+
+def _purge_deletes_only_its_own(obs: Observation) -> list[str]:
+    obs.need("purge-deletes-only-its-own", "objects", "foreign")
+    gone = sorted(n for n in obs.foreign or () if n not in (obs.objects or {}))
+    return [f"{len(gone)} object(s) that are no XCom's own were deleted: {gone[:3]}"] if gone else []
+
+
+def _gc_safe_with_inflight_pushes(obs: Observation) -> list[str]:
+    obs.need("gc-safe-with-inflight-pushes", "history", "unreadable")
+    steps = obs.history.steps  # type: ignore[union-attr]
+    sweeps = [s for s in steps if isinstance(s.op, Sweep)]
+    problems = []
+    for step in steps:
+        if sweeps and isinstance(step.op, Push) and _ok(step) and step.op.key in (obs.unreadable or {}):
+            during = [s for s in sweeps if s.start < step.end and step.start < s.end]
+            sweep = (during or sweeps)[0]
+            problems.append(
+                f"{step.worker}'s push of {step.op.key!r} (step #{step.index}) landed, but its value is gone after "
+                f"{'a sweep that ran during it' if during else 'a sweep'} ({sweep.worker}, step #{sweep.index}): "
+                f"{obs.unreadable[step.op.key]}"  # type: ignore[index]
+            )
+    return problems
+
+
 INVARIANTS: dict[str, Invariant] = {
     inv.name: inv
     for inv in (
@@ -258,6 +306,12 @@ INVARIANTS: dict[str, Invariant] = {
                   _purge_leaves_no_orphan),
         Invariant("no-dangling-reference", "no row refers to an object that does not exist",
                   _no_dangling_reference),
+        Invariant("retry-can-push", "after a crashed or failed push, the task's next try can push the key when "
+                  "no value is stored", _retry_can_push),
+        Invariant("purge-deletes-only-its-own", "purge and the sweeper never delete an object that is not the "
+                  "XCom's own, even when a row holds a forged reference", _purge_deletes_only_its_own),
+        Invariant("gc-safe-with-inflight-pushes", "a sweep concurrent with pushes deletes no value whose row lands",
+                  _gc_safe_with_inflight_pushes),
     )
 }  # fmt: skip
 

@@ -1,7 +1,9 @@
 """Faults injected at the same I/O points the scheduler switches at.
 
 A ``FaultPlan`` says, per worker, at which of its I/O calls (counted from 0)
-which fault happens. The plan is data, so Hypothesis draws it (``fault_plans``),
+which fault happens. Only I/O that matters to the guarantees is counted and hit
+(``interception.matters``): a ``MaskSecret`` or ``GetConnection`` message comes
+and goes with caches, so counting it would move every index between runs. The plan is data, so Hypothesis draws it (``fault_plans``),
 replays it from the example and shrinks it to the one fault that matters. A
 fault whose kind does not fit the I/O it lands on (an S3 error at a Redis call)
 is not applied; ``FaultPlan.applied`` lists the ones that were, for the report.
@@ -15,8 +17,17 @@ Kinds, by where they land:
 - ``redis-drop``: the connection drops before the command is sent.
 - ``redis-drop-after``: the command runs, then the connection drops before the reply.
 - ``crash``: the worker dies right there (any I/O); nothing after it runs, no
-  ``except``/``finally`` cleanup of the backend's either. At the task's
-  ``SetXCom`` message this is a crash between the object upload and the row.
+  ``except``/``finally`` cleanup of the backend's either (every later I/O of a
+  dead worker raises too). At the task's ``SetXCom`` message this is a crash
+  between the object upload and the row; at the I/O after a push-once guard is
+  taken, a crash between the guard and the row.
+- ``crash-after``: the call takes effect, then the worker dies before it sees
+  the reply (e.g. the guard is created, or the row committed, and nothing more).
+- ``api-lost-reply``: a message to the supervisor is handled (the ``xcom`` row
+  is committed), then the reply is lost: the task sees ``ConnectionResetError``.
+- ``s3-outage`` / ``redis-outage``: the store goes down from this call on: this
+  and every later call of the worker to it fails (503 / connection refused),
+  including the backend's cleanup (undo, release) after the failure.
 """
 
 from __future__ import annotations
@@ -32,8 +43,19 @@ from hypothesis import strategies as st
 from xcomsim.scheduler import interception
 
 FAULT_KINDS = ("s3-503", "s3-412", "s3-timeout", "redis-drop", "redis-drop-after", "crash")
+# The faults after which a backend must still be live and clean (retries, undo, release): drawn by the
+# liveness tests; the model test draws FAULT_KINDS.
+LIVENESS_FAULT_KINDS = ("crash-after", "api-lost-reply", "s3-outage", "redis-outage")
+ALL_FAULT_KINDS = FAULT_KINDS + LIVENESS_FAULT_KINDS
 _SERVICE = {"s3-503": "s3 ", "s3-412": "s3 ", "s3-timeout": "s3 ", "redis-drop": "redis ",
-            "redis-drop-after": "redis ", "crash": ""}  # fmt: skip
+            "redis-drop-after": "redis ", "crash": "", "crash-after": "", "api-lost-reply": "api ",
+            "s3-outage": "s3 ", "redis-outage": "redis "}  # fmt: skip
+_OUTAGE = {"s3-outage": "s3-503", "redis-outage": "redis-drop"}  # what each later call to the store gets
+
+
+def fits(kind: str, io: str) -> bool:
+    """Whether a fault of ``kind`` can land on this I/O (an S3 fault on an S3 call, a crash anywhere)."""
+    return io.startswith(_SERVICE[kind])
 
 
 class WorkerCrash(BaseException):
@@ -62,9 +84,9 @@ class FaultPlan:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.at.values()) - set(FAULT_KINDS))
+        unknown = sorted(set(self.at.values()) - set(ALL_FAULT_KINDS))
         if unknown:
-            raise ValueError(f"unknown fault kind(s) {unknown}; known: {', '.join(FAULT_KINDS)}")
+            raise ValueError(f"unknown fault kind(s) {unknown}; known: {', '.join(ALL_FAULT_KINDS)}")
 
     def describe(self) -> str:
         return "\n".join(str(f) for f in self.applied) or "(no fault landed on a matching I/O)"
@@ -73,15 +95,28 @@ class FaultPlan:
         if self.workers is not None and worker not in self.workers:
             return None
         seen = self.seen.setdefault(worker, [])
+        down: set[str] = set()  # fault kinds of stores that are out for this worker
+        dead: list[str] = []  # the I/O this worker died at, once it has
 
         def inject(io: str, call: Callable[[], Any]) -> Any:
+            if not interception.matters(io):
+                return call()
             index = len(seen)
             seen.append(io)
+            if dead:
+                raise WorkerCrash(f"the worker died at {dead[0]}; it does no more I/O ({io})")
+            for outage in down:
+                if io.startswith(_SERVICE[outage]):
+                    return _FAULTS[_OUTAGE[outage]](io, call)
             kind = self.at.get(index)
-            if kind is None or not io.startswith(_SERVICE[kind]):
+            if kind is None or not fits(kind, io):
                 return call()
             with self._lock:
                 self.applied.append(AppliedFault(worker, index, io, kind))
+            if kind in _OUTAGE:
+                down.add(kind)
+            if kind.startswith("crash"):
+                dead.append(io)
             return _FAULTS[kind](io, call)
 
         return inject
@@ -126,9 +161,22 @@ def _crash(io: str, call: Callable[[], Any]) -> Any:
     raise WorkerCrash(f"crashed before {io}")
 
 
+def _crash_after(io: str, call: Callable[[], Any]) -> Any:
+    call()
+    raise WorkerCrash(f"crashed after {io} took effect, before its reply")
+
+
+def _api_lost_reply(io: str, call: Callable[[], Any]) -> Any:
+    call()
+    raise ConnectionResetError(f"the supervisor's reply to {io.removeprefix('api ')} was lost (injected by xcomsim; "
+                               "the request was handled)")  # fmt: skip
+
+
 _FAULTS: dict[str, Callable[[str, Callable[[], Any]], Any]] = {
     "s3-503": _s3_503, "s3-412": _s3_412, "s3-timeout": _s3_timeout,
     "redis-drop": _redis_drop, "redis-drop-after": _redis_drop_after, "crash": _crash,
+    "crash-after": _crash_after, "api-lost-reply": _api_lost_reply,
+    "s3-outage": _s3_503, "redis-outage": _redis_drop,
 }  # fmt: skip
 
 

@@ -13,18 +13,106 @@ thread that is not a scheduled worker passes straight through.
 SQL yields at connection borrow, not per statement: the per-test SQLite
 database runs one transaction at a time, so statements inside one borrow are
 atomic with respect to other workers, exactly as SQLite makes them.
+
+Not every intercepted call is a switch point. A worker is paused only where
+the order of calls can change what the guarantees see (``matters``): XCom
+messages to the supervisor, object and key operations on S3, Redis and s3fs,
+SQL borrows. A ``MaskSecret`` or ``GetConnection`` message, a ``HeadBucket``,
+is recorded but never paused at. Nor is any call made while the worker may
+hold a lock that the others need (``holds_lock``): inside a
+``functools.cached_property`` that locks (Python 3.11 shares one lock per
+property across all instances), an import, a logging handler, or the
+supervisor's handling of a message (its channel is shared by every worker
+acting as that task instance). A paused lock holder would block every other
+worker until the step timed out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import CodeType
 from typing import Any
 
 _local = threading.local()
 _installed = False
 _lock = threading.Lock()
+
+# What decides whether a call is a switch point (see ``matters``).
+_API_WORDS = ("XCom",)  # an api message matters only if its type names XCom (GetXCom, SetXCom, ...)
+_INCIDENTAL_REDIS = frozenset({"PING", "HELLO", "CLIENT", "SELECT", "AUTH", "INFO", "CONFIG", "ECHO", "COMMAND",
+                               "READONLY", "SCRIPT"})  # fmt: skip
+_S3_OBJECT_WORDS = ("Object", "Multipart", "Part")
+_INCIDENTAL_FS = frozenset({"set_session", "get_session", "connect", "lsbuckets"})
+_MAX_DEPTH = 400  # frames walked looking for a lock holder; a worker's stack is far shallower
+
+
+def matters(label: str) -> bool:
+    """Whether a call with this label can change what the guarantees see (only those are switch points)."""
+    service, _, rest = label.partition(" ")
+    operation = rest.split(" ", 1)[0]
+    if service == "api":
+        return any(word in operation for word in _API_WORDS)
+    if service == "redis":
+        return operation.upper() not in _INCIDENTAL_REDIS
+    if service == "sql":
+        return True
+    if service == "s3" and operation[:1].isupper():  # botocore: PutObject, HeadBucket, ...
+        return any(word in operation for word in _S3_OBJECT_WORDS)
+    return operation not in _INCIDENTAL_FS  # s3fs / fsspec: put_file, cat_file, rm, info, ...
+
+
+def _locking_cached_property() -> bool:
+    return hasattr(functools.cached_property(lambda self: None), "lock")
+
+
+def _lock_holders() -> set[CodeType]:
+    import logging
+
+    codes = {logging.Handler.handle.__code__}  # emits under the handler's lock
+    if _locking_cached_property():  # Python < 3.12: one RLock per property, shared by all instances
+        codes.add(functools.cached_property.__get__.__code__)
+    return codes
+
+
+_LOCK_HOLDERS: set[CodeType] = _lock_holders()
+
+
+def register_lock_holder(function: Callable[..., Any]) -> None:
+    """Never switch while ``function`` is on the stack: it holds a lock other workers may need."""
+    _LOCK_HOLDERS.add(getattr(function, "__code__", None) or function.__func__.__code__)  # type: ignore[attr-defined]
+
+
+def holds_lock() -> bool:
+    """Whether the calling thread may hold a lock the other workers need (see the module docstring)."""
+    if getattr(_local, "atomic", 0):
+        return True
+    frame = sys._getframe(1)
+    for _ in range(_MAX_DEPTH):
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code in _LOCK_HOLDERS or code.co_filename.startswith("<frozen importlib._bootstrap"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextlib.contextmanager
+def atomic() -> Iterator[None]:
+    """No switch in this thread while the block runs (it holds something the other workers need)."""
+    _local.atomic = getattr(_local, "atomic", 0) + 1
+    try:
+        yield
+    finally:
+        _local.atomic -= 1
+
+
+def _switchable(label: str) -> bool:
+    return matters(label) and not holds_lock()
 
 
 def set_hook(hook: Callable[[str, bool], None] | None) -> None:
@@ -38,10 +126,13 @@ def set_fault(fault: Callable[[str, Callable[[], Any]], Any] | None) -> None:
 
 
 def io_point(label: str, preemptible: bool = True) -> None:
-    """I/O about to happen; ``preemptible=False`` only records it (a statement inside a borrow)."""
+    """I/O about to happen; ``preemptible=False`` only records it (a statement inside a borrow).
+
+    A preemptible point still switches only if the caller holds no lock the others need.
+    """
     hook = getattr(_local, "hook", None)
     if hook is not None:
-        hook(label, preemptible)
+        hook(label, preemptible and not holds_lock())
 
 
 def install() -> None:
@@ -49,15 +140,16 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        _wrap_sqlalchemy()
-        _wrap_redis()
-        _wrap_botocore()
-        _wrap_fsspec()
-        _wrap_task_comms()
+        for wrap in (_wrap_sqlalchemy, _wrap_redis, _wrap_botocore, _wrap_fsspec, _wrap_task_comms):
+            try:
+                wrap()
+            except ImportError:  # a library that is not installed makes no I/O to intercept
+                pass
         _installed = True
 
 
-def _wrap(owner: Any, name: str, label: Callable[..., str]) -> None:
+def _wrap(owner: Any, name: str, label: Callable[..., str], holds: bool = False) -> None:
+    """Route ``owner.name`` through the thread's hook and fault; ``holds``: the call itself holds a lock."""
     original = getattr(owner, name)
 
     @functools.wraps(original)
@@ -67,10 +159,15 @@ def _wrap(owner: Any, name: str, label: Callable[..., str]) -> None:
             return original(*args, **kwargs)
         text = label(*args, **kwargs)
         if hook is not None:
-            hook(text, True)
+            hook(text, _switchable(text))
+        call = original
+        if holds:
+            def call(*a: Any, **k: Any) -> Any:
+                with atomic():
+                    return original(*a, **k)
         if fault is not None:
-            return fault(text, lambda: original(*args, **kwargs))
-        return original(*args, **kwargs)
+            return fault(text, lambda: call(*args, **kwargs))
+        return call(*args, **kwargs)
 
     wrapper.__xcomsim_original__ = original  # type: ignore[attr-defined]
     setattr(owner, name, wrapper)
@@ -132,4 +229,5 @@ def _wrap_fsspec() -> None:
 def _wrap_task_comms() -> None:
     from xcomsim.task_context import _TaskComms
 
-    _wrap(_TaskComms, "send", lambda comms, msg, *a, **k: f"api {type(msg).__name__}")
+    # The supervisor answers under the channel's lock, shared by every worker acting as the task instance.
+    _wrap(_TaskComms, "send", lambda comms, msg, *a, **k: f"api {type(msg).__name__}", holds=True)

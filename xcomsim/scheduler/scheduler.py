@@ -11,23 +11,96 @@ Preemptions are bounded (CHESS-style): once ``max_preemptions`` switches away
 from a worker that could have continued are spent, workers run to their next
 natural end. Most concurrency bugs need one or two preemptions, so 2-4 workers
 are explored quickly.
+
+Workers switch only at I/O that matters to the guarantees and never while one
+may hold a lock the others need (``interception.matters``/``holds_lock``). If a
+worker still reaches no I/O point within ``step_timeout`` (a lock nobody told
+us about, a wait on something no worker will do), the run ends with
+``HarnessStuck``: a problem of the harness, not a broken guarantee, carrying
+every unfinished worker's stack. The workers are then let go (a paused one runs
+on unscheduled, so the lock it holds is released) and any thread still blocked
+is interrupted, so the session goes on.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from xcomsim.errors import XcomsimError
 from xcomsim.scheduler import interception
 
 Chooser = Callable[[Sequence[str], str | None], str]
+_RELEASE_WAIT = 5.0  # seconds a let-go worker gets to finish before it is interrupted
 
 
-class SchedulerStuck(RuntimeError):
-    """No worker reached an I/O point in time: a deadlock, or I/O the scheduler cannot see."""
+HARNESS_PROBLEM = "xcomsim harness problem (not a verdict on the backend)"  # how a report tells it from a break
+
+
+class HarnessStuck(XcomsimError):
+    """A scheduled worker reached no I/O point in time: a harness problem, never a broken guarantee.
+
+    ``stacks`` maps every unfinished worker to where it was; ``released`` says
+    whether all their threads ended after being let go (if not, the ones left
+    are daemon threads interrupted at their next Python instruction).
+    """
+
+    def __init__(self, message: str, stacks: Mapping[str, str], released: bool):
+        self.stacks = dict(stacks)
+        self.released = released
+        where = "\n".join(f"--- worker {name}:\n{stack}" for name, stack in self.stacks.items())
+        super().__init__(f"{message}\n{where}")
+
+
+SchedulerStuck = HarnessStuck  # the earlier name
+
+
+class HarnessAbandoned(BaseException):
+    """Raised inside a worker thread the scheduler gave up on, to end it (nothing should catch it)."""
+
+
+class _EndProperty(BaseException):
+    """Carries a HarnessStuck out of a Hypothesis example: not an Exception, so no shrinking or replay."""
+
+    def __init__(self, error: HarnessStuck):
+        super().__init__(str(error))
+        self.error = error
+
+
+def stop_at_harness_errors(test: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a ``@given`` test so a ``HarnessStuck`` ends it at once, raised as itself.
+
+    Hypothesis would otherwise shrink and replay the stuck example, paying the
+    step timeout on every replay. Apply it outside ``@given``.
+    """
+    handle = getattr(test, "hypothesis", None)
+    if handle is None:
+        raise TypeError(f"{getattr(test, '__name__', test)!r} is not a @given test")
+    inner = handle.inner_test
+
+    @functools.wraps(inner)
+    def example(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return inner(*args, **kwargs)
+        except HarnessStuck as exc:
+            raise _EndProperty(exc) from None
+
+    handle.inner_test = example
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return test(*args, **kwargs)
+        except _EndProperty as ended:
+            raise ended.error from None
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -36,6 +109,7 @@ class Event:
     worker: str
     operation: str
     io: str
+    switch: bool = True  # False: recorded only (incidental I/O, or the worker may hold a lock)
 
 
 @dataclass
@@ -44,10 +118,10 @@ class Timeline:
     preemptions: int = 0
 
     def describe(self, limit: int = 60) -> str:
-        lines = [f"{'step':>4}  {'worker':<10} {'operation':<34} io"]
+        lines = [f"{'step':>4}  {'worker':<10} {'operation':<34} io (. = no switch point)"]
         shown = self.events if len(self.events) <= limit else self.events[:limit]
         for e in shown:
-            lines.append(f"{e.step:>4}  {e.worker:<10} {e.operation[:34]:<34} {e.io}")
+            lines.append(f"{e.step:>4}  {e.worker:<10} {e.operation[:34]:<34} {'' if e.switch else '. '}{e.io}")
         if len(self.events) > limit:
             lines.append(f"      ... {len(self.events) - limit} more")
         return "\n".join(lines)
@@ -96,6 +170,7 @@ class Scheduler:
         self._paused = threading.Condition()
         self._workers: dict[str, _Worker] = {}
         self._running: _Worker | None = None
+        self._abandoned = False  # after a stuck step or an error: workers run on unscheduled
 
     # ------------------------------------------------------------ worker side
     def operation(self, label: str) -> None:
@@ -105,9 +180,11 @@ class Scheduler:
             worker.operation = label
 
     def _pause(self, io: str, preemptible: bool = True) -> None:
+        if self._abandoned:
+            return
         worker = self._running
         assert worker is not None and threading.current_thread() is worker.thread
-        self.timeline.events.append(Event(len(self.timeline.events), worker.name, worker.operation, io))
+        self.timeline.events.append(Event(len(self.timeline.events), worker.name, worker.operation, io, preemptible))
         if not preemptible:
             return
         worker.turn.clear()
@@ -118,6 +195,9 @@ class Scheduler:
 
     def _body(self, worker: _Worker) -> None:
         worker.turn.wait()
+        if self._abandoned:
+            worker.done = True
+            return
         interception.set_hook(self._pause)
         try:
             worker.result.value = worker.fn()
@@ -137,7 +217,8 @@ class Scheduler:
         interception.install()
         self._workers = {name: _Worker(name, fn) for name, fn in workers.items()}
         for worker in self._workers.values():
-            worker.thread = threading.Thread(target=self._body, args=(worker,), name=f"xcomsim-{worker.name}")
+            worker.thread = threading.Thread(target=self._body, args=(worker,), name=f"xcomsim-{worker.name}",
+                                             daemon=True)  # fmt: skip
             worker.thread.start()
         current: str | None = None
         try:
@@ -154,20 +235,51 @@ class Scheduler:
                 current = chosen
                 self._step(self._workers[chosen])
         finally:
-            for worker in self._workers.values():  # never leave a thread parked
-                worker.turn.set()
-            for worker in self._workers.values():
-                if worker.thread is not None:
-                    worker.thread.join(timeout=self.step_timeout)
+            if not self._abandoned and any(not w.done for w in self._workers.values()):
+                self._let_go()  # an error (e.g. the chooser's) left workers parked
         return {name: w.result for name, w in self._workers.items()}
+
+    def _let_go(self) -> bool:
+        """Never leave a thread parked: unfinished workers run on unscheduled; any still blocked is interrupted."""
+        self._abandoned = True
+        for worker in self._workers.values():
+            worker.turn.set()
+        threads = [w.thread for w in self._workers.values() if w.thread is not None]
+        for thread in threads:
+            thread.join(timeout=_RELEASE_WAIT)
+        for thread in threads:
+            if thread.is_alive() and thread.ident is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                                           ctypes.py_object(HarnessAbandoned))  # fmt: skip
+        for thread in threads:
+            thread.join(timeout=1.0)
+        return not any(thread.is_alive() for thread in threads)
+
+    def _stacks(self) -> dict[str, str]:
+        frames = sys._current_frames()
+        stacks = {}
+        for worker in self._workers.values():
+            frame = frames.get(worker.thread.ident) if worker.thread is not None else None
+            if not worker.done and frame is not None:
+                state = "running" if worker is self._running else "paused"
+                stacks[f"{worker.name} ({state}, during {worker.operation!r})"] = "".join(
+                    traceback.format_stack(frame))
+        return stacks
 
     def _step(self, worker: _Worker) -> None:
         with self._paused:
             self._running = worker
             worker.turn.set()
-            if not self._paused.wait_for(lambda: self._running is None, timeout=self.step_timeout):
-                raise SchedulerStuck(
-                    f"worker {worker.name} ran {self.step_timeout}s without reaching an I/O point "
-                    f"(during {worker.operation!r}); a deadlock, or a wait the scheduler cannot see.\n"
-                    + self.timeline.describe()
-                )
+            if self._paused.wait_for(lambda: self._running is None, timeout=self.step_timeout):
+                return
+        stacks = self._stacks()
+        released = self._let_go()
+        raise HarnessStuck(
+            f"{HARNESS_PROBLEM}: worker {worker.name} ran "
+            f"{self.step_timeout}s without reaching an I/O point (during {worker.operation!r}): a lock held by "
+            f"a paused worker, or a wait the scheduler cannot see. "
+            + ("Every worker was let go and ended." if released else "Some worker threads could not be ended.")
+            + f"\n{self.timeline.describe()}\nunfinished workers' stacks:",
+            stacks,
+            released,
+        )

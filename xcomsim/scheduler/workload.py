@@ -18,7 +18,7 @@ from typing import Any
 
 from xcomsim.scheduler.faults import FaultPlan, WorkerCrash as _Crashed, injecting
 from xcomsim.scheduler.scheduler import Chooser, Scheduler, Timeline, first_runnable
-from xcomsim.strategies import Claim, Crash, Delete, Operation, Pull, Push, Release, Retry, Wait
+from xcomsim.strategies import Claim, Crash, Delete, Operation, Pull, Push, Release, Retry, Sweep, Wait
 
 WORKLOAD_DAG_ID = "xcomsim_workload"
 WORKLOAD_TASK_ID = "worker"
@@ -115,6 +115,7 @@ def run_workload(
     handle: Any = None,
     clock: ManualClock | None = None,
     faults: FaultPlan | None = None,
+    sweeper: Callable[[], Any] | None = None,
 ) -> History:
     """Run each worker's operations under the scheduler, as ``handle``'s task instance.
 
@@ -122,7 +123,8 @@ def run_workload(
     passing one saves that cost when the workload uses fresh keys instead.
     ``clock`` is the claim store's ``ManualClock`` (``Wait`` moves it; without
     one a ``Wait`` sleeps and leases run on real time); ``faults``
-    a ``FaultPlan`` applied to each worker's I/O (see ``xcomsim.scheduler.faults``).
+    a ``FaultPlan`` applied to each worker's I/O (see ``xcomsim.scheduler.faults``);
+    ``sweeper`` what a ``Sweep`` operation runs (the backend's garbage collector).
     """
     from xcomsim.task_context import start_task_instances, thread_local_task_state
 
@@ -135,7 +137,7 @@ def run_workload(
         scheduler = Scheduler(chooser, max_preemptions=max_preemptions)
         history.timeline = scheduler.timeline
         workers = {
-            f"w{n}": _worker(f"w{n}", ops, handle, claim_store, scheduler, history, clock, faults)
+            f"w{n}": _worker(f"w{n}", ops, handle, (claim_store, sweeper), scheduler, history, clock, faults)
             for n, ops in enumerate(workload)
         }
         results = scheduler.run(workers)
@@ -181,7 +183,8 @@ def stress_workload(
             return run
 
         threads = [
-            threading.Thread(target=guarded(_worker(f"w{n}", ops, handle, claim_store, _Unscheduled(), history, clock)))
+            threading.Thread(target=guarded(_worker(f"w{n}", ops, handle, (claim_store, None), _Unscheduled(), history,
+                                                    clock)))  # fmt: skip
             for n, ops in enumerate(workload)
         ]
         deadline = time.monotonic() + timeout
@@ -195,7 +198,7 @@ def stress_workload(
     return history
 
 
-def _worker(name: str, ops: Sequence[Operation], handle: Any, claims: Any, scheduler: Any,
+def _worker(name: str, ops: Sequence[Operation], handle: Any, services: tuple[Any, Any], scheduler: Any,
             history: History, clock: ManualClock | None = None, faults: FaultPlan | None = None) -> Callable[[], None]:  # fmt: skip
     def run() -> None:
         with injecting(faults, name):
@@ -209,7 +212,7 @@ def _worker(name: str, ops: Sequence[Operation], handle: Any, claims: Any, sched
                     raise _Crashed()
                 try:
                     with handle.active() as ti:  # per operation: a Retry by anyone starts a new try
-                        result = _apply(op, ti, handle, claims, name, clock)
+                        result = _apply(op, ti, handle, services, name, clock)
                 except _Crashed:
                     history.crashed.add(name)
                     history.add(name, op, error="the worker crashed inside this operation", error_type="Crash",
@@ -223,9 +226,11 @@ def _worker(name: str, ops: Sequence[Operation], handle: Any, claims: Any, sched
     return run
 
 
-def _apply(op: Operation, ti: Any, handle: Any, claims: Any, worker: str, clock: ManualClock | None) -> Any:
+def _apply(op: Operation, ti: Any, handle: Any, services: tuple[Any, Any], worker: str,
+           clock: ManualClock | None) -> Any:  # fmt: skip
     from airflow.sdk.execution_time.xcom import XCom
 
+    claims, sweeper = services
     if isinstance(op, Push):
         XCom.set(op.key, op.value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
         return None
@@ -242,6 +247,10 @@ def _apply(op: Operation, ti: Any, handle: Any, claims: Any, worker: str, clock:
         return _require(claims, op).try_claim(op.claim_id, worker, lease_seconds=op.lease_seconds) is not None
     if isinstance(op, Release):
         return _require(claims, op).release(op.claim_id, worker)
+    if isinstance(op, Sweep):
+        if sweeper is None:
+            raise RuntimeError(f"{op} needs the backend's sweeper; pass sweeper=")
+        return sweeper()
     if isinstance(op, Wait):  # the claim store's ManualClock moves; without one, real time passes
         if clock is None:
             time.sleep(op.seconds)

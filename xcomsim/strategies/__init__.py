@@ -16,6 +16,14 @@ from xcomsim.strategies._internal.payloads import (
     sized_string,
     threshold_sizes,
 )
+from xcomsim.strategies._internal.scope_forms import (
+    BOOKKEEPING_KEY,
+    PullForm,
+    PushForm,
+    adversarial_keys,
+    pull_forms,
+    push_forms,
+)
 from xcomsim.strategies._internal.workloads import (
     Claim,
     Crash,
@@ -25,12 +33,19 @@ from xcomsim.strategies._internal.workloads import (
     Push,
     Release,
     Retry,
+    Sweep,
     Wait,
     operations,
     workloads,
 )
 
 __all__ = [
+    "BOOKKEEPING_KEY",
+    "PullForm",
+    "PushForm",
+    "adversarial_keys",
+    "pull_forms",
+    "push_forms",
     "Claim",
     "Crash",
     "Delete",
@@ -39,6 +54,7 @@ __all__ = [
     "Push",
     "Release",
     "Retry",
+    "Sweep",
     "Wait",
     "invalid_xcom_keys",
     "map_indexes",

@@ -75,7 +75,15 @@ class Crash:
         return "crash"
 
 
-Operation = Push | Pull | Claim | Release | Delete | Retry | Wait | Crash
+@dataclass(frozen=True)
+class Sweep:
+    """Run the backend's sweeper (its garbage collector of unreferenced objects), concurrently with the rest."""
+
+    def __str__(self) -> str:
+        return "sweep"
+
+
+Operation = Push | Pull | Claim | Release | Delete | Retry | Wait | Crash | Sweep
 
 
 def _short(value: object) -> str:

@@ -1,0 +1,212 @@
+"""Adversarial scope: a test mixin that draws the push and pull forms instead of trying two fixed ones.
+
+When a backend claims scoping (the kit's ``scoping`` fixture), Hypothesis draws
+a caller, a source, a key (the scope's keys, the same keys bent by ``/ ? # %
+..`` and non-Latin text, or ``skipmixin_key``) and a form (see
+``xcomsim.strategies.pull_forms``/``push_forms``): lists, generators and
+``None`` as ``task_ids``, ``map_indexes`` variants, ``include_prior_dates``,
+another ``dag_id``, odd run ids (an allowed pull from one is not judged: the
+task SDK's unquoted URLs fail there in Airflow itself), ``XCom.get_one``/``get_all`` called directly,
+a pull from a callback (which runs outside the task context), a Jinja template,
+``XComArg.resolve``, a ``LazyXComSequence`` read item by item, and
+``XCom.set`` naming another task. Each attempt is
+judged by the same invariants as the fixed ones (``push-scope``,
+``pull-scope``): what the policy forbids must raise and name caller, source and
+key; what it allows must work. Compose it with the kit::
+
+    class TestMyXCom(XComBackendContract, AdversarialScopeContract):
+        pass
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from xcomsim.checks import Observation, ScopeAttempt, require
+from xcomsim.strategies import PullForm, PushForm, adversarial_keys, pull_forms, push_forms
+from xcomsim.strategies import BOOKKEEPING_KEY
+
+guarantee = pytest.mark.xcomsim_guarantee
+_EXAMPLES = settings(deadline=None, report_multiple_bugs=False,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_NOT_CLAIMED = "not claimed: override the 'scoping' fixture, or declare xcomsim_contract['scoping']"
+
+
+def _error(exc: BaseException | None) -> str | None:
+    return None if exc is None else f"{type(exc).__name__}: {exc}"
+
+
+def may_pull(setup: Any, caller: str, source: str, key: str) -> bool:
+    """The setup's policy: a task reads back what it may push itself (and Airflow's bookkeeping of its own),
+    and what its pulls list."""
+    if source == caller and (key in setup.pushes.get(caller, set()) or key == BOOKKEEPING_KEY):
+        return True
+    return key in setup.pulls.get(caller, {}).get(source, set())
+
+
+@contextlib.contextmanager
+def _outside_task_context() -> Iterator[None]:
+    """As a callback runs: the task's channel to its supervisor is there, its context is not."""
+    from airflow.sdk.definitions._internal import contextmanager as ctx_module
+
+    stack = ctx_module._CURRENT_CONTEXT
+    saved = [stack.pop() for _ in range(len(stack))]
+    try:
+        yield
+    finally:
+        for item in reversed(saved):
+            stack.append(item)
+
+
+def _bookkeeping(key: str, value: Any) -> bool:
+    """Airflow's own use of its bookkeeping key: ``{"followed"|"skipped": [task ids]}`` (branching)."""
+    return (key == BOOKKEEPING_KEY and isinstance(value, dict) and len(value) == 1
+            and set(value) <= {"followed", "skipped"} and all(isinstance(t, str) for t in next(iter(value.values()))))  # fmt: skip
+
+
+class _Scope:
+    """Started task instances of a scope setup, each allowed key pushed once by its task."""
+
+    def __init__(self, setup: Any):
+        from xcomsim.task_context import start_task_instances
+
+        self.setup = setup
+        self.tasks = list(setup.pushes)
+        self.handles = dict(zip(self.tasks, start_task_instances(setup.dag, [(t, -1) for t in self.tasks])))
+        for task, keys in setup.pushes.items():
+            with self.handles[task].active() as ti:
+                for key in sorted(keys):
+                    ti.xcom_push(key=key, value=f"{task}:{key}")
+
+    def pull(self, caller: str, source: str, key: str, form: PullForm) -> ScopeAttempt | None:
+        """The attempt, judged; None when only Airflow could fail it (an allowed pull from an odd run id:
+        the task SDK puts run ids in Execution API URLs unquoted, so ``/`` or ``é`` fail in Airflow itself)."""
+        handle = self.handles[caller]
+        sources = {"str": [source], "list": [source], "list-with-own": [caller, source], "generator": [source],
+                   "none": [caller]}[form.task_ids if form.via == "xcom_pull" else "str"]  # fmt: skip
+        allowed = not form.other_dag and all(may_pull(self.setup, caller, s, key) for s in sources)
+        judged = next((s for s in sources if not may_pull(self.setup, caller, s, key)), sources[-1])
+        raised = None
+        try:
+            with handle.active() as ti:
+                self._pull(ti, handle, source, key, form)
+        except Exception as exc:  # noqa: BLE001 - judged by the invariant
+            raised = exc
+        if allowed and raised is not None and form.run_id_suffix is not None:
+            return None
+        return ScopeAttempt("pull", caller, judged, key, allowed, _error(raised))
+
+    def _pull(self, ti: Any, handle: Any, source: str, key: str, form: PullForm) -> Any:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        dag_id = f"{ti.dag_id}_other" if form.other_dag else ti.dag_id
+        run_id = ti.run_id if form.run_id_suffix is None else f"{ti.run_id}{form.run_id_suffix}"
+        if form.via == "get_one":
+            return XCom.get_one(key=key, dag_id=dag_id, task_id=source, run_id=run_id, map_index=-1,
+                                include_prior_dates=form.include_prior_dates)  # fmt: skip
+        if form.via == "get_all":
+            return XCom.get_all(key=key, dag_id=dag_id, task_id=source, run_id=run_id,
+                                include_prior_dates=form.include_prior_dates)  # fmt: skip
+        if form.via == "callback":
+            with _outside_task_context():
+                return ti.xcom_pull(task_ids=source, dag_id=dag_id, key=key, run_id=run_id,
+                                    include_prior_dates=form.include_prior_dates)  # fmt: skip
+        if form.via == "template":
+            template = "{{ ti.xcom_pull(task_ids=source, dag_id=dag_id, key=key, run_id=run_id) }}"
+            context = {**handle.context, "source": source, "dag_id": dag_id, "key": key, "run_id": run_id}
+            return ti.task.render_template(template, context)
+        if form.via in ("xcomarg", "lazy_sequence"):
+            from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+            arg = PlainXComArg(self.setup.dag.task_dict[source], key)
+            if form.via == "xcomarg":
+                return arg.resolve(handle.context)
+            from airflow.sdk.execution_time.lazy_sequence import LazyXComSequence
+
+            return list(LazyXComSequence(xcom_arg=arg, ti=ti))  # read item by item, as a mapped source's pull is
+        task_ids: Any = {"str": source, "list": [source], "list-with-own": [ti.task_id, source],
+                         "generator": (t for t in [source]), "none": None}[form.task_ids]  # fmt: skip
+        how = {} if form.map_indexes == "omit" else {"map_indexes": form.map_indexes}
+        return ti.xcom_pull(task_ids=task_ids, dag_id=dag_id, key=key, run_id=run_id,
+                            include_prior_dates=form.include_prior_dates, **how)  # fmt: skip
+
+    def push(self, caller: str, key: str, form: PushForm, value: Any) -> ScopeAttempt | None:
+        """A push the policy forbids, in a new DAG run (one wrongly let through must not meet push-once on replay).
+
+        Allowed pushes are the kit's own test.
+        """
+        from airflow.sdk.execution_time.xcom import XCom
+
+        from xcomsim.task_context import start_task_instances
+
+        impersonated = next((t for t in self.tasks if t != caller and key in self.setup.pushes[t]),
+                            next(t for t in self.tasks if t != caller))  # fmt: skip
+        if form.via != "set-impersonating" and (key in self.setup.pushes[caller] or _bookkeeping(key, value)):
+            return None
+        raised = None
+        (handle,) = start_task_instances(self.setup.dag, [(caller, -1)])
+        try:
+            with handle.active() as ti:
+                if form.via == "xcom_push":
+                    ti.xcom_push(key=key, value=value)
+                else:
+                    task_id = impersonated if form.via == "set-impersonating" else ti.task_id
+                    XCom.set(key, value, dag_id=ti.dag_id, task_id=task_id, run_id=ti.run_id, map_index=-1)
+        except Exception as exc:  # noqa: BLE001 - judged by the invariant
+            raised = exc
+        return ScopeAttempt("push", caller, caller, key, False, _error(raised))
+
+
+class AdversarialScopeContract:
+    """Tests only. Uses the kit's ``xcomsim_env`` and ``scoping`` fixtures."""
+
+    @guarantee("pull-scope")
+    def test_generated_pull_forms_are_scoped(self, xcomsim_env: Any, scoping: Any) -> None:
+        if scoping is None:
+            pytest.skip(_NOT_CLAIMED)
+        from xcomsim.task_context import thread_local_task_state
+
+        with thread_local_task_state():
+            scope = _Scope(scoping)
+            tasks = st.sampled_from(scope.tasks)
+
+            @_EXAMPLES
+            @given(caller=tasks, source=tasks, key=adversarial_keys(scoping.keys), form=pull_forms())
+            def pull(caller: str, source: str, key: str, form: PullForm) -> None:
+                attempt = scope.pull(caller, source, key, form)
+                if attempt is None:
+                    return
+                note(f"{form}: {attempt}")
+                require("pull-scope", Observation(scope_attempts=[attempt]), f"form: {form}")
+
+            pull()
+
+    @guarantee("push-scope")
+    def test_generated_push_forms_are_scoped(self, xcomsim_env: Any, scoping: Any) -> None:
+        if scoping is None:
+            pytest.skip(_NOT_CLAIMED)
+        from xcomsim.task_context import thread_local_task_state
+
+        with thread_local_task_state():
+            scope = _Scope(scoping)
+
+            @_EXAMPLES
+            @given(caller=st.sampled_from(scope.tasks), key=adversarial_keys(scoping.keys), form=push_forms(),
+                   value=st.sampled_from(["data", {"followed": ["x"]}, {"exfiltrated": "secret"}]))  # fmt: skip
+            def push(caller: str, key: str, form: PushForm, value: Any) -> None:
+                attempt = scope.push(caller, key, form, value)
+                if attempt is None:
+                    return
+                note(f"{form}: {attempt}")
+                require("push-scope", Observation(scope_attempts=[attempt]), f"form: {form}")
+
+            push()
+
+
+__all__ = ["AdversarialScopeContract", "may_pull"]
