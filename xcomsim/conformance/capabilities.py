@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_KEYS = {"offload", "scoping", "claim_store", "config", "push_once"}
+_KEYS = {"offload", "scoping", "claim_store", "config", "push_once", "sweeper"}  # sweeper: see liveness
 SCOPING_KINDS = {"xcomsim-policy"}
 
 

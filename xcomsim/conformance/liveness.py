@@ -77,11 +77,10 @@ def declared_sweeper(backend: type) -> Sweeper | None:
 
 
 def reference_sweeper(env: Any) -> Any:
-    """``xcomsim gc`` on the reference backend's store (``xcomsim.backend.gc.sweep``), deleting."""
+    """``xcomsim gc`` on the reference backend's store, deleting: the backend's own ``sweep`` (mutants override it)."""
     from xcomsim.backend.config import load
-    from xcomsim.backend.gc import sweep
 
-    return sweep(load().path, env.engine, dry_run=False)
+    return env.backend.sweep(load().path, env.engine, dry_run=False)
 
 
 def readback(env: Any, dag_id: str, run_id: str) -> tuple[dict[str, Any], dict[str, str]]:

@@ -101,7 +101,7 @@ class Verdicts:
 
 # Failures that say the test itself could not run as designed (Hypothesis saw the data generation
 # change between runs; the scheduler found no worker able to go on), never that a guarantee broke.
-HARNESS_FAILURES = ("FlakyStrategyDefinition", "SchedulerStuck")
+HARNESS_FAILURES = ("FlakyStrategyDefinition", "SchedulerStuck", "HarnessStuck", "xcomsim harness problem")
 _TELLING = ("Error:", "Failed:", "DID NOT RAISE", "Failing test case", "Draw ", "reproduce_failure",
             "succeeded after", "was replaced", "won claim", "Violation: [", "state = ", "state.", "faults injected",
             "declared ", "cannot be pulled")  # fmt: skip
