@@ -34,11 +34,12 @@ from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from xcomsim.checks import same
-from xcomsim.conformance.capabilities import Capabilities, declared
 from xcomsim.conformance.adversarial_scope import AdversarialScopeContract
+from xcomsim.conformance.capabilities import Capabilities, declared
 from xcomsim.conformance.claims import ClaimTests
 from xcomsim.conformance.discovery import Discovery, discover
 from xcomsim.conformance.examples import examples, guarantee, one_task, record
+from xcomsim.conformance.liveness import LivenessContract
 from xcomsim.conformance.machine import XComMachine
 from xcomsim.conformance.offload import OffloadTests
 from xcomsim.conformance.push_once import PushOnceTests, refuses_second_push
