@@ -75,7 +75,7 @@ def run_dag(
     try:
         with clock.installed():
             dag_run = create_dag_run(dag, session, conf, logical_date, others=known.values())
-            runs = _Runs(session, known, runner, RunContext(deadline, clock), dag_run.run_id, run_triggered)
+            runs = _Runs(session, known, runner, RunContext(deadline, clock), dag_run.id, run_triggered)
             result = runs.run(dag, dag_run, backend)
             if run_triggered:
                 result.triggered = runs.run_others(backend)
@@ -141,9 +141,10 @@ def create_dag_run(dag: Any, session: Any, conf: Mapping[str, Any] | None = None
 class _Runs:
     """The DAG runs of one ``run_dag`` call: the one asked for and any it started."""
 
-    def __init__(self, session: Any, dags: dict[str, Any], runner: Any, ctx: RunContext, main_run_id: str,
+    def __init__(self, session: Any, dags: dict[str, Any], runner: Any, ctx: RunContext, main_run_pk: int,
                  run_triggered: bool):  # fmt: skip
         self.session = session
+        self.main_run_pk = main_run_pk  # runs created after this one were started by this call
         self.dags = dags
         self.runner = runner
         self.ctx = ctx
@@ -177,7 +178,9 @@ class _Runs:
 
         self.session.expire_all()
         runs = self.session.scalars(
-            select(DagRun).where(DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING])).order_by(DagRun.id)
+            select(DagRun)
+            .where(DagRun.id > self.main_run_pk, DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING]))
+            .order_by(DagRun.id)
         ).all()
         self.session.commit()
         return [
@@ -187,7 +190,8 @@ class _Runs:
 
     def _progress_others(self) -> None:
         """Before a trigger waits (perhaps on another DAG's run), run whatever runs are waiting to be run."""
-        for dag_run in self._pending():
+        while pending := self._pending():  # queried afresh: running a DAG closes the scoped session
+            dag_run = pending[0]
             self._start(dag_run)
             errors = self._drive(self.dags[dag_run.dag_id], dag_run)
             self.finished.append((self.dags[dag_run.dag_id], dag_run, errors))
