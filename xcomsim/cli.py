@@ -120,7 +120,8 @@ def _airflow_db_url() -> str:
     return conf.get("database", "sql_alchemy_conn")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, without running anything (the docs' commands are checked against it)."""
     parser = argparse.ArgumentParser(prog="xcomsim", description="xcomsim: harness and tools for Airflow XCom")
     commands = parser.add_subparsers(dest="command", required=True)
     gc = commands.add_parser(
@@ -153,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--redis", metavar="URL", help="a real Redis, e.g. redis://127.0.0.1:6379/0")
     bench.add_argument("--s3-endpoint", metavar="URL", help="a real S3 endpoint, e.g. http://127.0.0.1:9000")
     bench.set_defaults(run=_bench)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return args.run(args)
 
 

@@ -1,0 +1,48 @@
+"""The peers benchmark's own logic: the projects it writes and the ratios it prints (no timing asserted)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from xcomsim.bench import peers
+
+
+@pytest.mark.parametrize("tool", peers.TOOLS, ids=lambda t: t.name)
+@pytest.mark.parametrize("dag", sorted(peers.DAGS))
+def test_each_project_holds_the_dag_and_n_tests(tmp_path: Path, tool: peers.Tool, dag: str) -> None:
+    folder = peers._project(tmp_path, tool, dag, 3)
+    dag_id, source = peers.DAGS[dag]
+    assert (folder / "dags" / f"{dag_id}.py").read_text() == source
+    tests = ast.parse((folder / "test_session.py").read_text())
+    assert [f.name for f in tests.body if isinstance(f, ast.FunctionDef)] == ["test_run_0", "test_run_1", "test_run_2"]
+    for path in folder.rglob("*.py"):
+        compile(path.read_text(), str(path), "exec")
+
+
+def test_every_tool_switches_the_other_plugins_off() -> None:
+    plugins = {"xcomsim": "no:xcomsim", "pytest-airflow-in-a-box": f"no:{peers.IN_A_BOX}"}
+    for tool in peers.TOOLS:
+        for other, flag in plugins.items():
+            assert (flag in tool.args) == (other != tool.name), (tool.name, other)
+
+
+def test_table_gives_xcomsim_over_each_peer() -> None:
+    samples = {("small", "xcomsim"): [2.0, 3.0, 9.0], ("small", "dag.test()"): [6.0, 5.0, 4.0]}
+    rows = peers.table(samples, 20).splitlines()
+    assert rows[1].split()[-1] == "1.00" and rows[2].split()[-1] == "0.60"
+
+
+def test_a_session_that_does_not_pass_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "test_session.py").write_text("def test_run_0():\n    assert False\n")
+    tool = peers.Tool("broken", lambda dag_id, n: {}, ("-q", "-p", "no:randomly", "-p", "no:xcomsim"))
+    with pytest.raises(RuntimeError, match="did not pass all 1 tests"):
+        peers.run_session(tmp_path, tool, 1)
+
+
+def test_bad_counts_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        peers.main(["--rounds", "0"])
+    assert "at least 1" in capsys.readouterr().err
