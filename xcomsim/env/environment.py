@@ -173,7 +173,7 @@ class Environment:
             timeout=self.settings.run_timeout,
             worker_process=worker_process,
             log_dir=self.simulation.home.path / "logs",
-            dags=self.simulation.dags.all(),
+            dags=self.simulation.dags.all,  # parsed only if the DAG reaches other DAGs
             time_travel=time_travel,
             run_triggered=run_triggered,
         )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from xcomsim.errors import ConfigError, DagRunStuckError
 from xcomsim.runner.clock import Deadline, RunTimeout, VirtualClock
 from xcomsim.runner.result import DagRunResult, TaskOutcome, XComRecord, _label
-from xcomsim.runner.store import file_siblings, store_dags
+from xcomsim.runner.store import file_siblings, reaches_other_dags, store_dags
 from xcomsim.runner.tasks import RunContext, WorkerProcess, run_in_process
 
 _DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
@@ -43,14 +43,15 @@ def run_dag(
     timeout: float = 300.0,
     worker_process: bool = False,
     log_dir: Path | None = None,
-    dags: Iterable[Any] = (),
+    dags: Iterable[Any] | Callable[[], Iterable[Any]] = (),
     time_travel: bool = True,
     run_triggered: bool = True,
 ) -> DagRunResult:
     """Run ``dag`` once to completion in the current (already installed) environment.
 
-    ``dags`` are stored alongside it (the dags folder's), as are the DAGs of its own
-    file, so runs it triggers, assets and sensors on other DAGs find them.
+    When the DAG can reach another one (it triggers or senses a DAG, or uses
+    assets), ``dags`` (the dags folder's) are stored alongside it, as are the DAGs of
+    its own file, so runs it triggers, assets and sensors on other DAGs find them.
     ``time_travel`` skips waits that only pass time; ``run_triggered`` runs the DAG
     runs this one starts and reports them in ``result.triggered``.
 
@@ -69,7 +70,11 @@ def run_dag(
     started = time.perf_counter()
     deadline = Deadline(timeout)
     clock = VirtualClock(deadline, travel=time_travel)
-    known = {d.dag_id: d for d in [*dags, *file_siblings(dag)]}
+    if reaches_other_dags(dag):
+        folder = dags() if callable(dags) else dags
+        known = {d.dag_id: d for d in [*folder, *file_siblings(dag)]}
+    else:
+        known = {}
     known[dag.dag_id] = dag
     session = settings.Session()
     try:
