@@ -9,6 +9,7 @@ import pytest
 
 from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import DAG, BaseOperator, task
@@ -382,3 +383,29 @@ def test_a_dag_that_cannot_be_serialised_gets_one_line_naming_it_and_the_cause(x
 
     with xcomsim_env.engine.connect() as conn:  # nothing half-written: no run was created
         assert conn.execute(select(func.count()).select_from(DagRun.__table__)).scalar_one() == 0
+
+
+with DAG("runner_upstream_dag", start_date=datetime(2024, 1, 1), schedule=None) as upstream_dag:
+    PythonOperator(task_id="publish", python_callable=lambda: 1)
+
+with DAG("runner_downstream_dag", start_date=datetime(2024, 1, 1), schedule=None) as downstream_dag:
+    ExternalTaskSensor(
+        task_id="wait_for_publish",
+        external_dag_id="runner_upstream_dag",
+        external_task_id="publish",
+        mode="reschedule",
+        poke_interval=900,
+        timeout=3600,
+    )
+
+
+def test_an_external_task_sensor_sees_another_dags_run_and_times_out_without_it(xcomsim_env):
+    when = datetime(2024, 3, 1)
+    alone = xcomsim_env.run_dag(downstream_dag, logical_date=when)
+    assert alone.task_states == {"wait_for_publish": "failed"}  # an hour of pokes, skipped
+    assert type(alone.error("wait_for_publish")).__name__ == "AirflowSensorTimeout"
+    assert alone.skipped_seconds > 3000  # the rest of the hour passed for real while it ran
+
+    xcomsim_env.run_dag(upstream_dag, logical_date=datetime(2024, 3, 2))
+    after = xcomsim_env.run_dag(downstream_dag, logical_date=datetime(2024, 3, 2))
+    assert after.succeeded, after.describe()
