@@ -45,6 +45,9 @@ class Deadline:
         self.seconds = seconds
         self.at = time.monotonic() + seconds
 
+    def restart(self) -> None:
+        self.at = time.monotonic() + self.seconds
+
     def remaining(self) -> float:
         return self.at - time.monotonic()
 

@@ -68,7 +68,7 @@ def run_dag(
     _warm_up_execution_api()
     runner: Any = WorkerProcess(dag, log_dir or Path(tempfile.mkdtemp())) if worker_process else run_in_process
     started = time.perf_counter()
-    deadline = Deadline(timeout)
+    deadline = Deadline(timeout)  # restarted once the run exists: storing DAGs is not the run
     clock = VirtualClock(deadline, travel=time_travel)
     if reaches_other_dags(dag):
         folder = dags() if callable(dags) else dags
@@ -80,6 +80,7 @@ def run_dag(
     try:
         with clock.installed():
             dag_run = create_dag_run(dag, session, conf, logical_date, others=known.values())
+            deadline.restart()
             runs = _Runs(session, known, runner, RunContext(deadline, clock), dag_run.id, run_triggered)
             result = runs.run(dag, dag_run, backend)
             if run_triggered:
