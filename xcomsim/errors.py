@@ -33,3 +33,7 @@ class DagRunStuckError(XcomsimError):
 
 class ServiceError(XcomsimError):
     """A real server given to the harness (PostgreSQL, Redis, S3) cannot be used as it is."""
+
+
+class DagSerializationError(XcomsimError):
+    """A DAG cannot be serialised into the metadata DB (as the DAG processor would refuse it)."""

@@ -37,6 +37,10 @@ class DagFolder:
         known = ", ".join(sorted(bag.dags)) or "none"
         raise DagNotFoundError(f"no DAG with id {dag_id!r} in {self.path} (DAGs found: {known})")
 
+    def all(self) -> list[Any]:
+        """Every DAG that imported cleanly (a run stores them all, so it can reach any of them)."""
+        return list(self._parse().dags.values())
+
     def import_errors(self) -> dict[str, str]:
         return dict(self._parse().import_errors)
 

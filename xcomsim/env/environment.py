@@ -152,11 +152,15 @@ class Environment:
         *,
         logical_date: datetime | None = None,
         worker_process: bool = False,
+        time_travel: bool = True,
+        run_triggered: bool = True,
     ) -> Any:
         """Run a DAG object, or the DAG with this id in the dags folder, to completion.
 
         ``worker_process=True`` runs each task in a forked task process that parses
         the DAG file itself, as a real worker does (DAGs from the dags folder only).
+        ``time_travel=False`` makes sensor reschedules and time-based triggers wait
+        real time; ``run_triggered=False`` leaves runs the DAG triggers unrun.
         """
         from xcomsim.runner import run_dag
 
@@ -169,6 +173,9 @@ class Environment:
             timeout=self.settings.run_timeout,
             worker_process=worker_process,
             log_dir=self.simulation.home.path / "logs",
+            dags=self.simulation.dags.all,  # parsed only if the DAG reaches other DAGs
+            time_travel=time_travel,
+            run_triggered=run_triggered,
         )
 
     def xcom_rows(self) -> list[dict[str, Any]]:

@@ -2,38 +2,95 @@
 
 A full ``airflow db migrate`` on SQLite costs seconds; SQLite's backup API copies
 the migrated schema into a fresh in-memory database in about a millisecond. The
-clone is reached through one connection shared by every thread, because Airflow's
-in-process Execution API serves requests from another thread, and a per-thread
-in-memory database (``SingletonThreadPool``) would be a different, empty one. The
-pool lends that connection to one borrower at a time, so concurrent threads each
-get whole transactions, never interleaved statements.
+clone is a named shared-cache in-memory database, so every thread (Airflow's
+in-process Execution API serves requests from another one) reaches the same data
+through its own connection; an anchor connection keeps it alive until the test ends.
+
+The pool lends connections to one thread at a time, so concurrent threads each get
+whole transactions, never interleaved statements. The thread that holds the lease
+may borrow again: Airflow's API handlers open a second session inside a request
+(``trigger_dag`` looks for a duplicate run through its own session), and with one
+connection in all that nested borrow would wait on itself. Connections read
+uncommitted data, so such a nested session sees the outer one's writes instead of
+failing on SQLite's table locks.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool
 
-
 BORROW_TIMEOUT = 60.0
+# Sessions one thread may hold open at once (a request inside a request inside ...).
+NESTED_BORROWS = 4
 
 
-class _KeepOpenConnection(sqlite3.Connection):
-    """An in-memory DB dies with its last connection; Airflow sometimes disposes engines.
+class _Lease:
+    """Which thread may use the database now; that thread may take it again (re-entrant by count).
 
-    ``close`` is ignored so such a dispose cannot wipe the test's database;
-    ``discard`` really closes it at the end of the test.
+    Not an RLock: a FastAPI dependency may hand a session back from another thread
+    than the one that opened it, and the lease must still end.
     """
 
-    def close(self) -> None:
-        pass
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._cond = threading.Condition()
+        self._owner: int | None = None
+        self._count = 0
 
-    def discard(self) -> None:
-        super().close()
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._owner in (None, me), timeout=self.timeout):
+                raise PoolTimeoutError(
+                    f"the test's metadata DB stayed with another thread for {self.timeout:g}s "
+                    "(a thread holds a session open while waiting on one that needs the DB)"
+                )
+            self._owner = me
+            self._count += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._count = max(0, self._count - 1)
+            if self._count == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+
+class _LeasedPool(QueuePool):
+    """A QueuePool whose checkouts go through a ``_Lease``."""
+
+    def __init__(self, creator: Any, lease: _Lease, **kw: Any):
+        super().__init__(creator, pool_size=NESTED_BORROWS, max_overflow=0, timeout=lease.timeout, **kw)
+        self._lease = lease
+
+    def _do_get(self) -> Any:
+        self._lease.acquire()
+        try:
+            return super()._do_get()
+        except BaseException:
+            self._lease.release()
+            raise
+
+    def _do_return_conn(self, record: Any) -> None:
+        try:
+            super()._do_return_conn(record)
+        finally:
+            self._lease.release()
+
+    def recreate(self) -> _LeasedPool:
+        return self.__class__(
+            self._creator, self._lease, recycle=self._recycle, echo=self.echo, logging_name=self._orig_logging_name,
+            reset_on_return=self._reset_on_return, pre_ping=self._pre_ping, dialect=self._dialect,
+        )  # fmt: skip
 
 
 class TemplateDatabase:
@@ -63,9 +120,10 @@ class TemplateDatabase:
 
     def clone(self) -> MetadataDatabase:
         """A fresh in-memory copy of the template; nothing written to it is seen elsewhere."""
-        conn = sqlite3.connect(":memory:", check_same_thread=False, factory=_KeepOpenConnection)
-        self._source.backup(conn)
-        return MetadataDatabase(conn)
+        uri = f"file:xcomsim-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        anchor = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._source.backup(anchor)
+        return MetadataDatabase(uri, anchor)
 
     def close(self) -> None:
         self._source.close()
@@ -74,15 +132,16 @@ class TemplateDatabase:
 class MetadataDatabase:
     """One test's metadata DB and the SQLAlchemy engine over it."""
 
-    def __init__(self, conn: _KeepOpenConnection):
-        self._conn = conn
-        # One connection, lent to one borrower at a time: threads take turns, so each
-        # transaction is isolated (a StaticPool would let threads interleave inside
-        # one transaction).
-        self.engine: Engine = create_engine(
-            "sqlite://", creator=lambda: conn, poolclass=QueuePool, pool_size=1, max_overflow=0,
-            pool_timeout=BORROW_TIMEOUT, future=True,
-        )  # fmt: skip
+    def __init__(self, uri: str, anchor: sqlite3.Connection):
+        self._anchor = anchor  # the in-memory database lives as long as this connection
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            conn.execute("PRAGMA read_uncommitted = true")
+            return conn
+
+        # Threads take turns (one lease at a time), so each transaction is isolated.
+        self.engine: Engine = create_engine("sqlite://", pool=_LeasedPool(connect, _Lease(BORROW_TIMEOUT)), future=True)
 
     def install(self) -> None:
         """Point Airflow's engine and session factories at this database."""
@@ -94,7 +153,7 @@ class MetadataDatabase:
         if settings.engine is self.engine:
             settings.dispose_orm(do_log=False)
         self.engine.dispose()
-        self._conn.discard()
+        self._anchor.close()
 
 
 def point_airflow_at(engine: Engine) -> None:

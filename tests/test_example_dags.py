@@ -1,0 +1,284 @@
+"""Fidelity: Airflow's own example DAGs end the same under ``run_dag`` as under plain ``dag.test()``.
+
+The DAGs are loaded at run time from the installed Airflow packages (never copied
+here), one test per example file. Each DAG runs twice in this process, each time on
+a fresh clone of the metadata DB: once through ``run_dag`` and once through
+``dag.test()`` (after storing the file's DAGs, which ``dag.test()`` would otherwise
+look for in its dags folder); the run's final state and every task instance's state
+must be equal. A DAG both refuse to start (bad params, an unknown weight rule) counts
+as equal. DAGs ``dag.test()`` cannot finish here are in ``EXCLUDED`` with the reason,
+and ``test_exclusions_are_still_accurate`` checks each reason against the DAG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from xcomsim.errors import DagRunStuckError
+
+# A run that needs more than this is a finding, not a slow test.
+pytestmark = pytest.mark.xcomsim(run_timeout=300)
+
+# Plain dag.test() gets as long; it has no bound of its own (it sleeps while a task waits).
+DAG_TEST_LIMIT = 300.0
+
+
+def _example_folders() -> list[Path]:
+    """The example folders inside the installed wheels, found without importing Airflow."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("airflow")
+    assert spec is not None and spec.submodule_search_locations
+    folders = []
+    for root in map(Path, spec.submodule_search_locations):
+        for relative in ("example_dags", "providers/standard/example_dags"):
+            if (root / relative).is_dir():
+                folders.append(root / relative)
+    return folders
+
+
+FOLDERS = _example_folders()
+FILES = sorted(p.name for folder in FOLDERS for p in folder.glob("*.py") if p.name != "__init__.py")
+
+
+def _has_task(*class_paths: str) -> Callable[[Any], bool]:
+    """A check that the DAG still has a task of one of these classes (or a subclass)."""
+
+    def check(dag: Any) -> bool:
+        from airflow.sdk._shared.module_loading import import_string
+
+        classes = tuple(import_string(path) for path in class_paths)
+        return any(isinstance(task, classes) for task in dag.tasks)
+
+    return check
+
+
+def _poke_sensor(dag: Any) -> bool:
+    from airflow.sdk.bases.sensor import BaseSensorOperator
+
+    return any(isinstance(t, BaseSensorOperator) and t.mode == "poke" and not t.deferrable for t in dag.tasks)
+
+
+def _bash_sleeps(dag: Any) -> bool:
+    return sum("sleep" in str(getattr(t, "bash_command", "")) for t in dag.tasks) >= 1
+
+
+def _retries_with_delay(dag: Any) -> bool:
+    return any(t.retries and t.retry_delay.total_seconds() >= 1 for t in dag.tasks)
+
+
+_VIRTUALENV = _has_task("airflow.providers.standard.operators.python._BasePythonVirtualenvOperator")
+
+# Files that define no DAG here (checked: they still fail to import or still define none).
+FILES_WITHOUT_DAGS: dict[str, str] = {
+    "example_kubernetes_executor.py": "defines its DAG only when the cncf.kubernetes provider is installed",
+    "example_local_kubernetes_executor.py": "imports the kubernetes client, which is not installed",
+}
+# dag_id -> (why dag.test() cannot be the judge here, a check that the reason still holds).
+EXCLUDED: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "example_python_operator": ("builds virtualenvs with pip: needs the internet, takes minutes", _VIRTUALENV),
+    "example_python_decorator": ("builds virtualenvs with pip: needs the internet, takes minutes", _VIRTUALENV),
+    "example_branch_operator": ("builds a virtualenv with pip: needs the internet, takes minutes", _VIRTUALENV),
+    "example_branch_python_operator_decorator": ("builds a virtualenv with pip: needs the internet", _VIRTUALENV),
+    "tutorial_taskflow_api_virtualenv": ("builds a virtualenv with pip: needs the internet", _VIRTUALENV),
+    "example_hitl_operator": (
+        "waits for a human's answer (dag.test() polls forever)",
+        _has_task("airflow.providers.standard.operators.hitl.HITLOperator"),
+    ),
+    "example_sensors": ("dag.test() sleeps out real poke intervals and sensor timeouts (minutes)", _poke_sensor),
+    "example_external_task_marker_child": (
+        "waits on another DAG's run that no one starts (dag.test() pokes until the sensor times out)",
+        _has_task("airflow.providers.standard.sensors.external_task.ExternalTaskSensor"),
+    ),
+    "example_external_task": (
+        "waits on another DAG's run that no one starts (dag.test() pokes until the sensor times out)",
+        _has_task("airflow.providers.standard.sensors.external_task.ExternalTaskSensor"),
+    ),
+    "example_retry_policy": ("dag.test() sleeps out retry_delay between tries", _retries_with_delay),
+    "example_time_delta_sensor_async": (
+        "dag.test() waits the trigger's 30 real seconds",
+        _has_task("airflow.providers.standard.sensors.time_delta.TimeDeltaSensor"),
+    ),
+}
+# Ten one-task DAGs, each task a real ``sleep 5`` in bash: 100 s of the suite's budget for a pair of runs.
+EXCLUDED.update(
+    {
+        dag_id: ("its one task is a real `sleep 5` in bash (ten such DAGs cost 100 s per pair of runs)", _bash_sleeps)
+        for dag_id in (
+            "asset_produces_1", "asset_produces_2", "asset_consumes_1", "asset_consumes_1_and_2",
+            "asset_consumes_1_never_scheduled", "asset_consumes_unknown_never_scheduled",
+            "consume_1_and_2_with_asset_expressions", "consume_1_or_2_with_asset_expressions",
+            "consume_1_or_both_2_and_3_with_asset_expressions",
+            "conditional_asset_and_time_based_timetable",
+        )
+    }
+)  # fmt: skip
+# Excluded DAGs run_dag must still finish (no stuck error, no timeout): it has no wall-clock waits.
+RUN_ANYWAY = {"example_sensors", "example_retry_policy", "example_time_delta_sensor_async"}
+
+
+@pytest.fixture(scope="module")
+def examples(xcomsim_simulation) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """Every example DAG, parsed once for the module, by file name; and the files that failed to import."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from xcomsim.runner.dag_run import _warm_up_execution_api
+
+    _warm_up_execution_api()  # a one-off cost neither side of the comparison should pay
+    by_file: dict[str, list[Any]] = {}
+    errors: dict[str, str] = {}
+    for folder in FOLDERS:
+        bag = DagBag(dag_folder=str(folder), safe_mode=False)
+        for dag in bag.dags.values():
+            by_file.setdefault(Path(dag.fileloc).name, []).append(dag)
+        errors.update({Path(f).name: e for f, e in bag.import_errors.items()})
+    return by_file, errors
+
+
+@pytest.fixture(scope="module")
+def empty_dags_folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("empty-dags")
+
+
+class _DagTestTimeout(BaseException):
+    """Raised in the main thread when plain dag.test() outlives DAG_TEST_LIMIT."""
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """SIGALRM now and every second after: dag.test()'s task runner catches the first one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _DagTestTimeout(f"dag.test() still running after {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _store(dags: list[Any]) -> None:
+    """Serialise ``dags`` as the DAG processor would: dag.test() only runs a DAG already in the DB."""
+    from airflow import settings
+    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+
+    lazy = []
+    for dag in dags:
+        with contextlib.suppress(Exception):  # the one that cannot serialise is refused by dag.test() itself
+            lazy.append(LazyDeserializedDAG.from_dag(dag))
+    session = settings.Session()
+    try:
+        update_dag_parsing_results_in_db("dags-folder", None, lazy, {}, None, set(), session=session)
+        session.commit()
+    finally:
+        session.close()
+
+
+Outcome = tuple[str, dict[str, Any]]
+
+
+def _states(dag_run: Any) -> Outcome:
+    from airflow import settings
+    from airflow.models.dagrun import DagRun
+
+    session = settings.Session()
+    try:
+        run = session.get(DagRun, dag_run.id)
+        tis = run.get_task_instances(session=session)
+        labels = {(t.task_id if t.map_index < 0 else f"{t.task_id}[{t.map_index}]"): str(t.state) for t in tis}
+        return str(run.state), labels
+    finally:
+        session.close()
+
+
+def _dag_test(dag: Any, siblings: list[Any], empty_folder: Path) -> Outcome:
+    """Plain dag.test(), with an empty dags folder to re-sync (ours holds unrelated scenario DAGs)."""
+    _store(siblings)
+    try:
+        with _alarm(DAG_TEST_LIMIT), mock.patch.dict(os.environ, {"AIRFLOW__CORE__DAGS_FOLDER": str(empty_folder)}):
+            dag_run = dag.test()
+    except _DagTestTimeout:
+        pytest.fail(f"dag.test() did not finish {dag.dag_id} in {DAG_TEST_LIMIT:g}s; list it in EXCLUDED with why")
+    except Exception as exc:
+        return "refused", {"error": f"{type(exc).__name__}: {exc}"}
+    return _states(dag_run)
+
+
+def _run_dag(env: Any, dag: Any) -> Outcome:
+    try:
+        result = env.run_dag(dag)
+    except DagRunStuckError:
+        raise
+    except Exception as exc:
+        return "refused", {"error": f"{type(exc).__name__}: {exc}"}
+    return result.state, {label: str(state) for label, state in result.task_states.items()}
+
+
+def _same(ours: Outcome, theirs: Outcome) -> bool:
+    if ours[0] == theirs[0] == "refused":
+        return True  # both refuse to start the run; the causes are worded differently
+    return ours == theirs
+
+
+@pytest.mark.parametrize("filename", FILES)
+def test_example_dag_ends_as_under_dag_test(filename, examples, xcomsim_env, empty_dags_folder):
+    by_file, errors = examples
+    dags = sorted(by_file.get(filename, []), key=lambda d: d.dag_id)
+    if filename in FILES_WITHOUT_DAGS:
+        pytest.skip(f"{filename}: {FILES_WITHOUT_DAGS[filename]}")
+    assert filename not in errors, f"{filename} failed to import: {errors[filename]}"
+    compared = 0
+    for dag in dags:
+        if dag.dag_id in EXCLUDED:
+            if dag.dag_id in RUN_ANYWAY:
+                xcomsim_env.reset()
+                xcomsim_env.run_dag(dag)  # must end, with no wall-clock wait to blame
+            continue
+        xcomsim_env.reset()
+        ours = _run_dag(xcomsim_env, dag)
+        xcomsim_env.reset()
+        theirs = _dag_test(dag, dags, empty_dags_folder)
+        assert _same(ours, theirs), f"{dag.dag_id}: run_dag {ours} != dag.test() {theirs}"
+        compared += 1
+    if compared == 0:
+        pytest.skip(f"{filename}: every DAG is excluded: " + "; ".join(EXCLUDED[d.dag_id][0] for d in dags))
+
+
+def test_exclusions_are_still_accurate(examples):
+    """Each excluded DAG still exists (or still fails to import) and still has what makes it excluded."""
+    by_file, errors = examples
+    dags = {dag.dag_id: dag for file_dags in by_file.values() for dag in file_dags}
+    stale = []
+    for filename, reason in FILES_WITHOUT_DAGS.items():
+        if filename in by_file:
+            stale.append(f"{filename} defines DAGs now ({reason})")
+    for name, (reason, check) in EXCLUDED.items():
+        if name not in dags:
+            stale.append(f"{name} is no longer an example DAG")
+        elif not check(dags[name]):
+            stale.append(f"{name} no longer matches its reason: {reason}")
+    assert not stale, "EXCLUDED is out of date: " + "; ".join(stale)
+
+
+def test_hitl_example_stops_at_the_human_with_a_clear_error(examples, xcomsim_env):
+    """The human-in-the-loop exclusion, checked: run_dag stops there and says which task waits."""
+    by_file, _ = examples
+    dag = next(d for file_dags in by_file.values() for d in file_dags if d.dag_id == "example_hitl_operator")
+    with pytest.raises(DagRunStuckError, match="cannot progress.*=awaiting_input"):
+        xcomsim_env.run_dag(dag)

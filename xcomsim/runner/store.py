@@ -1,0 +1,126 @@
+"""Putting DAGs into the test's metadata DB the way the DAG processor would.
+
+A run can reach other DAGs: ``TriggerDagRunOperator`` starts one, an asset event
+schedules one, ``ExternalTaskSensor`` waits on one. Airflow finds them in the
+metadata DB, so besides the DAG being run, every DAG of the dags folder and every
+DAG defined in the same file is stored too (``dag.test()`` re-syncs its bundle for
+the same reason).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from xcomsim.errors import DagSerializationError
+
+BUNDLE_NAME = "dags-folder"
+
+# File path -> (mtime, DAGs parsed from it): a file outside the dags folder is parsed once.
+_FILE_DAGS: dict[str, tuple[float, list[Any]]] = {}
+
+
+# Tasks of these classes name another DAG; a run with one needs that DAG in the DB.
+_CROSS_DAG_CLASSES = ("TriggerDagRunOperator", "ExternalTaskSensor", "ExternalTaskMarker")
+
+
+def reaches_other_dags(dag: Any) -> bool:
+    """Whether a run of ``dag`` can touch another DAG: triggers one, senses one, or uses assets.
+
+    Storing a DAG costs tens of milliseconds; a run that reaches no other DAG
+    (most of them) stores only itself.
+    """
+    if getattr(dag, "timetable", None) is not None and type(dag.timetable).__name__.startswith("Asset"):
+        return True
+    for task in dag.tasks:
+        if getattr(task, "inlets", None) or getattr(task, "outlets", None):
+            return True
+        if any(cls.__name__ in _CROSS_DAG_CLASSES for cls in type(task).__mro__):
+            return True
+    return False
+
+
+def file_siblings(dag: Any) -> list[Any]:
+    """The other DAGs defined in ``dag``'s file, as a fresh parse of that file finds them."""
+    fileloc = getattr(dag, "fileloc", None)
+    if not fileloc or not str(fileloc).endswith(".py") or not Path(fileloc).is_file():
+        return []
+    path = str(Path(fileloc).resolve())
+    mtime = Path(path).stat().st_mtime
+    cached = _FILE_DAGS.get(path)
+    if cached is None or cached[0] != mtime:
+        cached = (mtime, _module_dags(path) or _parse_file(path))
+        _FILE_DAGS[path] = cached
+    return [d for d in cached[1] if d.dag_id != dag.dag_id]
+
+
+def _module_dags(path: str) -> list[Any]:
+    """The DAG objects held by an already imported module of that file (a test module, say)."""
+    from airflow.sdk import DAG
+
+    for module in list(sys.modules.values()):
+        module_file = getattr(module, "__file__", None)
+        if module_file and str(Path(module_file).resolve()) == path:
+            return [value for value in vars(module).values() if isinstance(value, DAG)]
+    return []
+
+
+def _parse_file(path: str) -> list[Any]:
+    from airflow.dag_processing.dagbag import DagBag
+
+    try:
+        return list(DagBag(dag_folder=path, safe_mode=False, load_op_links=False).dags.values())
+    except Exception:  # a sibling that cannot be parsed only loses the sibling
+        return []
+
+
+def store_dags(dag: Any, others: Iterable[Any], session: Any) -> None:
+    """Serialise ``dag`` (which must succeed) and ``others`` (best effort) into the DB."""
+    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+
+    try:
+        lazy = [LazyDeserializedDAG.from_dag(dag)]
+    except Exception as exc:
+        raise DagSerializationError(f"DAG {dag.dag_id!r} cannot be serialised: {_cause(exc)}") from None
+    seen = {dag.dag_id}
+    for other in others:
+        if other.dag_id in seen:
+            continue
+        seen.add(other.dag_id)
+        try:
+            lazy.append(LazyDeserializedDAG.from_dag(other))
+        except Exception:
+            continue  # its own run would report it; it only cannot be reached from this one
+    update_dag_parsing_results_in_db(BUNDLE_NAME, None, lazy, {}, None, set(), session=session)
+    session.commit()
+    _raise_import_error(dag, session)
+
+
+def _raise_import_error(dag: Any, session: Any) -> None:
+    """Serialisation failures land in the import-error table; surface the run DAG's as one line."""
+    from sqlalchemy import select
+
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    if session.scalar(select(SerializedDagModel.id).where(SerializedDagModel.dag_id == dag.dag_id).limit(1)):
+        return
+    from airflow.models.errors import ParseImportError
+
+    errors = session.scalars(select(ParseImportError.stacktrace)).all()
+    detail = next((e for e in errors if dag.dag_id in e), errors[0] if errors else "no serialised DAG was stored")
+    raise DagSerializationError(f"DAG {dag.dag_id!r} cannot be serialised: {_last_line(detail)}")
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost message: serialisation wraps the real cause in one or two layers."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
