@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xcomsim.mutants.catalogue import CATALOGUE, contract_module, selection, verdicts
+from xcomsim.mutants.catalogue import CATALOGUE, NOT_YET_BY_THE_KIT, contract_module, selection, verdicts
+from xcomsim.mutants.hardening import HARDENING
 
 
 def test_every_mutant_is_caught_by_its_invariant_within_the_budget(clean_pytester, monkeypatch):
@@ -28,3 +29,8 @@ def test_the_selection_keeps_only_each_mutants_own_invariant():
     for index, invariant in enumerate(CATALOGUE.values()):
         assert f"(TestMutant{index:02d}) and (" in selection()
     assert "TestMutant1)" not in selection()  # zero-padded: -k must not match TestMutant1 inside TestMutant10
+
+
+def test_every_former_hole_of_the_reference_is_in_the_catalogue_or_named_as_not_yet_caught():
+    for path, guarantee in HARDENING.items():
+        assert (CATALOGUE.get(path) == guarantee) != (path in NOT_YET_BY_THE_KIT), path
