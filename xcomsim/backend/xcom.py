@@ -87,6 +87,8 @@ class ExclusiveXCom(BaseXCom):
         "claim_store": "xcomsim.backend.claims:open_claim_store",
         "config": {"xcomsim.retry_replaces": "true"},
         "push_once": True,
+        # A crashed try's guard holds its key for this lease (a zombie try may still be pushing).
+        "retry_lease": ({"xcomsim.guard_lease_seconds": 3}, 3),
     }
 
     # ----------------------------------------------------------------- push
@@ -248,8 +250,16 @@ class ExclusiveXCom(BaseXCom):
         is decoded by the server (``%2e%2e``), NUL breaks the request, and
         characters outside ASCII fail deep in the HTTP client.
         """
-        for what, part in (("DAG id", dag_id), ("run_id", run_id), ("task_id", task_id), ("XCom key", key)):
-            _check_url_part(what, part)
+        try:
+            for what, part in (("DAG id", dag_id), ("run_id", run_id), ("task_id", task_id), ("XCom key", key)):
+                _check_url_part(what, part)
+        except XComValueError as exc:  # name who asked, for what, as every refusal does
+            try:
+                caller = _running_task()
+            except XComScopeError:
+                caller = None
+            who = f"task {caller.task_id!r}" if caller is not None else "a caller outside any task"
+            raise XComValueError(f"{exc} [{who}; source task {task_id!r}; key {key!r}]") from None
 
     @classmethod
     def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str) -> Any:
@@ -308,7 +318,10 @@ class ExclusiveXCom(BaseXCom):
     # ----------------------------------------------------------------- pull
     @classmethod
     def _check_pull_scope(cls, dag_id: str, task_id: str, key: str) -> None:
-        caller = _running_task()
+        try:
+            caller = _running_task()
+        except XComScopeError as exc:  # the caller is unknowable: name what was asked for
+            raise XComScopeError(f"{exc} [caller unknown; source task {task_id!r} of DAG {dag_id!r}; key {key!r}]") from None
         if caller is None:
             return  # not task code: the harness, a script, a test reading results
         policy = policy_for(caller.dag_id)

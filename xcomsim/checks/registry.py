@@ -31,6 +31,7 @@ class ScopeAttempt:
     key: str
     allowed: bool
     error: str | None = None
+    caller_known: bool = True  # False: outside the task context (a callback), the backend cannot name the caller
 
     def __str__(self) -> str:
         what = f"{self.caller} push {self.key!r}" if self.kind == "push" else (
@@ -191,7 +192,8 @@ def _scope(kind: str) -> Callable[[Observation], list[str]]:
             elif not attempt.allowed and not attempt.error:
                 problems.append(f"allowed although the policy does not: {attempt}")
             elif not attempt.allowed:
-                missing = [n for n in {attempt.caller, attempt.source, attempt.key} if n not in attempt.error]  # type: ignore[operator]
+                names = {attempt.source, attempt.key} | ({attempt.caller} if attempt.caller_known else set())
+                missing = [n for n in names if n not in attempt.error]  # type: ignore[operator]
                 if missing:
                     problems.append(f"the refusal does not name {missing}: {attempt}")
         return problems

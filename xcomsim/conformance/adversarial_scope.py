@@ -86,21 +86,30 @@ class _Scope:
 
     def pull(self, caller: str, source: str, key: str, form: PullForm) -> ScopeAttempt | None:
         """The attempt, judged; None when only Airflow could fail it (an allowed pull from an odd run id:
-        the task SDK puts run ids in Execution API URLs unquoted, so ``/`` or ``é`` fail in Airflow itself)."""
+        the task SDK puts run ids in Execution API URLs unquoted, so ``/`` or ``é`` fail in Airflow itself),
+        or when an allowed pull from a callback is refused: outside the task context the caller may be
+        unknowable, and refusing an unknown caller is right (letting a forbidden one through never is)."""
         handle = self.handles[caller]
         sources = {"str": [source], "list": [source], "list-with-own": [caller, source], "generator": [source],
                    "none": [caller]}[form.task_ids if form.via == "xcom_pull" else "str"]  # fmt: skip
-        allowed = not form.other_dag and all(may_pull(self.setup, caller, s, key) for s in sources)
-        judged = next((s for s in sources if not may_pull(self.setup, caller, s, key)), sources[-1])
-        raised = None
+        other_dag = form.other_dag and form.via not in ("xcomarg", "lazy_sequence")  # these read their own DAG
+        allowed = not other_dag and all(may_pull(self.setup, caller, s, key) for s in sources)
+        # The source a refusal must name: the first one refused (in another DAG, every one is).
+        judged = sources[0] if other_dag else next((s for s in sources if not may_pull(self.setup, caller, s, key)),
+                                                   sources[-1])
+        raised, got = None, None
         try:
             with handle.active() as ti:
-                self._pull(ti, handle, source, key, form)
+                got = self._pull(ti, handle, source, key, form)
         except Exception as exc:  # noqa: BLE001 - judged by the invariant
             raised = exc
-        if allowed and raised is not None and form.run_id_suffix is not None:
+        if form.via == "lazy_sequence" and raised is None and got == []:
+            return None  # the source stored nothing under the key: nothing was read, nothing to judge
+        if not allowed and type(raised).__name__ == "ServerResponseError":
+            return None  # Airflow's own Execution API failed the request (a URL-breaking key): nothing was read
+        if allowed and raised is not None and (form.run_id_suffix is not None or form.via == "callback"):
             return None
-        return ScopeAttempt("pull", caller, judged, key, allowed, _error(raised))
+        return ScopeAttempt("pull", caller, judged, key, allowed, _error(raised), caller_known=form.via != "callback")
 
     def _pull(self, ti: Any, handle: Any, source: str, key: str, form: PullForm) -> Any:
         from airflow.sdk.execution_time.xcom import XCom

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_KEYS = {"offload", "scoping", "claim_store", "config", "push_once", "sweeper"}  # sweeper: see liveness
+_KEYS = {"offload", "scoping", "claim_store", "config", "push_once", "sweeper", "retry_lease"}  # see liveness
 SCOPING_KINDS = {"xcomsim-policy"}
 
 
@@ -42,6 +42,7 @@ class Capabilities:
     claim_store: Callable[[], Any] | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
     push_once: bool | None = None  # None: not declared
+    retry_lease: tuple[dict[str, Any], float] | None = None  # a crashed try holds its keys this long
 
 
 def declared(backend: type) -> Capabilities:
@@ -71,8 +72,16 @@ def declared(backend: type) -> Capabilities:
     push_once = raw.get("push_once")
     if push_once is not None and not isinstance(push_once, bool):
         raise ContractDeclarationError(f"{name}['push_once'] must be True or False, got {push_once!r}")
+    lease = raw.get("retry_lease")
+    if lease is not None:
+        if not (isinstance(lease, (tuple, list)) and len(lease) == 2 and isinstance(lease[0], Mapping)
+                and isinstance(lease[1], (int, float)) and not isinstance(lease[1], bool) and 0 < lease[1] <= 30):  # fmt: skip
+            raise ContractDeclarationError(f"{name}['retry_lease'] must be (config dict, seconds in (0, 30]), "
+                                           f"got {lease!r}")
+        lease = (dict(lease[0]), float(lease[1]))
     factory = raw.get("claim_store")
-    return Capabilities(offload, scoping, _factory(name, factory) if factory else None, dict(config), push_once)
+    return Capabilities(offload, scoping, _factory(name, factory) if factory else None, dict(config), push_once,
+                        lease)
 
 
 def _factory(name: str, path: Any) -> Callable[[], Any]:

@@ -44,7 +44,7 @@ from xcomsim.scheduler import first_runnable, hypothesis_chooser, stop_at_harnes
 from xcomsim.scheduler.faults import FaultPlan, fits
 from xcomsim.scheduler.interception import matters
 from xcomsim.scheduler.workload import WORKLOAD_TASK_ID, run_workload, workload_dag
-from xcomsim.strategies import Push, Retry, Sweep, sized_string
+from xcomsim.strategies import Push, Retry, Sweep, Wait, sized_string
 
 guarantee = pytest.mark.xcomsim_guarantee
 _EXAMPLES = settings(deadline=None, report_multiple_bugs=False,
@@ -128,11 +128,20 @@ class LivenessContract:
     def test_a_crashed_or_failed_push_does_not_block_the_next_try(
         self, xcomsim_env: Any, contract: Any, offload: Any
     ) -> None:
-        """Each fault at each I/O call of a push in turn, then the next try pushes the key again."""
+        """Each fault at each I/O call of a push in turn, then the next try pushes the key again.
+
+        A backend may hold a crashed try's keys for a lease (so a try still pushing cannot be
+        overtaken); it declares ``xcomsim_contract["retry_lease"] = (config, seconds)`` and the next
+        try comes once that much real time has passed.
+        """
         from xcomsim.task_context import thread_local_task_state
 
         if offload is not None:
             xcomsim_env.set_config(offload[0])
+        lease = 0.0
+        if contract.retry_lease is not None:
+            xcomsim_env.set_config(contract.retry_lease[0])
+            lease = contract.retry_lease[1]
         value = sized_string(_offloaded_size(offload) or 64)
         keys = [f"k{n}" for n in range(64)] + ["dry"]
         dag = _strict_dag(contract, keys)
@@ -145,7 +154,8 @@ class LivenessContract:
                      if fits(kind, io)][: len(keys) - 1]  # fmt: skip
             for (index, kind), key in zip(cases, keys):
                 plan = FaultPlan({index: kind}, workers=frozenset({"w0"}))
-                workload = [[Push(key, value)], [Retry(), Push(key, value)]]  # w0 runs whole, then w1
+                retry = [Wait(lease)] * bool(lease) + [Retry(), Push(key, value)]
+                workload = [[Push(key, value)], retry]  # w0 runs whole, then w1
                 history = run_workload(workload, dag=dag, handle=handle, faults=plan, chooser=first_runnable)
                 stored, _ = readback(xcomsim_env, dag.dag_id, handle.run_id)
                 story = (f"{kind} at I/O #{index} ({io_calls[index]}) of the first push; its I/O: {io_calls}\n"
