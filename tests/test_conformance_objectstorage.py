@@ -18,6 +18,8 @@ CONFIG = {
 
 @pytest.mark.xcomsim(backend=BACKEND, config=CONFIG)
 class TestObjectStorageBackend(XComBackendContract):
+    push_once_unless_declared = True  # held to push-once, as a team adopting the kit would hold it
+
     @pytest.fixture
     def offload(self):
         return CONFIG, 1000
@@ -54,7 +56,9 @@ def test_kit_reports_what_the_objectstorage_backend_keeps(clean_pytester, monkey
     # kept: offload, delete purges, crash leaves no dangling row; broken: push-once (2), round trip (2: a
     # pendulum tz comes back for timezone.utc inline, a tuple as a list once offloaded), reruns, the model;
     # not claimed: scoping (2), claims (2), the declared-threshold check (declared by fixture); probes pass
-    result.assert_outcomes(passed=5, failed=6, skipped=5)
+    # (the liveness and adversarial-scope families add tests of their own; their verdicts are the kit's)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 5 and outcomes.get("failed", 0) >= 6, outcomes
     result.stdout.fnmatch_lines(
         [
             "*xcomsim conformance verdict for airflow.providers.common.io.xcom.backend.XComObjectStorageBackend:",
