@@ -65,11 +65,17 @@ def _verdict(table: str, guarantee: str) -> str:
     return found.group(1) if found else "missing"
 
 
+# The families EXPECTED gives verdicts for: not the model test (minutes per backend), and not yet the
+# liveness family (retry, lost reply, purge of foreign objects, sweeps), whose corpus verdicts are still to be written.
+SELECTION = ("not agrees_with_the_model and not does_not_block_the_next_try and not lost_reply_after_the_row"
+             " and not sweeper_delete_only_their_own and not sweep_racing_pushes")
+
+
 def test_every_corpus_backend_gets_its_expected_verdicts(corpus_pytester):
     corpus_pytester.makeconftest(CONFTEST)
     corpus_pytester.makepyfile(test_corpus=MODULE.format(backends=list(EXPECTED)))
     result = corpus_pytester.runpytest_subprocess(
-        "--xcomsim", "--xcomsim-profile=ci", "-p", "no:randomly", "-k", "not agrees_with_the_model", timeout=900
+        "--xcomsim", "--xcomsim-profile=ci", "-p", "no:randomly", "-k", SELECTION, timeout=900
     )
     output = result.stdout.str()
     tables = _tables(output)
