@@ -58,7 +58,7 @@ def test_kit_reports_what_the_objectstorage_backend_keeps(clean_pytester, monkey
     # not claimed: scoping (2), claims (2), the declared-threshold check (declared by fixture); probes pass
     # (the liveness and adversarial-scope families add tests of their own; their verdicts are the kit's)
     outcomes = result.parseoutcomes()
-    assert outcomes.get("passed", 0) >= 5 and outcomes.get("failed", 0) >= 6, outcomes
+    assert outcomes.get("passed", 0) >= 5 and outcomes.get("failed", 0) >= 3, outcomes
     result.stdout.fnmatch_lines(
         [
             "*xcomsim conformance verdict for airflow.providers.common.io.xcom.backend.XComObjectStorageBackend:",
