@@ -14,32 +14,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xcomsim.bench.dags import two_tasks
 from xcomsim.env import Simulation
 from xcomsim.settings import HarnessSettings
 
-_DAG_FILE = textwrap.dedent(
-    """
-    from datetime import datetime
-    from airflow.sdk import DAG, task
-
-    with DAG("bench_two_tasks", start_date=datetime(2024, 1, 1), schedule=None):
-        @task
-        def produce():
-            return {"n": 1}
-
-        @task
-        def consume(payload):
-            return payload["n"] + 1
-
-        consume(produce())
-    """
-)
+_DAG_FILE = two_tasks("bench_two_tasks")
 
 
 def _median_seconds(action: Callable[[], object], runs: int, warmup: int = 1) -> float:

@@ -24,23 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-SMALL = textwrap.dedent(
-    """
-    from datetime import datetime
-    from airflow.sdk import DAG, task
+from xcomsim.bench.dags import two_tasks
 
-    with DAG("peers_small", start_date=datetime(2024, 1, 1), schedule=None) as dag:
-        @task
-        def produce():
-            return {"n": 1}
-
-        @task
-        def consume(payload):
-            return payload["n"] + 1
-
-        consume(produce())
-    """
-)
+SMALL = two_tasks("peers_small")
 
 TEN = textwrap.dedent(
     """

@@ -172,6 +172,14 @@ class _Scope:
         return ScopeAttempt("push", caller, caller, key, False, _error(raised))
 
 
+def _judge(guarantee_name: str, attempt: ScopeAttempt | None, form: Any) -> None:
+    """Hold one attempt to its scope invariant (None: nothing the backend could be judged on)."""
+    if attempt is None:
+        return
+    note(f"{form}: {attempt}")
+    require(guarantee_name, Observation(scope_attempts=[attempt]), f"form: {form}")
+
+
 class AdversarialScopeContract:
     """Tests only. Uses the kit's ``xcomsim_env`` and ``scoping`` fixtures."""
 
@@ -188,11 +196,7 @@ class AdversarialScopeContract:
             @_EXAMPLES
             @given(caller=tasks, source=tasks, key=adversarial_keys(scoping.keys), form=pull_forms())
             def pull(caller: str, source: str, key: str, form: PullForm) -> None:
-                attempt = scope.pull(caller, source, key, form)
-                if attempt is None:
-                    return
-                note(f"{form}: {attempt}")
-                require("pull-scope", Observation(scope_attempts=[attempt]), f"form: {form}")
+                _judge("pull-scope", scope.pull(caller, source, key, form), form)
 
             pull()
 
@@ -209,11 +213,7 @@ class AdversarialScopeContract:
             @given(caller=st.sampled_from(scope.tasks), key=adversarial_keys(scoping.keys), form=push_forms(),
                    value=st.sampled_from(["data", {"followed": ["x"]}, {"exfiltrated": "secret"}]))  # fmt: skip
             def push(caller: str, key: str, form: PushForm, value: Any) -> None:
-                attempt = scope.push(caller, key, form, value)
-                if attempt is None:
-                    return
-                note(f"{form}: {attempt}")
-                require("push-scope", Observation(scope_attempts=[attempt]), f"form: {form}")
+                _judge("push-scope", scope.push(caller, key, form, value), form)
 
             push()
 

@@ -40,6 +40,8 @@ from hypothesis import strategies as st
 
 from xcomsim.checks import Observation, require
 from xcomsim.checks.values import object_key
+from xcomsim.conformance.offload import offload_threshold
+from xcomsim.conformance.stores import read_rows
 from xcomsim.scheduler import first_runnable, hypothesis_chooser, stop_at_harness_errors
 from xcomsim.scheduler.faults import FaultPlan, fits
 from xcomsim.scheduler.interception import matters
@@ -85,12 +87,7 @@ def reference_sweeper(env: Any) -> Any:
 
 def readback(env: Any, dag_id: str, run_id: str) -> tuple[dict[str, Any], dict[str, str]]:
     """Every row of the run pulled through the backend: (key -> value, key -> why it could not be pulled)."""
-    from sqlalchemy.orm import Session
-
-    from xcomsim.runner import read_xcoms
-
-    with Session(env.engine) as session:
-        records = read_xcoms(session, env.backend, dag_id, run_id)
+    records = read_rows(env, dag_id, run_id)
     return ({r.key: r.value for r in records if not r.error}, {r.key: str(r.error) for r in records if r.error})
 
 
@@ -168,12 +165,9 @@ class LivenessContract:
         self, xcomsim_env: Any, contract_dag: Any, offload: Any
     ) -> None:
         """The supervisor commits the row, the reply is lost, the push raises: the row must still be pullable."""
-        if offload is None:
-            pytest.skip("not claimed: override the 'offload' fixture, or declare xcomsim_contract['offload']")
         from xcomsim.task_context import thread_local_task_state
 
-        xcomsim_env.set_config(offload[0])
-        value = sized_string(_offloaded_size(offload) or 64)
+        value = sized_string(offload_threshold(xcomsim_env, offload) * 4 or 64)
         with thread_local_task_state():
             handle = _start(contract_dag)
             dry = FaultPlan({})
@@ -192,15 +186,12 @@ class LivenessContract:
         self, xcomsim_env: Any, contract_dag: Any, offload: Any, sweeper: Sweeper | None
     ) -> None:
         """Rows forged to point at a user's objects (in the backend's own reference format) are deleted."""
-        if offload is None:
-            pytest.skip("not claimed: override the 'offload' fixture, or declare xcomsim_contract['offload']")
         from airflow.sdk.execution_time.xcom import XCom
 
         from xcomsim.conformance.stores import store_sizes
         from xcomsim.task_context import thread_local_task_state
 
-        xcomsim_env.set_config(offload[0])
-        value = sized_string(_offloaded_size(offload) or 64)
+        value = sized_string(offload_threshold(xcomsim_env, offload) * 4 or 64)
         with thread_local_task_state():
             handle = _start(contract_dag)
             before = set(store_sizes(xcomsim_env))
@@ -266,12 +257,9 @@ class LivenessContract:
         if sweeper is None:
             pytest.skip("not claimed: the backend declares no sweeper (xcomsim_contract['sweeper'] or "
                         "xcomsim_sweeper), or override the 'sweeper' fixture")  # fmt: skip
-        if offload is None:
-            pytest.skip("not claimed: override the 'offload' fixture, or declare xcomsim_contract['offload']")
         from xcomsim.task_context import thread_local_task_state
 
-        xcomsim_env.set_config(offload[0])
-        value = sized_string(_offloaded_size(offload) or 64)
+        value = sized_string(offload_threshold(xcomsim_env, offload) * 4 or 64)
         keys = itertools.count()
         with thread_local_task_state():
             handle = _start(contract_dag)

@@ -40,41 +40,22 @@ NOT_YET_BY_THE_KIT = {
     "xcomsim.mutants.hardening.UncheckedLeaseClaimsXCom",
 }
 
-# Mixins of guarantee families not (yet) composed into XComBackendContract: the catalogue runs them too.
-_MIXINS = ("xcomsim.conformance.liveness:LivenessContract", "xcomsim.conformance.adversarial_scope:AdversarialScopeContract")
-
-
-def contract_class() -> type:
-    """XComBackendContract with every family mixin it does not already include."""
-    import importlib
-
-    from xcomsim.conformance import XComBackendContract
-
-    bases: list[type] = [XComBackendContract]
-    for path in _MIXINS:
-        module, _, name = path.partition(":")
-        mixin = getattr(importlib.import_module(module), name)
-        if not issubclass(XComBackendContract, mixin):
-            bases.append(mixin)
-    return XComBackendContract if len(bases) == 1 else type("CatalogueContract", tuple(bases), {})
-
-
 def contract_module(mutants: dict[str, str] | None = None) -> str:
     """A test module running the kit on every mutant (or those given), one contract class each."""
-    lines = ["import pytest", "from xcomsim.mutants.catalogue import contract_class", "",
-             "Contract = contract_class()", ""]  # fmt: skip
+    lines = ["import pytest", "from xcomsim.conformance import XComBackendContract", ""]
     for index, path in enumerate(mutants or CATALOGUE):
-        lines += [f"@pytest.mark.xcomsim(backend={path!r})", f"class TestMutant{index:02d}(Contract):",
+        lines += [f"@pytest.mark.xcomsim(backend={path!r})", f"class TestMutant{index:02d}(XComBackendContract):",
                   "    pass", ""]  # fmt: skip
     return "\n".join(lines)
 
 
 def selection(mutants: dict[str, str] | None = None) -> str:
     """A ``-k`` expression keeping, for each mutant, only the tests of the invariant meant to catch it."""
-    contract = contract_class()
+    from xcomsim.conformance import XComBackendContract
+
     parts = []
     for index, invariant in enumerate((mutants or CATALOGUE).values()):
-        tests = " or ".join(contract.checks_for(invariant))
+        tests = " or ".join(XComBackendContract.checks_for(invariant))
         parts.append(f"(TestMutant{index:02d}) and ({tests})")
     return " or ".join(f"({p})" for p in parts)
 
