@@ -46,3 +46,10 @@ def test_bad_counts_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         peers.main(["--rounds", "0"])
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_a_session_that_outlives_its_limit_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "test_session.py").write_text("import time\n\ndef test_run_0():\n    time.sleep(60)\n")
+    tool = peers.Tool("slow", lambda dag_id, n: {}, ("-q", "-p", "no:randomly", "-p", "no:xcomsim"))
+    with pytest.raises(RuntimeError, match="did not finish within 3s"):
+        peers.run_session(tmp_path, tool, 1, limit=3)

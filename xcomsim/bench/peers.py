@@ -150,10 +150,17 @@ def _project(root: Path, tool: Tool, dag: str, n: int) -> Path:
     return folder
 
 
-def run_session(folder: Path, tool: Tool, n: int) -> float:
-    """Wall seconds of one whole pytest process; raises if any test did not pass."""
+SESSION_LIMIT = 1800.0  # seconds one session may take before it is reported stuck
+
+
+def run_session(folder: Path, tool: Tool, n: int, limit: float = SESSION_LIMIT) -> float:
+    """Wall seconds of one whole pytest process; raises if any test did not pass or it outlived ``limit``."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pytest", *tool.args], cwd=folder, capture_output=True, text=True)
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", *tool.args], cwd=folder, capture_output=True,
+                              text=True, timeout=limit)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{tool.name} session in {folder} did not finish within {limit:g}s") from None
     elapsed = time.perf_counter() - started
     if done.returncode != 0 or f"{n} passed" not in done.stdout:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
