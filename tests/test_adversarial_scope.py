@@ -27,7 +27,15 @@ def test_forms_cover_every_way_to_push_and_pull():
     assert any(not k.isascii() for k in seen_keys)
     assert str(PullForm(via="xcom_pull", task_ids="generator", map_indexes=None, other_dag=True)) == (
         "xcom_pull task_ids=generator map_indexes=None another dag_id")
-    assert {push_forms().example().via for _ in range(30)} <= {"xcom_push", "set", "set-impersonating"}
+    pushes: set[str] = set()
+
+    @settings(max_examples=50, database=None, derandomize=True)
+    @given(form=push_forms())
+    def draw_push(form):
+        pushes.add(form.via)
+
+    draw_push()
+    assert pushes == {"xcom_push", "set", "set-impersonating"}
 
 
 def _run(test_name, env):
@@ -48,3 +56,40 @@ def test_a_backend_scoping_only_plain_pulls_is_caught(xcomsim_env):
 def test_a_backend_ignoring_push_scope_is_caught(xcomsim_env):
     with pytest.raises(InvariantViolation, match=r"\[push-scope\] allowed although the policy does not"):
         _run("test_generated_push_forms_are_scoped", xcomsim_env)
+
+
+def test_a_failure_inside_airflow_before_the_backend_is_not_judged(xcomsim_env):
+    """A key Airflow's in-process Execution API cannot carry ('éa' in an unquoted URL path) fails in Airflow
+    before the backend runs: nothing was read, so neither a refusal nor a leak is judged. The same key pulled
+    through the backend's own code path is judged (and the reference's refusal names caller, source and key)."""
+    from xcomsim.conformance import xcomsim_policy_scoping
+    from xcomsim.conformance.adversarial_scope import _Scope
+    from xcomsim.task_context import thread_local_task_state
+
+    with thread_local_task_state():
+        scope = _Scope(xcomsim_policy_scoping(), xcomsim_env.backend)
+        assert scope.pull("producer", "producer", "éa", PullForm(via="lazy_sequence")) is None
+        judged = scope.pull("producer", "producer", "éa", PullForm(via="xcom_pull"))
+    assert judged is not None and not judged.allowed
+    assert judged.error is not None and "éa" in judged.error and "producer" in judged.error
+
+
+def test_the_backends_own_code_is_told_from_airflows():
+    from xcomsim.backend import ExclusiveXCom
+    from xcomsim.conformance.adversarial_scope import _packages, _passed_through
+    from xcomsim.mutants.scope import PullScopeBypassXCom
+
+    assert _packages(PullScopeBypassXCom) == ("xcomsim.backend", "xcomsim.mutants")
+    try:
+        ExclusiveXCom.deserialize_value(object())  # raises inside the backend's own module
+    except Exception as exc:  # noqa: BLE001
+        inside = exc
+    try:
+        b"\xe9".decode()
+    except UnicodeDecodeError as exc:
+        outside = exc
+    assert _passed_through(inside, _packages(ExclusiveXCom)) and not _passed_through(outside, _packages(ExclusiveXCom))
+    try:
+        raise RuntimeError("wrapped") from inside
+    except RuntimeError as exc:
+        assert _passed_through(exc, _packages(ExclusiveXCom))  # a cause raised by the backend counts

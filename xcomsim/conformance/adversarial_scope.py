@@ -64,6 +64,33 @@ def _outside_task_context() -> Iterator[None]:
             stack.append(item)
 
 
+def _packages(backend: type) -> tuple[str, ...]:
+    """Where a backend's own code lives: the package of each class it is made of (a module itself when it is
+    top-level), Airflow's ``BaseXCom`` and ``object`` aside."""
+    modules = {c.__module__ for c in backend.__mro__} - {"builtins"}
+    modules = {m for m in modules if not m.startswith(("airflow.sdk.", "airflow.models."))}
+    return tuple(sorted(m.rsplit(".", 1)[0] if "." in m else m for m in modules))
+
+
+def _passed_through(exc: BaseException, packages: tuple[str, ...]) -> bool:
+    """Whether any frame of the error (or of its causes) ran the backend's code: the backend saw the request."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        tb = error.__traceback__
+        while tb is not None:
+            name = tb.tb_frame.f_globals.get("__name__", "")
+            if any(name == p or name.startswith(p + ".") for p in packages):
+                return True
+            tb = tb.tb_next
+        pending += [error.__cause__, error.__context__]
+    return False
+
+
 def _bookkeeping(key: str, value: Any) -> bool:
     """Airflow's own use of its bookkeeping key: ``{"followed"|"skipped": [task ids]}`` (branching)."""
     return (key == BOOKKEEPING_KEY and isinstance(value, dict) and len(value) == 1
@@ -73,10 +100,11 @@ def _bookkeeping(key: str, value: Any) -> bool:
 class _Scope:
     """Started task instances of a scope setup, each allowed key pushed once by its task."""
 
-    def __init__(self, setup: Any):
+    def __init__(self, setup: Any, backend: type):
         from xcomsim.task_context import start_task_instances
 
         self.setup = setup
+        self.packages = _packages(backend)
         self.tasks = list(setup.pushes)
         self.handles = dict(zip(self.tasks, start_task_instances(setup.dag, [(t, -1) for t in self.tasks])))
         for task, keys in setup.pushes.items():
@@ -105,10 +133,15 @@ class _Scope:
             raised = exc
         if form.via == "lazy_sequence" and raised is None and got == []:
             return None  # the source stored nothing under the key: nothing was read, nothing to judge
-        if not allowed and type(raised).__name__ == "ServerResponseError":
-            return None  # Airflow's own Execution API failed the request (a URL-breaking key): nothing was read
+        if not allowed and raised is not None and not _passed_through(raised, self.packages):
+            # Airflow failed the request before the backend saw it (the task SDK's unquoted URLs: a key
+            # with "/" or "é" breaks its Execution API call or its in-process transport): nothing was read.
+            return None
         if allowed and raised is not None and (form.run_id_suffix is not None or form.via == "callback"):
             return None
+        stored = any(key in self.setup.pushes.get(s, set()) for s in sources)
+        if allowed and raised is not None and not stored and not _passed_through(raised, self.packages):
+            return None  # Airflow's own "not found" (XComArg.resolve of a key nobody pushed): not a refusal
         return ScopeAttempt("pull", caller, judged, key, allowed, _error(raised), caller_known=form.via != "callback")
 
     def _pull(self, ti: Any, handle: Any, source: str, key: str, form: PullForm) -> Any:
@@ -190,7 +223,7 @@ class AdversarialScopeContract:
         from xcomsim.task_context import thread_local_task_state
 
         with thread_local_task_state():
-            scope = _Scope(scoping)
+            scope = _Scope(scoping, xcomsim_env.backend)
             tasks = st.sampled_from(scope.tasks)
 
             @_EXAMPLES
@@ -207,7 +240,7 @@ class AdversarialScopeContract:
         from xcomsim.task_context import thread_local_task_state
 
         with thread_local_task_state():
-            scope = _Scope(scoping)
+            scope = _Scope(scoping, xcomsim_env.backend)
 
             @_EXAMPLES
             @given(caller=st.sampled_from(scope.tasks), key=adversarial_keys(scoping.keys), form=push_forms(),
