@@ -25,9 +25,10 @@ def run_python():
 
 @pytest.fixture
 def clean_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A pytester whose subprocess does not inherit this session's Airflow/AWS variables."""
+    """A pytester whose subprocess does not inherit this session's Airflow/AWS variables, nor xdist's
+    (pytest-benchmark disables itself in a process that looks like an xdist worker)."""
     for name in list(os.environ):
-        if name.startswith(("AIRFLOW", "AWS_")):
+        if name.startswith(("AIRFLOW", "AWS_", "PYTEST_XDIST_")):
             monkeypatch.delenv(name)
     # The checkout first: its code, not whatever copy of xcomsim the interpreter has installed.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))

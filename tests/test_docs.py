@@ -169,7 +169,7 @@ def docs_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.fixture(scope="module")
 def pytest_help(tmp_path_factory: pytest.TempPathFactory) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "PYTEST_ADDOPTS"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "PYTEST_ADDOPTS", "PYTEST_XDIST_"))}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path_factory.mktemp("help"), env=env)  # fmt: skip
