@@ -13,6 +13,11 @@ may borrow again: Airflow's API handlers open a second session inside a request
 connection in all that nested borrow would wait on itself. Connections read
 uncommitted data, so such a nested session sees the outer one's writes instead of
 failing on SQLite's table locks.
+
+One SQLAlchemy engine serves every clone of a template: a clone takes it over with a
+fresh pool (and lease) pointed at its own database. An engine keeps its compiled-statement
+cache, keyed by its dialect, for its whole life; a new engine per test started every test
+with an empty one and compiled Airflow's ~30 statements of a DAG run all over again.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +92,11 @@ class _LeasedPool(QueuePool):
         finally:
             self._lease.release()
 
-    def recreate(self) -> _LeasedPool:
+    def recreate(self, lease: _Lease | None = None) -> _LeasedPool:
         return self.__class__(
-            self._creator, self._lease, recycle=self._recycle, echo=self.echo, logging_name=self._orig_logging_name,
-            reset_on_return=self._reset_on_return, pre_ping=self._pre_ping, dialect=self._dialect,
+            self._creator, lease or self._lease, recycle=self._recycle, echo=self.echo,
+            logging_name=self._orig_logging_name, reset_on_return=self._reset_on_return, pre_ping=self._pre_ping,
+            dialect=self._dialect,
         )  # fmt: skip
 
 
@@ -100,6 +107,24 @@ class TemplateDatabase:
         self.path = path
         self.migrate_seconds = migrate_seconds
         self._source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._current: MetadataDatabase | None = None
+        self.engine: Engine = create_engine(
+            "sqlite://", pool=_LeasedPool(self._connect, _Lease(BORROW_TIMEOUT)), future=True)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._current is None:
+            raise RuntimeError("no metadata DB clone is open: the test's environment was closed")
+        conn = sqlite3.connect(self._current.uri, uri=True, check_same_thread=False)
+        conn.execute("PRAGMA read_uncommitted = true")
+        return conn
+
+    def _hand_engine_to(self, db: MetadataDatabase | None) -> None:
+        """Point the engine at ``db``: a fresh pool and lease, so nothing of the previous clone lingers
+        (a thread a timed-out test left holding the lease does not block the next test)."""
+        old = self.engine.pool
+        self.engine.pool = old.recreate(_Lease(BORROW_TIMEOUT))  # type: ignore[call-arg]
+        old.dispose()
+        self._current = db
 
     @classmethod
     def migrate(cls) -> TemplateDatabase:
@@ -123,25 +148,32 @@ class TemplateDatabase:
         uri = f"file:xcomsim-{uuid.uuid4().hex}?mode=memory&cache=shared"
         anchor = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self._source.backup(anchor)
-        return MetadataDatabase(uri, anchor)
+        db = MetadataDatabase(self, uri, anchor)
+        self._hand_engine_to(db)
+        return db
 
     def close(self) -> None:
+        self._hand_engine_to(None)
+        self.engine.dispose()
         self._source.close()
 
 
 class MetadataDatabase:
-    """One test's metadata DB and the SQLAlchemy engine over it."""
+    """One test's metadata DB; its template's engine points at it from ``clone()`` to ``close()``.
 
-    def __init__(self, uri: str, anchor: sqlite3.Connection):
+    One clone of a template is open at a time (a test's environment closes its clone before taking
+    the next)."""
+
+    def __init__(self, template: TemplateDatabase, uri: str, anchor: sqlite3.Connection):
+        self._template = template
+        self.uri = uri
         self._anchor = anchor  # the in-memory database lives as long as this connection
 
-        def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            conn.execute("PRAGMA read_uncommitted = true")
-            return conn
-
-        # Threads take turns (one lease at a time), so each transaction is isolated.
-        self.engine: Engine = create_engine("sqlite://", pool=_LeasedPool(connect, _Lease(BORROW_TIMEOUT)), future=True)
+    @property
+    def engine(self) -> Engine:
+        if self._template._current is not self:
+            raise RuntimeError("this metadata DB clone is closed, or another clone of its template was opened")
+        return self._template.engine
 
     def install(self) -> None:
         """Point Airflow's engine and session factories at this database."""
@@ -150,10 +182,14 @@ class MetadataDatabase:
     def close(self) -> None:
         from airflow import settings
 
-        if settings.engine is self.engine:
-            settings.dispose_orm(do_log=False)
-        self.engine.dispose()
+        if self._template._current is self:
+            if settings.engine is self._template.engine:
+                settings.dispose_orm(do_log=False)
+            self._template._hand_engine_to(None)
         self._anchor.close()
+
+
+_HANDLED: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def point_airflow_at(engine: Engine) -> None:
@@ -164,7 +200,9 @@ def point_airflow_at(engine: Engine) -> None:
     from airflow.utils.orm_event_handlers import setup_event_handlers
 
     settings.dispose_orm(do_log=False)
-    setup_event_handlers(engine)
+    if engine not in _HANDLED:  # an engine that serves many clones gets Airflow's handlers once
+        setup_event_handlers(engine)
+        _HANDLED.add(engine)
     settings.engine = engine
     settings.NonScopedSession = sessionmaker(engine, autocommit=False, autoflush=False, expire_on_commit=False)
     settings.Session = scoped_session(settings.NonScopedSession)
