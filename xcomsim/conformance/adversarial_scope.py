@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from xcomsim.checks import Observation, ScopeAttempt, require
-from xcomsim.strategies import PullForm, PushForm, adversarial_keys, pull_forms, push_forms
+from xcomsim.strategies import PULL_VIAS, PUSH_VIAS, PullForm, PushForm, adversarial_keys, pull_forms, push_forms
 from xcomsim.strategies import BOOKKEEPING_KEY
 
 guarantee = pytest.mark.xcomsim_guarantee
@@ -205,12 +205,31 @@ class _Scope:
         return ScopeAttempt("push", caller, caller, key, False, _error(raised))
 
 
-def _judge(guarantee_name: str, attempt: ScopeAttempt | None, form: Any) -> None:
+def _judge(guarantee_name: str, attempt: ScopeAttempt | None, form: Any, drawn: bool = True) -> None:
     """Hold one attempt to its scope invariant (None: nothing the backend could be judged on)."""
     if attempt is None:
         return
-    note(f"{form}: {attempt}")
-    require(guarantee_name, Observation(scope_attempts=[attempt]), f"form: {form}")
+    if drawn:
+        note(f"{form}: {attempt}")
+    require(guarantee_name, Observation(scope_attempts=[attempt]),
+            f"form: {form}" + ("" if drawn else " (a directed case, tried before the drawn ones)"))
+
+
+def _forbidden_stored(setup: Any) -> tuple[str, str, str] | None:
+    """A (caller, source, key) the policy forbids although the source stores the key: a read that must fail."""
+    for source in sorted(setup.pushes):
+        for key in sorted(setup.pushes[source]):
+            for caller in sorted(setup.pushes):
+                if not may_pull(setup, caller, source, key):
+                    return caller, source, key
+    return None
+
+
+def _directed_pulls() -> list[PullForm]:
+    """Each form once on the plainest forbidden read, so no form is left to the draw (a hundred examples
+    over seven forms, five task-id shapes and bent keys can miss the one a backend forgot)."""
+    return [PullForm(via=via) for via in PULL_VIAS] + [PullForm(task_ids=shape) for shape in ("list", "list-with-own",
+                                                                                                "generator")]
 
 
 class AdversarialScopeContract:
@@ -224,6 +243,9 @@ class AdversarialScopeContract:
 
         with thread_local_task_state():
             scope = _Scope(scoping, xcomsim_env.backend)
+            forbidden = _forbidden_stored(scoping)
+            for form in _directed_pulls() if forbidden else []:
+                _judge("pull-scope", scope.pull(*forbidden, form), form, drawn=False)
             tasks = st.sampled_from(scope.tasks)
 
             @_EXAMPLES
@@ -241,6 +263,10 @@ class AdversarialScopeContract:
 
         with thread_local_task_state():
             scope = _Scope(scoping, xcomsim_env.backend)
+            forbidden = _forbidden_stored(scoping)
+            for form in [PushForm(via=via) for via in PUSH_VIAS] if forbidden else []:
+                caller, source, key = forbidden  # the caller pushing a key only the source may push
+                _judge("push-scope", scope.push(caller, key, form, "data"), form, drawn=False)
 
             @_EXAMPLES
             @given(caller=st.sampled_from(scope.tasks), key=adversarial_keys(scoping.keys), form=push_forms(),

@@ -18,6 +18,8 @@ from xcomsim.strategies._internal.payloads import (
 )
 from xcomsim.strategies._internal.scope_forms import (
     BOOKKEEPING_KEY,
+    PULL_VIAS,
+    PUSH_VIAS,
     PullForm,
     PushForm,
     adversarial_keys,
@@ -41,6 +43,8 @@ from xcomsim.strategies._internal.workloads import (
 
 __all__ = [
     "BOOKKEEPING_KEY",
+    "PULL_VIAS",
+    "PUSH_VIAS",
     "PullForm",
     "PushForm",
     "adversarial_keys",
