@@ -33,3 +33,15 @@ def clean_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -
     # The checkout first: its code, not whatever copy of xcomsim the interpreter has installed.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     return pytester
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "long: a test of minutes (a whole kit run in a subprocess); scheduled first, see below")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first (after pytest-randomly's shuffle, keeping its order otherwise): under ``-n`` the
+    workers start on them at once and share the short ones, instead of one worker ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 KIT_MODULE = '''
@@ -48,6 +50,7 @@ def test_b_threshold_from_the_previous_test_does_not_leak(xcomsim_env):
 '''
 
 
+@pytest.mark.long
 def test_kit_reports_what_the_objectstorage_backend_keeps(clean_pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", f"{ROOT}:{ROOT / 'tests'}")  # this checkout's xcomsim
     clean_pytester.makepyfile(test_objectstorage_kit=KIT_MODULE)

@@ -71,6 +71,7 @@ SELECTION = ("not agrees_with_the_model and not does_not_block_the_next_try and 
              " and not sweeper_delete_only_their_own and not sweep_racing_pushes")
 
 
+@pytest.mark.long
 def test_every_corpus_backend_gets_its_expected_verdicts(corpus_pytester):
     corpus_pytester.makeconftest(CONFTEST)
     corpus_pytester.makepyfile(test_corpus=MODULE.format(backends=list(EXPECTED)))

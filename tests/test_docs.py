@@ -95,7 +95,7 @@ def test_readme_is_a_front_page_with_the_ci_command():
     # .ci/run takes the first block after the marker as the suite's command.
     after = text.split("<!-- test-command -->", 1)[1]
     command = after.split("```bash\n", 1)[1].split("```", 1)[0].strip()
-    assert command == "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest"
+    assert command == "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest -n auto --dist worksteal"
 
 
 def test_every_docs_page_is_in_the_index():

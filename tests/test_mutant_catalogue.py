@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from xcomsim.mutants.catalogue import CATALOGUE, NOT_YET_BY_THE_KIT, contract_module, selection, verdicts
 from xcomsim.mutants.hardening import HARDENING
 
 
+@pytest.mark.long
 def test_every_mutant_is_caught_by_its_invariant_within_the_budget(clean_pytester, monkeypatch):
     root = Path(__file__).resolve().parent.parent  # import xcomsim from this checkout, not the installed one
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), str(root / "tests")]))

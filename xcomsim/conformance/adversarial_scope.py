@@ -139,6 +139,9 @@ class _Scope:
             return None
         if allowed and raised is not None and (form.run_id_suffix is not None or form.via == "callback"):
             return None
+        if raised is not None and form.run_id_suffix is not None:
+            # An odd run id may be refused at whichever source is checked first: it names that one.
+            judged = next((s for s in sources if s in str(raised)), judged)
         stored = any(key in self.setup.pushes.get(s, set()) for s in sources)
         if allowed and raised is not None and not stored and not _passed_through(raised, self.packages):
             return None  # Airflow's own "not found" (XComArg.resolve of a key nobody pushed): not a refusal
@@ -177,6 +180,30 @@ class _Scope:
         how = {} if form.map_indexes == "omit" else {"map_indexes": form.map_indexes}
         return ti.xcom_pull(task_ids=task_ids, dag_id=dag_id, key=key, run_id=run_id,
                             include_prior_dates=form.include_prior_dates, **how)  # fmt: skip
+
+    def traverse(self, caller: str, source: str, key: str) -> ScopeAttempt | None:
+        """The unquoted-URL read: ``caller`` pulls a key of its own with a run id ending in ``/{source}/{key}?``.
+
+        The task SDK puts run ids into Execution API URLs unquoted, so unless the backend refuses such a
+        run id the request lands on ``source``'s ``key`` in the real run. A refusal must name the caller
+        and its key; getting the victim's value back is a forbidden read; anything else is not judged.
+        """
+        own = min(self.setup.pushes.get(caller) or {None})  # type: ignore[type-var]
+        if own is None:
+            return None
+        raised, got = None, None
+        try:
+            with self.handles[caller].active() as ti:
+                got = ti.xcom_pull(task_ids=caller, key=own, run_id=f"{ti.run_id}/{source}/{key}?")
+        except Exception as exc:  # noqa: BLE001 - judged by the invariant
+            raised = exc
+        if raised is not None:
+            if not _passed_through(raised, self.packages):
+                return None  # Airflow's own failure: nothing was read
+            return ScopeAttempt("pull", caller, caller, own, False, _error(raised))
+        if got == f"{source}:{key}":
+            return ScopeAttempt("pull", caller, source, key, False, None)
+        return None
 
     def push(self, caller: str, key: str, form: PushForm, value: Any) -> ScopeAttempt | None:
         """A push the policy forbids, in a new DAG run (one wrongly let through must not meet push-once on replay).
@@ -225,6 +252,17 @@ def _forbidden_stored(setup: Any) -> tuple[str, str, str] | None:
     return None
 
 
+def _traversals(setup: Any) -> list[tuple[str, str, str]]:
+    """One (caller, source, key) for the unquoted-URL read: a caller that stores a key of its own, and a
+    key stored by another task that the caller may not read."""
+    for caller in sorted(t for t in setup.pushes if setup.pushes[t]):
+        for source in sorted(setup.pushes):
+            for key in sorted(setup.pushes[source]):
+                if source != caller and not may_pull(setup, caller, source, key):
+                    return [(caller, source, key)]
+    return []
+
+
 def _directed_pulls() -> list[PullForm]:
     """Each form once on the plainest forbidden read, so no form is left to the draw (a hundred examples
     over seven forms, five task-id shapes and bent keys can miss the one a backend forgot)."""
@@ -246,6 +284,8 @@ class AdversarialScopeContract:
             forbidden = _forbidden_stored(scoping)
             for form in _directed_pulls() if forbidden else []:
                 _judge("pull-scope", scope.pull(*forbidden, form), form, drawn=False)
+            for caller, source, key in _traversals(scoping):
+                _judge("pull-scope", scope.traverse(caller, source, key), f"run_id+'/{source}/{key}?'", drawn=False)
             tasks = st.sampled_from(scope.tasks)
 
             @_EXAMPLES
