@@ -82,3 +82,12 @@ def test_two_runs_in_one_test_keep_both(xcomsim_env):
     second = xcomsim_env.run_dag(probe_dag)
     assert first.run_id != second.run_id
     assert _counts(xcomsim_env)["dag_run"] == 2
+
+
+def test_every_clone_gets_airflows_connection_settings(xcomsim_env):
+    """The engine outlives each clone (its statement cache is shared): Airflow's per-connection PRAGMAs
+    (foreign keys on, so deleting a run cascades to its XCom rows) must reach every clone's connections."""
+    for _ in range(2):
+        with xcomsim_env.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        xcomsim_env.reset()

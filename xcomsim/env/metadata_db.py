@@ -96,7 +96,7 @@ class _LeasedPool(QueuePool):
         return self.__class__(
             self._creator, lease or self._lease, recycle=self._recycle, echo=self.echo,
             logging_name=self._orig_logging_name, reset_on_return=self._reset_on_return, pre_ping=self._pre_ping,
-            dialect=self._dialect,
+            dialect=self._dialect, _dispatch=self.dispatch,  # the engine's pool events (Airflow's PRAGMAs) stay
         )  # fmt: skip
 
 
