@@ -11,6 +11,12 @@ from xcomsim.conformance.verdict import Verdicts
 _verdicts: dict[str, Verdicts] = {}
 _HYPOTHESIS_FAILURE = ("Falsifying example", "Failing test case", "reproduce_failure")
 _BACKEND = pytest.StashKey[str]()
+_REPLAY = "xcomsim: replay"
+
+
+def collected() -> list[Verdicts]:
+    """The verdicts of this session so far, one per backend (what the table and the HTML report show)."""
+    return list(_verdicts.values())
 
 
 def _backend(item: pytest.Item) -> str:
@@ -55,7 +61,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     report = yield
     kit_test = item.get_closest_marker("xcomsim_guarantee") is not None
     if report.failed and report.when == "call" and (kit_test or any(m in report.longreprtext for m in _HYPOTHESIS_FAILURE)):
-        report.sections.append(("xcomsim: replay", _replay_command(item)))
+        report.sections.append((_REPLAY, _replay_command(item)))
     marker = item.get_closest_marker("xcomsim_guarantee")
     if marker is not None:
         report.xcomsim_guarantee = (marker.args, item.stash.get(_BACKEND, None) or _backend(item))  # type: ignore[attr-defined]
@@ -83,7 +89,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         for name in names:
             verdicts.record(name, "skipped", reason.removeprefix("Skipped: "))
     elif report.failed:
-        verdicts.record_failure(names, report.longreprtext, from_model="xcomsim_judged" in found)
+        replay = next((text.strip() for title, text in report.sections if title == _REPLAY), None)
+        verdicts.record_failure(names, report.longreprtext, from_model="xcomsim_judged" in found, replay=replay)
     else:
         for name in names:
             verdicts.record(name, "passed")

@@ -8,6 +8,7 @@ saying so, where it is absent. It saves a screenshot and prints its path in the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -72,7 +73,8 @@ def _parsed(page: str) -> _Elements:
 def _verdicts() -> Verdicts:
     verdicts = Verdicts("team_xcom.TeamXCom")
     verdicts.record("push-once", "passed")
-    verdicts.record_failure(("exactly-one-claim-winner",), "InvariantViolation: [exactly-one-claim-winner]\n" + TIMELINE)
+    verdicts.record_failure(("exactly-one-claim-winner",), "InvariantViolation: [exactly-one-claim-winner]\n" + TIMELINE,
+                            replay="pytest --xcomsim --xcomsim-replay 'tests/test_mine.py::TestMine::test_claim_races'")
     verdicts.record("no-lost-claim", "skipped", "not claimed: override the 'claim_store' fixture")
     return verdicts
 
@@ -94,12 +96,8 @@ def page_data(run_dag) -> dict:
         fail(produce())
 
     result = run_dag(dag)
+    # The verdict keeps the whole failure beside its short counterexample: the timeline is read from it.
     verdicts = html_report.verdict_entries([_verdicts()])
-    # The kit's verdict keeps a short counterexample; the full timeline and replay command come with it
-    # when the kit provides them (the "timeline" and "replay" keys of the page's data).
-    (broken,) = [g for g in verdicts[0]["guarantees"] if g["verdict"] == "broken"]
-    broken["timeline"] = html_report.parse_timeline(TIMELINE)
-    broken["replay"] = "pytest --xcomsim --xcomsim-replay 'tests/test_mine.py::TestMine::test_claim_races'"
     return {
         "title": "xcomsim report: demo",
         "runs": [html_report.run_entry("tests/test_report_html.py::demo", result)],
@@ -153,3 +151,24 @@ def test_report_opens_in_a_headless_browser(page_data, tmp_path, request):
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"xcomsim report screenshot: {shot}")
+
+
+def test_a_kit_counterexample_reaches_the_page_as_swim_lanes(clean_pytester):
+    """A real kit run on a broken claim store: the page draws the interleaving the kit found and its replay."""
+    clean_pytester.makepyfile(test_kit="""
+import pytest
+from xcomsim.conformance import XComBackendContract
+
+@pytest.mark.xcomsim(backend="xcomsim.mutants.backends.CheckThenActClaimsXCom")
+class TestCheckThenAct(XComBackendContract):
+    pass
+""")
+    result = clean_pytester.runpytest_subprocess("--xcomsim", "-p", "no:randomly", "--xcomsim-profile=ci",
+                                                 "-k", "test_claim_races", "--xcomsim-report=report.html")
+    assert re.search(r"exactly-one-claim-winner\s+broken", result.stdout.str()), result.stdout.str()[-3000:]
+    page = (clean_pytester.path / "report.html").read_text()
+    doc = _parsed(page)
+    assert len(doc.having("svg", "swimlanes")) == 1 and len(doc.having("g", "violating")) == 1, page[-3000:]
+    assert len(doc.having("rect", "lane")) >= 2 and len(doc.having("g", "step")) >= 2  # a race: two workers
+    (replay,) = [line for line in page.splitlines() if 'class="replay"' in line]
+    assert "--xcomsim-backend" not in replay and "test_claim_races" in replay

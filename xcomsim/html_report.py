@@ -91,26 +91,33 @@ def verdict_entries(verdicts: Iterable[Any]) -> list[dict[str, Any]]:
         guarantees = []
         for name, entry in per_backend.guarantees.items():
             detail = entry.counterexample if entry.verdict == "broken" else entry.reason
-            timeline = getattr(entry, "timeline", None) or parse_timeline(getattr(entry, "detail", "") or
-                                                                          entry.counterexample or "")
+            timeline = parse_timeline(entry.detail or entry.counterexample) if entry.verdict == "broken" else []
             guarantees.append({"name": name, "verdict": entry.verdict, "detail": detail or "",
-                               "replay": getattr(entry, "replay", None), "timeline": timeline})  # fmt: skip
+                               "replay": entry.replay, "timeline": timeline})  # fmt: skip
         entries.append({"backend": per_backend.backend, "guarantees": guarantees})
     return entries
 
 
-_STEP = re.compile(r"^\s*(\d+)\s{2,}(\S+)\s{2,}(.+?)\s{2,}(.+?)\s*$")
+_STEP = re.compile(r"^(?:E\s)?\s*(\d+)  (.+)$")  # the step number, then fixed-width columns (E: pytest's prefix)
 
 
 def parse_timeline(text: str) -> list[dict[str, Any]]:
-    """The race scheduler's printed timeline (``step worker operation io`` lines) as steps; [] if none."""
-    steps = []
+    """The race scheduler's printed timeline as steps; [] if none.
+
+    ``Timeline.describe`` prints ``step  worker(10) operation(34) io``; a failure may print several (each
+    example Hypothesis tried): the last one is the counterexample.
+    """
+    steps: list[dict[str, Any]] = []
     for line in text.splitlines():
-        match = _STEP.match(line)
-        if match:
-            io = match.group(4)
-            steps.append({"step": int(match.group(1)), "worker": match.group(2), "operation": match.group(3),
-                          "io": io, "fault": _fault(io), "crash": "crash" in io.lower(), "violating": False})  # fmt: skip
+        match = _STEP.match(line.rstrip())
+        if not match or len(match.group(2)) < 47 or match.group(2)[10] != " ":
+            continue
+        number, rest = int(match.group(1)), match.group(2)
+        if number == 0:
+            steps = []
+        io = rest[46:].strip().removeprefix(". ")
+        steps.append({"step": number, "worker": rest[:10].strip(), "operation": rest[11:45].strip(), "io": io,
+                      "fault": _fault(io), "crash": "crash" in io.lower(), "violating": False})  # fmt: skip
     if steps:
         steps[-1]["violating"] = True  # the scheduler stops at the step that broke the invariant
     return steps

@@ -26,6 +26,8 @@ class GuaranteeVerdict:
     first_failure: int | None = None  # the example at which a property first failed, if it said
     inherited: list[str] = field(default_factory=list)  # failures Airflow's own BaseXCom shares
     shown_from_model: bool = False  # the counterexample shown is the model test's (a targeted one is clearer)
+    detail: str = ""  # the whole failure the counterexample was cut from (its interleaving, for a report)
+    replay: str | None = None  # the command that reruns that failure, when the plugin gave one
 
     @property
     def verdict(self) -> str:
@@ -47,7 +49,8 @@ class Verdicts:
         """A collected test will judge ``name``: it is listed even if the run stops before it."""
         self.guarantees.setdefault(name, GuaranteeVerdict(name))
 
-    def record(self, name: str, outcome: str, detail: str = "", from_model: bool = False) -> None:
+    def record(self, name: str, outcome: str, detail: str = "", from_model: bool = False,
+               replay: str | None = None) -> None:
         entry = self.guarantees.setdefault(name, GuaranteeVerdict(name))
         if outcome == "passed":
             entry.passed += 1
@@ -55,6 +58,7 @@ class Verdicts:
             entry.failed += 1
             if not entry.counterexample or (entry.shown_from_model and not from_model):
                 entry.counterexample, entry.shown_from_model = _counterexample(detail), from_model
+                entry.detail, entry.replay = detail, replay
             first = _FIRST.search(detail)
             if first and entry.first_failure is None:
                 entry.first_failure = int(first.group(1))
@@ -67,7 +71,8 @@ class Verdicts:
         if line not in entry.inherited:
             entry.inherited.append(line)
 
-    def record_failure(self, names: tuple[str, ...], detail: str, from_model: bool = False) -> None:
+    def record_failure(self, names: tuple[str, ...], detail: str, from_model: bool = False,
+                       replay: str | None = None) -> None:
         """A failed test of several guarantees breaks the one its ``[invariant]`` message names, else all."""
         named = [n for n in names if f"[{n}]" in detail]
         harness = next((mark for mark in HARNESS_FAILURES if mark in detail), None)
@@ -75,7 +80,7 @@ class Verdicts:
             self.harness.append(f"{harness} in a test of {', '.join(names)}: no verdict drawn from it")
             return
         for name in named or names:
-            self.record(name, "failed", detail, from_model)
+            self.record(name, "failed", detail, from_model, replay)
 
     def ordered(self) -> list[GuaranteeVerdict]:
         rank = {name: index for index, name in enumerate(ORDER)}
