@@ -58,3 +58,28 @@ def test_the_exposed_clients_are_ready(xcomsim_env):
     assert xcomsim_env.redis.ping()
     buckets = [b["Name"] for b in xcomsim_env.s3.list_buckets()["Buckets"]]
     assert xcomsim_env.bucket in buckets  # a shared S3 endpoint holds other tests' buckets too
+
+
+def test_the_embedded_redis_sends_a_large_reply_whole_to_a_slow_client(xcomsim_env):
+    """A 16 MiB value read by a client that waits before reading: the reply arrives whole (fakeredis alone
+    sent it on a non-blocking socket and failed half-way with BlockingIOError)."""
+    import socket
+    import time
+
+    server = xcomsim_env.simulation.redis
+    if not hasattr(server, "_server"):
+        import pytest
+
+        pytest.skip("a real redis-server sends its own replies")
+    value = b"x" * (16 * 1024 * 1024)
+    xcomsim_env.redis.set("big", value)
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n")
+        time.sleep(0.5)  # the server fills the socket buffer and must wait, not fail
+        whole = {b"+" + value + b"\r\n", b"$%d\r\n" % len(value) + value + b"\r\n"}  # simple or bulk string
+        received = bytearray()
+        while len(received) < len(value) or not received.endswith(b"\r\n"):
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"the server closed after {len(received)} bytes: {bytes(received[:80])!r}"
+            received += chunk
+    assert bytes(received) in whole
