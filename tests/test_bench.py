@@ -143,6 +143,7 @@ def test_bench_command_prints_one_table_and_writes_json(tmp_path):
     assert set(backends) == {"airflow-db", "exclusive-inline", "exclusive-s3", "exclusive-redis", "custom"}
     assert "NoSuchBucket" in backends.pop("custom")["error"]
     for entry in backends.values():
+        assert "error" not in entry, entry  # a standard row that failed says why
         assert entry["payload_bytes"] == 1024 * 1024
         assert 0 < entry["pull"]["p50_ms"] <= entry["pull"]["p99_ms"] <= entry["pull"]["max_ms"]
         assert entry["pull"]["n"] == 4 and entry["ops_per_s"] > 0

@@ -61,5 +61,6 @@ class ConcurrentLoad:
             thread.join()
         elapsed = time.perf_counter() - started
         if errors:
-            raise RuntimeError(f"{len(errors)} worker(s) failed; the first:\n{errors[0]}")
+            cause = errors[0].strip().splitlines()[-1]  # the exception line: what one-line reports keep
+            raise RuntimeError(f"{len(errors)} worker(s) failed; the first: {cause}\n{errors[0]}")
         return Batch(len(self.probes), 2 * self.pairs * len(self.probes), elapsed)
