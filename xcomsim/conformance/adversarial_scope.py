@@ -133,7 +133,8 @@ class _Scope:
             raised = exc
         if form.via == "lazy_sequence" and raised is None and got == []:
             return None  # the source stored nothing under the key: nothing was read, nothing to judge
-        if not allowed and raised is not None and not _passed_through(raised, self.packages):
+        reached = raised is not None and _passed_through(raised, self.packages)  # the backend saw the attempt
+        if not allowed and raised is not None and not reached:
             # Airflow failed the request before the backend saw it (the task SDK's unquoted URLs: a key
             # with "/" or "é" breaks its Execution API call or its in-process transport): nothing was read.
             return None
@@ -143,7 +144,7 @@ class _Scope:
             # An odd run id may be refused at whichever source is checked first: it names that one.
             judged = next((s for s in sources if s in str(raised)), judged)
         stored = any(key in self.setup.pushes.get(s, set()) for s in sources)
-        if allowed and raised is not None and not stored and not _passed_through(raised, self.packages):
+        if allowed and raised is not None and not stored and not reached:
             return None  # Airflow's own "not found" (XComArg.resolve of a key nobody pushed): not a refusal
         return ScopeAttempt("pull", caller, judged, key, allowed, _error(raised), caller_known=form.via != "callback")
 
@@ -242,25 +243,19 @@ def _judge(guarantee_name: str, attempt: ScopeAttempt | None, form: Any, drawn: 
             f"form: {form}" + ("" if drawn else " (a directed case, tried before the drawn ones)"))
 
 
-def _forbidden_stored(setup: Any) -> tuple[str, str, str] | None:
-    """A (caller, source, key) the policy forbids although the source stores the key: a read that must fail."""
+def _forbidden_reads(setup: Any) -> Iterator[tuple[str, str, str]]:
+    """Each (caller, source, key) the policy forbids although the source stores the key: reads that must fail."""
     for source in sorted(setup.pushes):
         for key in sorted(setup.pushes[source]):
             for caller in sorted(setup.pushes):
                 if not may_pull(setup, caller, source, key):
-                    return caller, source, key
-    return None
+                    yield caller, source, key
 
 
 def _traversals(setup: Any) -> list[tuple[str, str, str]]:
-    """One (caller, source, key) for the unquoted-URL read: a caller that stores a key of its own, and a
-    key stored by another task that the caller may not read."""
-    for caller in sorted(t for t in setup.pushes if setup.pushes[t]):
-        for source in sorted(setup.pushes):
-            for key in sorted(setup.pushes[source]):
-                if source != caller and not may_pull(setup, caller, source, key):
-                    return [(caller, source, key)]
-    return []
+    """One forbidden read for the unquoted-URL attempt: its caller must store a key of its own to name."""
+    found = next((r for r in _forbidden_reads(setup) if r[0] != r[1] and setup.pushes[r[0]]), None)
+    return [found] if found else []
 
 
 def _directed_pulls() -> list[PullForm]:
@@ -281,7 +276,7 @@ class AdversarialScopeContract:
 
         with thread_local_task_state():
             scope = _Scope(scoping, xcomsim_env.backend)
-            forbidden = _forbidden_stored(scoping)
+            forbidden = next(_forbidden_reads(scoping), None)
             for form in _directed_pulls() if forbidden else []:
                 _judge("pull-scope", scope.pull(*forbidden, form), form, drawn=False)
             for caller, source, key in _traversals(scoping):
@@ -303,7 +298,7 @@ class AdversarialScopeContract:
 
         with thread_local_task_state():
             scope = _Scope(scoping, xcomsim_env.backend)
-            forbidden = _forbidden_stored(scoping)
+            forbidden = next(_forbidden_reads(scoping), None)
             for form in [PushForm(via=via) for via in PUSH_VIAS] if forbidden else []:
                 caller, source, key = forbidden  # the caller pushing a key only the source may push
                 _judge("push-scope", scope.push(caller, key, form, "data"), form, drawn=False)
