@@ -53,3 +53,12 @@ def test_a_session_that_outlives_its_limit_is_an_error(tmp_path: Path) -> None:
     tool = peers.Tool("slow", lambda dag_id, n: {}, ("-q", "-p", "no:randomly", "-p", "no:xcomsim"))
     with pytest.raises(RuntimeError, match="did not finish within 3s"):
         peers.run_session(tmp_path, tool, 1, limit=3)
+
+
+def test_a_session_ignores_the_callers_addopts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI's second tier exports xcomsim's service flags; a peer session with xcomsim switched off
+    would refuse them as unknown arguments."""
+    (tmp_path / "test_session.py").write_text("def test_run_0():\n    pass\n")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--xcomsim-db=postgresql://nobody@127.0.0.1:1/postgres")
+    tool = peers.Tool("plain", lambda dag_id, n: {}, ("-q", "-p", "no:randomly", "-p", "no:xcomsim"))
+    assert peers.run_session(tmp_path, tool, 1) > 0

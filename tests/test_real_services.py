@@ -131,6 +131,47 @@ def test_mask_url():
     assert mask_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"
 
 
+def _server_answering(*errors: str):
+    """A PostgresServer whose statements fail with ``errors`` in turn, then succeed."""
+    from xcomsim.env.postgres_db import PostgresServer
+
+    server = object.__new__(PostgresServer)
+    sent: list[str] = []
+
+    def execute(statement: str) -> None:
+        sent.append(statement)
+        if len(sent) <= len(errors):
+            raise ServiceError(f"xcomsim db x: {statement!r} failed: {errors[len(sent) - 1]}")
+
+    server.execute = execute  # type: ignore[method-assign]
+    return server, sent
+
+
+AUTOVACUUM = "must be a member of the role whose process is being terminated or member of pg_signal_backend"
+
+
+def test_a_drop_waits_for_an_autovacuum_worker_it_may_not_end():
+    """Seen in CI: a non-superuser's DROP ... WITH (FORCE) cannot end the superuser's autovacuum worker."""
+    server, sent = _server_answering(AUTOVACUUM, AUTOVACUUM)
+    server.drop_database("xcomsim_t_1")
+    assert sent == ['DROP DATABASE IF EXISTS "xcomsim_t_1" WITH (FORCE)'] * 3
+
+
+def test_a_drop_that_stays_blocked_or_fails_otherwise_is_an_error(monkeypatch):
+    from xcomsim.env import postgres_db
+
+    server, sent = _server_answering("permission denied to drop database")
+    with pytest.raises(ServiceError, match="permission denied"):
+        server.drop_database("xcomsim_t_1")
+    assert len(sent) == 1  # not retried: waiting cannot mend it
+    monkeypatch.setattr(postgres_db, "DROP_WAIT", 0.3)
+    server, sent = _server_answering(*[AUTOVACUUM] * 1000)
+    started = time.monotonic()
+    with pytest.raises(ServiceError, match="pg_signal_backend"):
+        server.drop_database("xcomsim_t_1")
+    assert time.monotonic() - started < 5 and len(sent) > 1
+
+
 def test_a_marker_cannot_move_a_test_to_another_server(xcomsim_simulation):
     with pytest.raises(ConfigError, match="belong to the session"):
         with xcomsim_simulation.environment(db_url="postgresql+psycopg://u@h/db"):

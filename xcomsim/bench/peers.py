@@ -13,6 +13,7 @@ Run: ``python -m xcomsim.bench.peers [--rounds 5] [--tests 20] [--dag small|ten|
 from __future__ import annotations
 
 import argparse
+import os
 import importlib.util
 import statistics
 import subprocess
@@ -155,10 +156,13 @@ SESSION_LIMIT = 1800.0  # seconds one session may take before it is reported stu
 
 def run_session(folder: Path, tool: Tool, n: int, limit: float = SESSION_LIMIT) -> float:
     """Wall seconds of one whole pytest process; raises if any test did not pass or it outlived ``limit``."""
+    # Each tool runs on its own arguments only: options the caller's shell adds (PYTEST_ADDOPTS,
+    # an xdist worker's variables) would be foreign to two of the three sessions.
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS" and not k.startswith("PYTEST_XDIST_")}
     started = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "pytest", *tool.args], cwd=folder, capture_output=True,
-                              text=True, timeout=limit)  # fmt: skip
+                              text=True, timeout=limit, env=env)  # fmt: skip
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"{tool.name} session in {folder} did not finish within {limit:g}s") from None
     elapsed = time.perf_counter() - started

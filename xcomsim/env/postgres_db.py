@@ -32,6 +32,9 @@ CONNECT_TIMEOUT = 5
 POOL_SIZE = 10
 MAX_OVERFLOW = 20
 MIN_SERVER_VERSION = 130000  # DROP DATABASE ... WITH (FORCE)
+DROP_WAIT = 30.0  # seconds a drop waits for sessions it may not end (autovacuum) to leave
+# What the server says while a session we may not terminate is still in the database.
+_BUSY = ("pg_signal_backend", "is being accessed by other users")
 
 
 def _quote(name: str) -> str:
@@ -127,7 +130,22 @@ class PostgresServer:
         self.execute(statement)
 
     def drop_database(self, name: str) -> None:
-        self.execute(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+        """Drop ``name`` and end its sessions; waits (bounded) for an autovacuum worker to leave it.
+
+        FORCE may only end sessions of our own role: an autovacuum worker runs as the
+        bootstrap superuser, so a role without ``pg_signal_backend`` cannot end it and the
+        drop fails until the worker is done (milliseconds on a test's database).
+        """
+        statement = f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)"
+        deadline = time.monotonic() + DROP_WAIT
+        while True:
+            try:
+                self.execute(statement)
+                return
+            except ServiceError as exc:
+                if not any(m in str(exc) for m in _BUSY) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.05)
 
     def engine(self, database: str, **pool: Any) -> Engine:
         return create_engine(self.url_of(database), connect_args=self._connect_args(), future=True, **pool)
