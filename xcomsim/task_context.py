@@ -154,6 +154,8 @@ class TaskHandle:
         from airflow.sdk import timezone
         from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        from xcomsim.env import execution_api
         from airflow.utils.session import create_session
         from airflow.utils.state import TaskInstanceState
 
@@ -166,7 +168,7 @@ class TaskHandle:
             session.flush()
             sdk_ti = _sdk_task_instance(row)
         self.try_number = sdk_ti.try_number
-        client = InProcessTestSupervisor._api_client(self.dag)
+        client = execution_api.client(self.dag)
         supervisor = InProcessTestSupervisor(
             id=sdk_ti.id, pid=os.getpid(), process=_process(), process_log=_logger(), client=client
         )

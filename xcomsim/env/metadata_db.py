@@ -6,9 +6,12 @@ clone is a named shared-cache in-memory database, so every thread (Airflow's
 in-process Execution API serves requests from another one) reaches the same data
 through its own connection; an anchor connection keeps it alive until the test ends.
 
-The pool lends connections to one thread at a time, so concurrent threads each get
-whole transactions, never interleaved statements. The thread that holds the lease
-may borrow again: Airflow's API handlers open a second session inside a request
+The pool lends connections to one holder at a time, so concurrent holders each get
+whole transactions, never interleaved statements. A holder is a thread, or one
+request to the in-process Execution API (``REQUEST``): FastAPI runs a request's
+route and its session dependency's teardown (the commit) on pool threads that may
+serve another request in between, so a thread is not a request. The holder of the
+lease may borrow again: Airflow's API handlers open a second session inside a request
 (``trigger_dag`` looks for a duplicate run through its own session), and with one
 connection in all that nested borrow would wait on itself. Connections read
 uncommitted data, so such a nested session sees the outer one's writes instead of
@@ -27,6 +30,7 @@ import threading
 import time
 import uuid
 import weakref
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +39,20 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool
 
 BORROW_TIMEOUT = 60.0
-# Sessions one thread may hold open at once (a request inside a request inside ...).
+# Sessions one holder may hold open at once (a request inside a request inside ...).
 NESTED_BORROWS = 4
+# The Execution API request being served, set per request by ``xcomsim.env.execution_api``;
+# pool threads copy it into each call they make for that request.
+REQUEST: ContextVar[object | None] = ContextVar("xcomsim_api_request", default=None)
+
+
+def _holder() -> object:
+    return REQUEST.get() or threading.get_ident()
 
 
 class _Lease:
-    """Which thread may use the database now; that thread may take it again (re-entrant by count).
+    """Which holder (an API request, else a thread) may use the database now; it may take it
+    again (re-entrant by count).
 
     Not an RLock: a FastAPI dependency may hand a session back from another thread
     than the one that opened it, and the lease must still end.
@@ -49,16 +61,16 @@ class _Lease:
     def __init__(self, timeout: float):
         self.timeout = timeout
         self._cond = threading.Condition()
-        self._owner: int | None = None
+        self._owner: object | None = None
         self._count = 0
 
     def acquire(self) -> None:
-        me = threading.get_ident()
+        me = _holder()
         with self._cond:
-            if not self._cond.wait_for(lambda: self._owner in (None, me), timeout=self.timeout):
+            if not self._cond.wait_for(lambda: self._owner is None or self._owner == me, timeout=self.timeout):
                 raise PoolTimeoutError(
-                    f"the test's metadata DB stayed with another thread for {self.timeout:g}s "
-                    "(a thread holds a session open while waiting on one that needs the DB)"
+                    f"the test's metadata DB stayed with another holder for {self.timeout:g}s "
+                    "(a thread or request holds a session open while waiting on one that needs the DB)"
                 )
             self._owner = me
             self._count += 1

@@ -105,10 +105,10 @@ def _warm_up_execution_api() -> None:
     global _warm
     if _warm:
         return
-    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+    from xcomsim.env import execution_api
 
     try:
-        InProcessTestSupervisor._api_client().get("health")
+        execution_api.client().get("health")
     except Exception:  # only a warm-up: the run itself reports what is wrong
         pass
     _warm = True

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from xcomsim.env import execution_api
 from xcomsim.errors import ConfigError
 from xcomsim.runner.clock import Deadline, RunTimeout, VirtualClock, run_coroutine
 from xcomsim.runner.store import BUNDLE_NAME
@@ -53,6 +54,7 @@ def run_in_process(ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
     from airflow.utils.session import create_session
     from airflow.utils.state import State, TaskInstanceState
 
+    execution_api.mark_requests()  # run_task_in_process takes Airflow's client itself
     while True:
         ti.set_state(TaskInstanceState.QUEUED)
         sdk_ti = sdk_task_instance(ti)
@@ -123,7 +125,7 @@ def _run_trigger(trigger: Any, sdk_ti: Any, timeout: float | None, ctx: RunConte
         pid=psutil.Process().pid,
         process=psutil.Process(),
         process_log=structlog.get_logger(logger_name="task").bind(),
-        client=InProcessTestSupervisor._api_client(),
+        client=execution_api.client(),
     )
     supervisor.comms = InProcessSupervisorComms(supervisor=supervisor)
 
@@ -166,7 +168,7 @@ class WorkerProcess:
 
     def __call__(self, ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
         from airflow.sdk.api.datamodels._generated import BundleInfo
-        from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor, supervise_task
+        from airflow.sdk.execution_time.supervisor import supervise_task
         from airflow.utils.state import TaskInstanceState
 
         ti.set_state(TaskInstanceState.QUEUED)
@@ -177,7 +179,7 @@ class WorkerProcess:
                 bundle_info=BundleInfo(name=BUNDLE_NAME, version=None),
                 dag_rel_path=self.rel_path,
                 token="",
-                client=InProcessTestSupervisor._api_client(self.dag),
+                client=execution_api.client(self.dag),
                 log_path=str(log_path),
             )
         return _failure_from_log(log_path)
