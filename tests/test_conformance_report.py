@@ -63,3 +63,16 @@ def test_verdicts_keep_every_story_line_and_the_model_claims_only_what_is_judged
     assert table.count("state.push(key='k0', value=1)") == 2  # the second push is the story
     assert table.index("push-once") < table.index("exactly-one-claim-winner") < table.index("no-lost-claim")
     assert "round-trip-exact" not in table  # the failure named its invariant
+
+
+def test_a_guarantee_the_kit_could_not_test_is_not_run_with_its_reason():
+    """Not "not claimed": the backend may keep it; the kit could not learn what it needed to test it."""
+    from xcomsim.conformance.verdict import CANNOT_TEST, Verdicts
+
+    verdicts = Verdicts("b")
+    verdicts.record("purge-deletes-only-its-own", "skipped", f"{CANNOT_TEST}the row names no object")
+    verdicts.record("gc-safe-with-inflight-pushes", "skipped", "not claimed: no sweeper")
+    lines = [line.split() for line in verdicts.table().splitlines()]
+    at = lines.index(["purge-deletes-only-its-own", "not", "run"])
+    assert " ".join(lines[at + 1]) == f"{CANNOT_TEST}the row names no object"
+    assert ["gc-safe-with-inflight-pushes", "not", "claimed"] in lines

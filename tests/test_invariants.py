@@ -131,7 +131,7 @@ def test_purge_deletes_only_its_own():
     foreign = frozenset({"s3://b/data-lake/t.parquet", "redis:app:session"})
     gone = Observation(objects={"redis:app:session": 3, "s3://b/xcom/values/1": 10}, foreign=foreign)
     assert violations("purge-deletes-only-its-own", gone) == [
-        "1 object(s) that are no XCom's own were deleted: ['s3://b/data-lake/t.parquet']"
+        "1 object(s) that were not the deleted XCom's own were deleted: ['s3://b/data-lake/t.parquet']"
     ]
     kept = Observation(objects={"redis:app:session": 3, "s3://b/data-lake/t.parquet": 5}, foreign=foreign)
     assert violations("purge-deletes-only-its-own", kept) == []

@@ -270,7 +270,7 @@ def _retry_can_push(obs: Observation) -> list[str]:
 def _purge_deletes_only_its_own(obs: Observation) -> list[str]:
     obs.need("purge-deletes-only-its-own", "objects", "foreign")
     gone = sorted(n for n in obs.foreign or () if n not in (obs.objects or {}))
-    return [f"{len(gone)} object(s) that are no XCom's own were deleted: {gone[:3]}"] if gone else []
+    return [f"{len(gone)} object(s) that were not the deleted XCom's own were deleted: {gone[:3]}"] if gone else []
 
 
 def _gc_safe_with_inflight_pushes(obs: Observation) -> list[str]:

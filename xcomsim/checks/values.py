@@ -24,8 +24,12 @@ def same(a: Any, b: Any) -> bool:
 
 
 def object_key(name: str) -> str:
-    """The key inside its store of an object named ``s3://bucket/key`` or ``redis:key``."""
-    return name.split("/", 3)[3] if name.startswith("s3://") else name.removeprefix("redis:")
+    """The key of ``s3://bucket/key``, ``redis[/N]:key`` or ``file:///path`` inside its store."""
+    if name.startswith("s3://"):
+        return name.split("/", 3)[3]
+    if name.startswith("redis"):
+        return name.partition(":")[2]
+    return name.removeprefix("file://")
 
 
 def references(row_value: Any, bucket: str) -> set[str]:

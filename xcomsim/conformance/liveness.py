@@ -32,6 +32,7 @@ from __future__ import annotations
 import importlib
 import itertools
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -40,6 +41,7 @@ from hypothesis import strategies as st
 
 from xcomsim.checks import Observation, require
 from xcomsim.checks.values import object_key
+from xcomsim.conformance.verdict import CANNOT_TEST
 from xcomsim.conformance.offload import offload_threshold
 from xcomsim.conformance.stores import read_rows
 from xcomsim.scheduler import first_runnable, hypothesis_chooser, stop_at_harness_errors
@@ -110,6 +112,73 @@ def _start(dag: Any) -> Any:
 
 def _offloaded_size(offload: Any) -> int | None:
     return None if offload is None else int(offload[1]) * 4
+
+
+@dataclass(frozen=True)
+class _Learned:
+    key: str  # the XCom key pushed
+    name: str  # the object its push wrote (as store_sizes names it)
+    token: str  # the part of that name its row holds
+
+
+def _learn(env: Any, handle: Any, key: str, value: Any) -> _Learned:
+    """Push ``key`` for real and learn which object it wrote and how its row names that object."""
+    from xcomsim.conformance.references import token_in
+    from xcomsim.conformance.stores import store_sizes
+
+    before = set(store_sizes(env))
+    with handle.active() as ti:
+        ti.xcom_push(key=key, value=value)
+    row = next(r for r in env.xcom_rows() if r["run_id"] == handle.run_id and r["key"] == key)
+    new = sorted(set(store_sizes(env)) - before)
+    if not new:
+        pytest.skip(f"not claimed: a push of {len(value)} characters wrote no object to any store, so purge has "
+                    "nothing of its own to delete")  # fmt: skip
+    named = [(name, token) for name in new if (token := token_in(row["value"], name))]
+    if not named:
+        pytest.skip(f"{CANNOT_TEST}the row {str(row['value'])[:80]!r} names none of the objects the push wrote "
+                    f"{new[:3]} (by key, file name or stem), so no reference can be forged")  # fmt: skip
+    name, token = max(named, key=lambda nt: len(nt[1]))
+    return _Learned(key, name, token)
+
+
+def _beside(name: str) -> tuple[str, ...]:
+    """A user's objects in the same store as ``name`` (same bucket, Redis DB or folder)."""
+    if name.startswith("s3://"):
+        bucket = name.split("/", 3)[2]
+        return tuple(f"s3://{bucket}/{k}" for k in FOREIGN_S3_KEYS)
+    if name.startswith("redis"):
+        store = name.partition(":")[0]
+        return tuple(f"{store}:{k}" for k in FOREIGN_REDIS_KEYS)
+    folder = name.rsplit("/", 1)[0]
+    return tuple(f"{folder}/{k.replace('/', '-')}" for k in FOREIGN_S3_KEYS)
+
+
+def _replace(value: Any, old: str, new: str) -> Any:
+    """``value`` (a row's JSON) with ``old`` replaced by ``new`` in every string, keys included."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [_replace(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {_replace(k, old, new): _replace(v, old, new) for k, v in value.items()}
+    return value
+
+
+def _rewrite(env: Any, run_id: str, key: str, old: str, new: str) -> None:
+    """Rewrite one row in place, as a REST API PATCH of the XCom entry would, naming ``new`` for ``old``."""
+    from sqlalchemy import update
+
+    from airflow.models.xcom import XComModel
+
+    row = next(r for r in env.xcom_rows() if r["run_id"] == run_id and r["key"] == key)
+    forged = _replace(row["value"], old, new)
+    if forged == row["value"]:
+        pytest.skip(f"{CANNOT_TEST}{old!r} is in the row {str(row['value'])[:80]!r} only across strings, "
+                    "so no reference can be forged")  # fmt: skip
+    table = XComModel.__table__
+    with env.engine.begin() as conn:
+        conn.execute(update(table).where(table.c.run_id == run_id, table.c.key == key).values(value=forged))
 
 
 class LivenessContract:
@@ -185,69 +254,45 @@ class LivenessContract:
     def test_purge_and_sweeper_delete_only_their_own(
         self, xcomsim_env: Any, contract_dag: Any, offload: Any, sweeper: Sweeper | None
     ) -> None:
-        """Rows forged to point at a user's objects (in the backend's own reference format) are deleted."""
+        """Rows forged to name another XCom's object (and a user's objects beside the XComs) are deleted.
+
+        The forgery uses the backend's own reference format, learned from what its pushes wrote: the
+        part of the object's name the row holds (its key, file name or uuid stem) is swapped for the
+        target's. Rows get such contents in real life: Airflow 3's REST API lets a user rewrite an XCom
+        entry, and a backend that stores a pushed string as is takes a lookalike for a reference.
+        """
         from airflow.sdk.execution_time.xcom import XCom
 
-        from xcomsim.conformance.stores import store_sizes
+        from xcomsim.conformance.stores import plant, store_sizes
         from xcomsim.task_context import thread_local_task_state
 
         value = sized_string(offload_threshold(xcomsim_env, offload) * 4 or 64)
         with thread_local_task_state():
             handle = _start(contract_dag)
-            before = set(store_sizes(xcomsim_env))
+            own = _learn(xcomsim_env, handle, "model", value)
+            other = _learn(xcomsim_env, handle, "other", value)
+            targets = {other.name: other.token}  # another XCom's object, named the way its row names it
+            if own.token == object_key(own.name):  # the row holds the whole key: it can name any object
+                for name in _beside(own.name):
+                    plant(xcomsim_env, name, b"a user's data, not an XCom")
+                    targets[name] = object_key(name)
+            forged = []
+            for n, (name, token) in enumerate(sorted(targets.items())):
+                victim = _learn(xcomsim_env, handle, f"forged_{n}", value)
+                _rewrite(xcomsim_env, handle.run_id, victim.key, victim.token, token)
+                forged.append(f"{victim.key!r} -> {name}")
             with handle.active() as ti:
-                ti.xcom_push(key="model", value=value)
-            own = sorted(set(store_sizes(xcomsim_env)) - before)
-            row = next(r for r in xcomsim_env.xcom_rows() if r["run_id"] == handle.run_id and r["key"] == "model")
-            found = [n for n in own if object_key(n) in str(row["value"])]
-            if not found:
-                pytest.skip(f"cannot learn the reference format: the row {str(row['value'])[:80]!r} names none of "
-                            f"the objects the push wrote {own[:3]}")  # fmt: skip
-            foreign = self._plant_foreign(xcomsim_env, found[0])
-            forged = [self._forge(xcomsim_env, handle, f"forged_{n}", value, object_key(name))
-                      for n, name in enumerate(sorted(foreign))]  # fmt: skip
-            with handle.active() as ti:
-                for key in forged:
-                    XCom.delete(key=key, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=-1)
+                for n in range(len(forged)):
+                    XCom.delete(key=f"forged_{n}", dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id,
+                                map_index=-1)  # fmt: skip
+            foreign = frozenset(targets)
             require("purge-deletes-only-its-own", Observation(objects=store_sizes(xcomsim_env), foreign=foreign),
-                    f"after XCom.delete of rows forged to point at {sorted(foreign)}")  # fmt: skip
+                    f"after XCom.delete of rows forged to name other objects: {forged}")  # fmt: skip
             if sweeper is not None:
                 sweeper(xcomsim_env)
                 require("purge-deletes-only-its-own", Observation(objects=store_sizes(xcomsim_env), foreign=foreign),
                         f"after the sweeper ran, with {sorted(foreign)} in the stores")  # fmt: skip
 
-    @staticmethod
-    def _plant_foreign(env: Any, own: str) -> frozenset[str]:
-        if own.startswith("redis:"):
-            for key in FOREIGN_REDIS_KEYS:
-                env.redis.set(key, b"a user's value")
-            return frozenset(f"redis:{k}" for k in FOREIGN_REDIS_KEYS)
-        bucket = own.split("/", 3)[2]
-        for key in FOREIGN_S3_KEYS:
-            env.s3.put_object(Bucket=bucket, Key=key, Body=b"a user's data, not an XCom")
-        return frozenset(f"s3://{bucket}/{k}" for k in FOREIGN_S3_KEYS)
-
-    @staticmethod
-    def _forge(env: Any, handle: Any, key: str, value: Any, foreign_key: str) -> str:
-        """Push ``key`` for real, then point its row at ``foreign_key`` the way the backend writes references."""
-        from sqlalchemy import update
-
-        from airflow.models.xcom import XComModel
-
-        from xcomsim.conformance.stores import store_sizes
-
-        before = set(store_sizes(env))
-        with handle.active() as ti:
-            ti.xcom_push(key=key, value=value)
-        row = next(r for r in env.xcom_rows() if r["run_id"] == handle.run_id and r["key"] == key)
-        own = [object_key(n) for n in set(store_sizes(env)) - before if object_key(n) in str(row["value"])]
-        if not own:  # an offloaded push that writes to an existing object name: the row's object was there before
-            own = [object_key(n) for n in before if object_key(n) in str(row["value"])]
-        forged: Any = str(row["value"]).replace(own[0], foreign_key)
-        table = XComModel.__table__
-        with env.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.run_id == handle.run_id, table.c.key == key).values(value=forged))
-        return key
 
     # ---------------------------------------------------------------- gc with pushes in flight
     @guarantee("gc-safe-with-inflight-pushes")

@@ -13,30 +13,28 @@ import re
 from typing import Any
 
 from xcomsim.checks.registry import MAX_REFERENCE
+from xcomsim.checks.values import object_key
 
 _MIN_TOKEN = 8
 
 
-def object_key(name: str) -> str:
-    """The key of ``s3://bucket/key``, ``redis[/N]:key`` or ``file:///path`` inside its store."""
-    if name.startswith("s3://"):
-        return name.split("/", 3)[3]
-    if name.startswith("redis"):
-        return name.partition(":")[2]
-    return name.removeprefix("file://")
-
-
 def _tokens(name: str) -> list[str]:
+    """The forms a row may name the object by, most specific first: its key, file name, stem."""
     key = object_key(name)
     tail = key.replace(":", "/").rstrip("/").rsplit("/", 1)[-1]
     stem = tail.split(".", 1)[0]
-    return [t for t in {key, tail, stem} if len(t) >= _MIN_TOKEN or t == key]
+    return list(dict.fromkeys(t for t in (key, tail, stem) if t and (len(t) >= _MIN_TOKEN or t == key)))
+
+
+def token_in(row_value: Any, name: str) -> str | None:
+    """The part of the object's name the row holds (its key, file name or stem), if any."""
+    text = str(row_value)
+    return next((token for token in _tokens(name) if token in text), None)
 
 
 def refers_to(row_value: Any, name: str) -> bool:
     """Whether a row mentions the object, by its key or its file name, in any form."""
-    text = str(row_value)
-    return any(token and token in text for token in _tokens(name))
+    return token_in(row_value, name) is not None
 
 
 def is_inline(row_value: Any, pushed: str) -> bool:

@@ -149,6 +149,24 @@ def store_sizes(env: Any) -> dict[str, int]:
     return {**_s3_sizes(env), **_redis_sizes(env), **_file_sizes()}
 
 
+def plant(env: Any, name: str, body: bytes) -> None:
+    """Write an object that no XCom wrote, named as ``store_sizes`` names objects (a user's file beside them)."""
+    from xcomsim.checks.values import object_key
+
+    if name.startswith("s3://"):
+        env.s3.put_object(Bucket=name.split("/", 3)[2], Key=object_key(name), Body=body)
+    elif name.startswith("redis"):
+        db = int(name.partition(":")[0].partition("/")[2] or 0)
+        client = env.redis if db == 0 else dict(_redis_databases(env))[db]
+        client.set(object_key(name), body)
+    elif name.startswith("file://"):
+        path = Path(object_key(name))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    else:
+        raise ValueError(f"no store is named by {name!r}: expected s3://bucket/key, redis[/N]:key or file:///path")
+
+
 def store_objects(env: Any) -> set[str]:
     return set(store_sizes(env))
 

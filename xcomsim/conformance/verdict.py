@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass, field
 
 KEPT, BROKEN, NOT_CLAIMED, NOT_RUN = "kept", "broken", "not claimed", "not run"
+# A skip reason starting with this says the kit could not test a guarantee the backend may well hold
+# (it could not learn what it needed): "not run", never "not claimed".
+CANNOT_TEST = "xcomsim could not test this: "
 ORDER = ("push-once", "round-trip-exact", "push-scope", "pull-scope", "exactly-one-claim-winner", "no-lost-claim",
          "offload-threshold", "purge-leaves-no-orphan", "no-dangling-reference")  # fmt: skip
 
@@ -21,6 +24,7 @@ class GuaranteeVerdict:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
+    untestable: int = 0  # skips that say the kit could not test it (CANNOT_TEST)
     counterexample: str = ""
     reason: str = ""
     first_failure: int | None = None  # the example at which a property first failed, if it said
@@ -35,7 +39,7 @@ class GuaranteeVerdict:
             return BROKEN
         if self.passed:
             return KEPT
-        return NOT_CLAIMED if self.skipped else NOT_RUN
+        return NOT_CLAIMED if self.skipped and not self.untestable else NOT_RUN
 
 
 @dataclass
@@ -64,6 +68,9 @@ class Verdicts:
                 entry.first_failure = int(first.group(1))
         else:
             entry.skipped += 1
+            if detail.startswith(CANNOT_TEST):
+                entry.untestable += 1
+                entry.reason = detail
             entry.reason = entry.reason or detail
 
     def record_inherited(self, name: str, line: str) -> None:
@@ -97,7 +104,7 @@ class Verdicts:
             lines.append(f"  {entry.name:<{width}}{entry.verdict}{same}{found}")
             if entry.verdict == BROKEN and entry.counterexample:
                 lines += [f"      {line}" for line in entry.counterexample.splitlines()]
-            elif entry.verdict == NOT_CLAIMED and entry.reason:
+            elif entry.verdict in (NOT_CLAIMED, NOT_RUN) and entry.reason:
                 lines.append(f"      {entry.reason}")
             lines += [f"      {line}" for line in entry.inherited]
         lines += [f"  harness problem: {line}" for line in self.harness]
