@@ -16,6 +16,9 @@ from xcomsim.scheduler.workload import run_workload
 from xcomsim.strategies import Claim, Crash, Release, Wait, workloads
 
 
+DEGENERATE_LEASES = (0, 0.0, -1, -0.001)
+
+
 def open_claims(claim_store: Any) -> Any:
     if claim_store is None:
         pytest.skip("not claimed: override the 'claim_store' fixture, or declare xcomsim_contract['claim_store']")
@@ -48,6 +51,26 @@ class ClaimTests:
                 require(["exactly-one-claim-winner", "no-lost-claim"], Observation(history))
 
             counter.run(race)
+
+    @guarantee("exactly-one-claim-winner")
+    def test_a_lease_of_zero_or_below_never_makes_two_winners(self, xcomsim_env: Any, claim_store: Any) -> None:
+        """Two claimants in turn on one claim, each asking for a lease of 0 (or below): at most one wins.
+
+        A store may refuse such a lease (any error); one that takes it makes a claim that is over as
+        it starts, and every claimant wins the one resource.
+        """
+        store = open_claims(claim_store)
+        for n, lease in enumerate(DEGENERATE_LEASES):
+            claim_id = f"xcomsim-lease-{n}"
+            winners = []
+            for worker in ("w1", "w2"):
+                try:
+                    if store.try_claim(claim_id, worker, lease) is not None:
+                        winners.append(worker)
+                except Exception:  # noqa: BLE001 - refusing the lease is keeping the guarantee
+                    continue
+            assert len(winners) <= 1, (f"[exactly-one-claim-winner] try_claim({claim_id!r}, worker, "
+                                       f"lease_seconds={lease!r}): {winners} won it, one after the other")  # fmt: skip
 
     @guarantee("no-lost-claim")
     def test_released_or_expired_claims_can_be_claimed_again(

@@ -15,11 +15,16 @@ from xcomsim.conformance.examples import FirstFailure, examples, guarantee, one_
 from xcomsim.conformance.stores import stored_values
 from xcomsim.scheduler import hypothesis_chooser
 from xcomsim.scheduler.workload import run_workload
-from xcomsim.strategies import Push
+from xcomsim.strategies import Push, sized_string
 
 NOT_CLAIMED = ("not claimed (same as Airflow): a second push replaces the first, as Airflow's BaseXCom does; "
                "declare xcomsim_contract['push_once'] = True to claim it")  # fmt: skip
 _probes = itertools.count()
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"<{type(value).__name__} of {len(value)}>"
 
 
 def refuses_second_push(handle: Any) -> bool:
@@ -56,6 +61,42 @@ class PushOnceTests:
                     ti.xcom_push(key="k", value="second")
                 assert raised.type is not AssertionError
                 assert ti.xcom_pull(task_ids=ti.task_id, key="k") == "first"
+
+    @guarantee("push-once")
+    def test_a_direct_serialize_value_changes_no_committed_value(
+        self, xcomsim_env: Any, contract_dag: Any, push_once: bool | None, offload: Any
+    ) -> None:
+        """Operators and hooks call ``XCom.serialize_value`` themselves (to size a value, to build a row):
+        called with a committed XCom's coordinates, it must not change what a pull of that XCom returns
+        (a backend that writes its object there, unguarded, overwrites the committed value's bytes)."""
+        from xcomsim.task_context import thread_local_task_state
+
+        pairs = [("first", "second")]
+        if offload is not None:
+            xcomsim_env.set_config(offload[0])
+            pairs.append((sized_string(max(64, offload[1] * 4)), sized_string(max(64, offload[1] * 4) + 1)))
+        with thread_local_task_state():
+            handle = one_task(contract_dag)
+            require_claimed(push_once, handle)
+            backend = xcomsim_env.backend
+            for n, (first, second) in enumerate(pairs):
+                key = f"d{n}"
+                with handle.active() as ti:
+                    ti.xcom_push(key=key, value=first)
+                    try:
+                        backend.serialize_value(second, key=key, task_id=ti.task_id, dag_id=ti.dag_id,
+                                                run_id=ti.run_id, map_index=ti.map_index)  # fmt: skip
+                    except Exception:  # noqa: BLE001 - refusing is keeping
+                        pass
+                    try:
+                        pulled = _short(ti.xcom_pull(task_ids=ti.task_id, key=key))
+                    except Exception as exc:  # noqa: BLE001 - reported below
+                        why = str(exc).splitlines()[0] if str(exc) else ""
+                        pulled = f"{type(exc).__name__} ({why if len(why) <= 36 else '...' + why[-36:]})"
+                assert pulled == _short(first), (
+                    f"[push-once] serialize_value({_short(second)}, key={key!r}, ...): pull of {key!r} gives "
+                    f"{pulled}, not {_short(first)}"
+                )
 
     @guarantee("push-once")
     def test_racing_pushers_exactly_one_wins(self, xcomsim_env: Any, contract_dag: Any,

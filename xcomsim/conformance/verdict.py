@@ -130,8 +130,8 @@ def _counterexample(detail: str, limit: int = 40) -> str:
         example = ("Falsifying example" in line or "Failing test case" in line) or (example and line != ")")
         telling = any(mark in line for mark in _TELLING) or (example and _ARGUMENT.match(line))
         line = line.replace("xcomsim.checks.registry.", "")
-        if len(line) > 160:
-            line = f"{line[:120]} ... {line[-30:]}"
+        if len(line) > 200:
+            line = f"{line[:150]} ... {line[-45:]}"
         if line and telling:
             kept.append(line)
     if len(kept) > limit:
