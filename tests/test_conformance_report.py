@@ -76,3 +76,18 @@ def test_a_guarantee_the_kit_could_not_test_is_not_run_with_its_reason():
     at = lines.index(["purge-deletes-only-its-own", "not", "run"])
     assert " ".join(lines[at + 1]) == f"{CANNOT_TEST}the row names no object"
     assert ["gc-safe-with-inflight-pushes", "not", "claimed"] in lines
+
+
+def test_a_story_line_is_kept_but_not_the_same_words_in_the_tracebacks_source():
+    from xcomsim.conformance.verdict import Verdicts
+
+    detail = "\n".join([
+        '        f"after XCom.delete of rows forged to name other objects: {forged}")',
+        "E   xcomsim.checks.registry.InvariantViolation: [purge-deletes-only-its-own] 1 object(s) ...",
+        "E   after XCom.delete of rows forged to name other objects: [\"'forged_0' -> s3://b/k\"]",
+    ])  # fmt: skip
+    verdicts = Verdicts("b")
+    verdicts.record_failure(("purge-deletes-only-its-own",), detail)
+    shown = verdicts.guarantees["purge-deletes-only-its-own"].counterexample.splitlines()
+    assert shown == ["InvariantViolation: [purge-deletes-only-its-own] 1 object(s) ...",
+                     "after XCom.delete of rows forged to name other objects: [\"'forged_0' -> s3://b/k\"]"]

@@ -117,6 +117,9 @@ HARNESS_FAILURES = ("FlakyStrategyDefinition", "SchedulerStuck", "HarnessStuck",
 _TELLING = ("Error:", "Failed:", "DID NOT RAISE", "Failing test case", "Draw ", "reproduce_failure",
             "succeeded after", "was replaced", "won claim", "Violation: [", "state = ", "state.", "faults injected",
             "declared ", "cannot be pulled")  # fmt: skip
+# A test's story under its error (what was done before the check), told by how the line starts: the
+# same words also appear in the traceback's source lines and locals, which must not be kept.
+_STORY = ("after XCom.delete", "after the sweeper ran")
 _FIRST = re.compile(r"xcomsim: first failure at example (\d+)")
 _ARGUMENT = re.compile(r"^\w+=.*,$")  # a falsifying example's arguments
 
@@ -128,7 +131,8 @@ def _counterexample(detail: str, limit: int = 40) -> str:
     for raw in detail.splitlines():
         line = raw.strip().lstrip("|E").strip()
         example = ("Falsifying example" in line or "Failing test case" in line) or (example and line != ")")
-        telling = any(mark in line for mark in _TELLING) or (example and _ARGUMENT.match(line))
+        telling = (any(mark in line for mark in _TELLING) or line.startswith(_STORY)
+                   or (example and _ARGUMENT.match(line)))  # fmt: skip
         line = line.replace("xcomsim.checks.registry.", "")
         if len(line) > 200:
             line = f"{line[:150]} ... {line[-45:]}"
