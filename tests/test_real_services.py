@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from xcomsim.conformance import stored_values
 from xcomsim.env.environment import check_services
-from xcomsim.env.naming import mask_url
+from xcomsim.env.naming import mask_url, worker_number
 from xcomsim.errors import ConfigError, ServiceError
 from xcomsim.settings import HarnessSettings
 
@@ -219,7 +219,8 @@ def test_redis_db_index_that_holds_keys_or_does_not_exist(xcomsim_simulation):
     _needs(xcomsim_simulation, "redis")
     base = make_url(xcomsim_simulation.settings.redis_url.replace("redis", "postgresql", 1))
     server = f"redis://{base.host}:{base.port or 6379}"
-    with pytest.raises(ServiceError, match="DB index 9999 does not exist"):
+    shift = worker_number()  # an xdist worker uses the URL's index plus its number
+    with pytest.raises(ServiceError, match=f"DB index {9999 + shift} does not exist"):
         check_services(HarnessSettings(redis_url=f"{server}/9999"))
     import redis
 
@@ -227,7 +228,7 @@ def test_redis_db_index_that_holds_keys_or_does_not_exist(xcomsim_simulation):
     spare.set("someone-elses", "data")
     try:
         with pytest.raises(ServiceError, match="DB index 15 holds 1 key"):
-            check_services(HarnessSettings(redis_url=f"{server}/15"))
+            check_services(HarnessSettings(redis_url=f"{server}/{15 - shift}"))
     finally:
         spare.delete("someone-elses")
         spare.close()
