@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from xcomsim.checks.values import object_key
@@ -44,8 +46,9 @@ def test_a_users_objects_are_planted_in_the_store_beside_the_xcoms(xcomsim_env, 
     from xcomsim.conformance.stores import watch_directory
 
     watch_directory(tmp_path)
-    xcomsim_env.s3.create_bucket(Bucket="team-bucket")
-    for own in ("s3://team-bucket/xcom/k.json", "redis:xcom:k", f"file://{tmp_path}/xcom/k.json"):
+    bucket = f"team-bucket-{uuid.uuid4().hex[:12]}"  # a real S3 endpoint is shared with other sessions
+    xcomsim_env.s3.create_bucket(Bucket=bucket)
+    for own in (f"s3://{bucket}/xcom/k.json", "redis:xcom:k", f"file://{tmp_path}/xcom/k.json"):
         for name in _beside(own):
             plant(xcomsim_env, name, b"user data")
         assert set(_beside(own)) <= set(store_sizes(xcomsim_env)), own

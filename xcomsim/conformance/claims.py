@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from typing import Any
 
 import pytest
@@ -61,7 +62,7 @@ class ClaimTests:
         """
         store = open_claims(claim_store)
         for n, lease in enumerate(DEGENERATE_LEASES):
-            claim_id = f"xcomsim-lease-{n}"
+            claim_id = f"xcomsim-lease-{uuid.uuid4().hex[:12]}-{n}"  # new on a shared store too
             winners = []
             for worker in ("w1", "w2"):
                 try:

@@ -154,7 +154,9 @@ def plant(env: Any, name: str, body: bytes) -> None:
     from xcomsim.checks.values import object_key
 
     if name.startswith("s3://"):
-        env.s3.put_object(Bucket=name.split("/", 3)[2], Key=object_key(name), Body=body)
+        bucket = name.split("/", 3)[2]
+        _touched_buckets.add(bucket)  # observed from now on, on a shared endpoint too
+        env.s3.put_object(Bucket=bucket, Key=object_key(name), Body=body)
     elif name.startswith("redis"):
         db = int(name.partition(":")[0].partition("/")[2] or 0)
         client = env.redis if db == 0 else dict(_redis_databases(env))[db]
