@@ -1,4 +1,4 @@
-"""The kit on nine backends it never saw (``tests/corpus``), with nothing declared: every verdict as expected.
+"""The kit on ten backends it never saw (``tests/corpus``), with nothing declared: every verdict as expected.
 
 One pytester session runs the contract on all of them (the ci profile with a
 small example budget; the model test is left to the mutant catalogue, it
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from corpus import BUCKETS, EXPECTED
+from corpus.own_bucket import TeamS3XCom
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +96,42 @@ def test_every_corpus_backend_gets_its_expected_verdicts(corpus_pytester):
             if _verdict(table, guarantee) != "not claimed":
                 wrong[f"{backend} {guarantee}"] = _verdict(table, guarantee)
     assert not wrong, "\n".join(f"{k}: {v}" for k, v in wrong.items()) + "\n" + output[-6000:]
+
+
+class MisdeclaredTeamS3XCom(TeamS3XCom):
+    """The team's backend, declaring a threshold it does not have (it offloads from 4097 bytes)."""
+
+    xcomsim_contract = {"offload": ({}, 1024)}
+
+
+@pytest.mark.xcomsim(backend="test_corpus_verdicts.MisdeclaredTeamS3XCom")
+def test_a_declared_threshold_is_held_to_the_discovered_one(xcomsim_env):
+    from xcomsim.checks import InvariantViolation
+    from xcomsim.conformance import XComBackendContract, declared, discover
+
+    xcomsim_env.s3.create_bucket(Bucket="team-xcom-store")
+    found = discover(xcomsim_env)
+    assert (found.offloads, found.threshold) == (True, 4097), found.describe()
+    kit = XComBackendContract()
+    with pytest.raises(InvariantViolation, match=r"\[offload-threshold\] declared 1024, behaves as 4097 "):
+        kit.test_declared_threshold_is_the_discovered_one(declared(xcomsim_env.backend), found)
+    truthful = declared(type("TruthfulTeamS3XCom", (TeamS3XCom,), {"xcomsim_contract": {"offload": ({}, 4097)}}))
+    kit.test_declared_threshold_is_the_discovered_one(truthful, found)  # the right number passes
+
+
+RUN = "manual__2024-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("row", "refers"),
+    [
+        ({"ref": f"xcom_s3://dag/{RUN}/worker/-1/big"}, True),  # tidy_on_error's row: neither its key nor file name
+        ({"ref": f"xcom_s3://dag/{RUN}/worker/-1/big_other"}, False),  # another XCom's row
+        ({"ref": f"xcom_s3://dag/{RUN}/other_worker/-1/big"}, False),
+        ({"ref": f"xcom_s3://other_dag/{RUN}/worker/-1/big"}, False),
+    ],
+)
+def test_a_row_names_its_object_without_the_objects_folder_or_extension(row, refers):
+    from xcomsim.conformance.references import refers_to
+
+    assert refers_to(row, f"s3://tidy-xcom/xcom/dag/{RUN}/worker/-1/big.json") is refers

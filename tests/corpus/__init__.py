@@ -12,8 +12,8 @@ def verdicts(round_trip: str, offload: str, orphan: str, purge_own: str = "broke
     """The table every corpus backend gets, given the four guarantees where they differ.
 
     Alike for all: push-once is not claimed, as in Airflow; no row dangles, not even after a lost
-    reply; a crashed push never blocks the next try (no guard to leave behind); no sweeper is
-    declared. ``purge_own``: purge deletes whatever a row names, so a row rewritten to name another
+    reply (all but ``tidy_on_error``, which overrides it); a crashed push never blocks the next try
+    (no guard to leave behind); no sweeper is declared. ``purge_own``: purge deletes whatever a row names, so a row rewritten to name another
     XCom's object (Airflow 3's REST API can rewrite an entry) deletes it; kept only without a purge.
     """
     return {"push-once": SAME, "round-trip-exact": round_trip, "offload-threshold": offload,
@@ -37,8 +37,10 @@ EXPECTED = {
     # any "s3://..." string is fetched: a user's "s3://data-lake/x.parquet" raises NoSuchBucket
     "corpus.lookalike.S3UriXCom": (2000, verdicts(B, K, K)),
     "corpus.pickled.PickledS3XCom": (3000, verdicts(K, K, K)),
+    # ``xcom_s3://`` rows; a failed row write deletes the object, even when the row landed and only its reply was lost
+    "corpus.tidy_on_error.TidyS3XCom": (1500, {**verdicts(K, K, K), "no-dangling-reference": B}),
 }
 
 # What an operator provides for them: their buckets, and the Redis connection ``xcom_cache`` (DB 3).
 BUCKETS = ("team-xcom-store", "my-airflow-xcoms", "xcom-bare-keys", "all-xcoms", "char-count-xcom", "lookalike-xcom",
-           "pickled-xcom")
+           "pickled-xcom", "tidy-xcom")

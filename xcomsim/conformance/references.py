@@ -1,9 +1,10 @@
 """References judged by behaviour and by what the backend was seen to write, never by a URI pattern.
 
 A row refers to an object when the object's key, or its file name (a uuid, a
-hash: anything of 8 characters or more), appears in the row: that covers
-``s3://bucket/key``, ``xcom_s3://<run>/<key>``, ``s3_xcom_<uuid>`` and bare keys
-alike. A row dangles when the backend cannot read it back.
+hash: anything of 8 characters or more), appears in the row, or the key without
+its first folder or its extension stands in it as a whole: that covers
+``s3://bucket/key``, ``xcom_s3://<dag>/<run>/<task>/<key>``, ``s3_xcom_<uuid>``
+and bare keys alike. A row dangles when the backend cannot read it back.
 """
 
 from __future__ import annotations
@@ -26,14 +27,33 @@ def _tokens(name: str) -> list[str]:
     return list(dict.fromkeys(t for t in (key, tail, stem) if t and (len(t) >= _MIN_TOKEN or t == key)))
 
 
+def _inner_paths(name: str) -> list[str]:
+    """The key without its first folder, its extension, or both (8 characters and two folders or more).
+
+    A backend may name an object under a scheme of its own: ``xcom/<dag>/<run>/<task>/<key>.json``
+    held as ``xcom_s3://<dag>/<run>/<task>/<key>``, where neither the whole key nor its file name appears.
+    """
+    key = object_key(name)
+    forms = [key] + ([key.rsplit(".", 1)[0]] if "." in key.rsplit("/", 1)[-1] else [])
+    found = [cut for form in forms for cut in (form, form.partition("/")[2]) if cut.count("/") >= 1]
+    return [t for t in dict.fromkeys(found) if len(t) >= _MIN_TOKEN and t != key]
+
+
 def token_in(row_value: Any, name: str) -> str | None:
-    """The part of the object's name the row holds (its key, file name or stem), if any."""
+    """The part of the object's name the row holds (its key, file name, stem, or an inner path), if any.
+
+    An inner path counts only where it stands whole (no letter, digit, ``_`` or ``-`` on either side):
+    ``worker/-1/big`` must not be found inside another XCom's ``other_worker/-1/big_other``.
+    """
     text = str(row_value)
-    return next((token for token in _tokens(name) if token in text), None)
+    found = next((token for token in _tokens(name) if token in text), None)
+    if found is None:
+        found = next((t for t in _inner_paths(name) if re.search(rf"(?<![\w-]){re.escape(t)}(?![\w-])", text)), None)
+    return found
 
 
 def refers_to(row_value: Any, name: str) -> bool:
-    """Whether a row mentions the object, by its key or its file name, in any form."""
+    """Whether a row mentions the object, by its key, its file name or an inner path, in any form."""
     return token_in(row_value, name) is not None
 
 
