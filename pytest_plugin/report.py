@@ -37,17 +37,36 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 _verdicts.setdefault(backend, Verdicts(backend)).expect(name)
 
 
+# Options whose value is a path: typed relative to where pytest was started, which the hint's ``cd`` leaves.
+_PATH_OPTIONS = {"dags", "hypothesis-db"}
+# Options that do not change what the replay runs: the report of the full run is not overwritten by it.
+_NOT_REPLAYED = {"report"}
+
+
 def _replay_command(item: pytest.Item) -> str:
     """Ready to paste: run from the rootdir with the options given on this command line.
 
     The kit's own module lives in the installed package, outside the rootdir (its node id has no file
-    part), so it is selected with ``-k``; any other test by its node id.
+    part), so it is selected with ``-k``; any other test by its node id. A path option typed relative
+    to a subfolder pytest was started from is given as an absolute path, so it names the same folder
+    after the ``cd``.
     """
+    import os
+    from pathlib import Path
+
     from pytest_plugin.plugin import _OPTIONS
     from xcomsim.profiles import replay_hint
 
     config = item.config
-    options = [f"--xcomsim-{name}={config.getoption(ini)}" for name, ini, _ in _OPTIONS if config.getoption(ini)]
+    started = Path(config.invocation_params.dir)
+    options = []
+    for name, ini, _ in _OPTIONS:
+        value = config.getoption(ini)
+        if not value or name in _NOT_REPLAYED:
+            continue
+        if name in _PATH_OPTIONS and started != Path(str(config.rootpath)):
+            value = os.path.normpath(started / Path(str(value)).expanduser())
+        options.append(f"--xcomsim-{name}={value}")
     if item.nodeid.startswith("::") or "::" not in item.nodeid:
         parts = [p for p in item.nodeid.split("::") if p]
         target = "-k " + repr(" and ".join(p.split("[")[0] for p in parts))

@@ -2,21 +2,36 @@
 
 Two kinds of noise come from code the user did not write: warnings Airflow's own
 dependencies raise at import (``StarletteDeprecationWarning`` from the in-process
-Execution API's test client), and, when a value fails inside Airflow's task SDK, a
-traceback that runs through the SDK's supervisor, its HTTP client and the JSON encoder
-before it reaches the line that raised. The warnings are ignored by message and
-category, nothing broader; the tracebacks keep every frame of the user's code, the
-call into Airflow and the frame that raised, and say how many frames were hidden.
+Execution API's test client) or Airflow's own code raises about itself (a provider
+importing a name Airflow has moved: ``The `airflow.utils.operator_helpers.determine_kwargs`
+attribute is deprecated``, which the DAG parser re-raises as a ``UserWarning`` located in
+the provider's file), and, when a value fails inside Airflow's task SDK, a traceback that
+runs through the SDK's supervisor, its HTTP client and the JSON encoder before it reaches
+the line that raised. The warnings are ignored by message and category, and where the
+same words could be the user's (their own DAG importing that moved name) by where the
+warning is located too, nothing broader; the tracebacks keep every frame of the user's
+code, the call into Airflow and the frame that raised, and say how many frames were hidden.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
 import types
 import warnings
 
 # (message regex, category): warnings of Airflow's dependencies a user can do nothing about.
 AIRFLOW_WARNINGS = [
     (r"Using `httpx` with `starlette\.testclient` is deprecated", "starlette.exceptions.StarletteDeprecationWarning"),
+]
+
+# (message regex, category): warnings that are noise only where Airflow's own code is their location
+# (a module ``airflow.*``, or a file in Airflow's package folder: the DAG parser re-raises a file's
+# warnings as UserWarning with that file as location). The same warning located in the user's DAG or
+# test is theirs to fix, and is kept.
+AIRFLOW_OWN_WARNINGS = [
+    (r"The `airflow\.[\w.]+` attribute is deprecated", "Warning"),
 ]
 
 # Modules whose frames between the user's call and the raise point are plumbing: the task SDK's
@@ -42,9 +57,27 @@ def warning_filters() -> list[str]:
     return [f"ignore:{message}:{category}" for message, category in AIRFLOW_WARNINGS]
 
 
+def airflow_locations() -> str:
+    """A ``warnings`` module regex that matches Airflow's own code as a warning's location.
+
+    Either a dotted module name (a warning raised with Airflow's frame as its location) or a file
+    path without ``.py`` under Airflow's package folder (``warn_explicit`` without a module, as
+    the DAG parser re-raises). Found without importing Airflow.
+    """
+    spec = importlib.util.find_spec("airflow")
+    found = list(spec.submodule_search_locations or ()) if spec else []
+    folders = sorted({*found, *map(os.path.realpath, found)})  # as imported, and behind any symlink
+    return "|".join([r"airflow\.", *(re.escape(folder + os.sep) for folder in folders)])
+
+
 def ignore_airflow_warnings() -> None:
-    """Install the filters process-wide (for the CLI, and for code outside a test)."""
-    import importlib
+    """Install the filters process-wide (for the CLI, and for code outside a test).
+
+    Under pytest, filters installed in ``pytest_configure`` stay in force in every test (pytest keeps
+    them until the session's cleanup); the ini filters of :func:`warning_filters` and the user's own
+    ``filterwarnings`` are applied over them.
+    """
+    import builtins
 
     for message, category in AIRFLOW_WARNINGS:
         module, _, name = category.rpartition(".")
@@ -53,6 +86,9 @@ def ignore_airflow_warnings() -> None:
         except (ImportError, AttributeError):
             continue  # that dependency is not installed, so neither is its warning
         warnings.filterwarnings("ignore", message=message, category=cls)
+    located = airflow_locations()
+    for message, category in AIRFLOW_OWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=getattr(builtins, category), module=located)
 
 
 def give_warnings_back() -> None:
