@@ -72,10 +72,14 @@ def _parsed(page: str) -> _Elements:
 
 def _verdicts() -> Verdicts:
     verdicts = Verdicts("team_xcom.TeamXCom")
-    verdicts.record("push-once", "passed")
-    verdicts.record_failure(("exactly-one-claim-winner",), "InvariantViolation: [exactly-one-claim-winner]\n" + TIMELINE,
-                            replay="pytest --xcomsim --xcomsim-replay 'tests/test_mine.py::TestMine::test_claim_races'")
+    # Recorded in the order the tests happened to run (pytest-randomly), not the table's.
     verdicts.record("no-lost-claim", "skipped", "not claimed: override the 'claim_store' fixture")
+    verdicts.record_failure(("exactly-one-claim-winner",), "InvariantViolation: [exactly-one-claim-winner]\n" + TIMELINE
+                            + "\nxcomsim: first failure at example 7",
+                            replay="pytest --xcomsim --xcomsim-replay 'tests/test_mine.py::TestMine::test_claim_races'")  # fmt: skip
+    verdicts.record("push-once", "passed")
+    verdicts.discovered = "discovered: stores every value inline (probed up to 1048576 B)"
+    verdicts.record_inherited("push-once", "inherited from Airflow's inline path: inf: Airflow raises ValueError")
     return verdicts
 
 
@@ -111,6 +115,18 @@ def test_timeline_is_parsed_into_lanes_with_the_violating_step_last():
     assert [s["worker"] for s in steps] == ["w0", "w0", "w2", "w2", "w0"]
     assert [s["violating"] for s in steps] == [False, False, False, False, True]
     assert steps[3]["fault"] == "s3-503"
+
+
+def test_verdicts_come_in_the_terminal_tables_order_with_its_lines(page_data):
+    """The table's fixed order (push-once first), whatever order the tests ran in; the same lines as the terminal's."""
+    (backend,) = page_data["verdicts"]
+    assert [g["name"] for g in backend["guarantees"]] == [e.name for e in _verdicts().ordered()]
+    assert [g["name"] for g in backend["guarantees"]] == ["push-once", "exactly-one-claim-winner", "no-lost-claim"]
+    page = html_report.render(page_data)
+    rows = [a["data-verdict"] for a in _parsed(page).having("tr", "verdict")]
+    assert rows == ["kept", "broken", "not claimed"], rows
+    assert "stores every value inline" in page and "inherited from Airflow&#x27;s inline path: inf" in page
+    assert "first failure at example 7" in page
 
 
 def test_page_is_self_contained_and_holds_every_section(page_data):

@@ -11,10 +11,10 @@ needs to know HTML. Every part is optional::
          "tasks": [{"task": "t", "state": "success", "try_number": 1, "error": None}]}
       ],
       "verdicts": [                               # the conformance kit, per backend
-        {"backend": "pkg.MyXCom",
-         "guarantees": [
-           {"name": "push-once", "verdict": "broken",        # kept, broken, inherited, not claimed
-            "detail": "counterexample or reason", "replay": "pytest ... (or None)",
+        {"backend": "pkg.MyXCom", "discovered": "offloads >= 1000 B to ...", "harness": [],
+         "guarantees": [                          # in the terminal table's order
+           {"name": "push-once", "verdict": "broken",        # kept, broken, not claimed, not run
+            "detail": "counterexample or reason", "first_failure": 5, "replay": "pytest ... (or None)",
             "timeline": [                         # the counterexample as steps, one lane per worker
               {"step": 0, "worker": "w0", "operation": "push k", "io": "s3 PutObject",
                "fault": None, "crash": False, "violating": False}
@@ -40,6 +40,7 @@ from typing import Any
 _STATE_COLOURS = {
     "success": "#2e7d32", "kept": "#2e7d32", "failed": "#c62828", "broken": "#c62828",
     "upstream_failed": "#ef6c00", "skipped": "#9e9e9e", "not claimed": "#9e9e9e", "inherited": "#6a1b9a",
+    "not run": "#ef6c00",
 }  # fmt: skip
 
 
@@ -85,16 +86,25 @@ def run_entry(test: str, result: Any) -> dict[str, Any]:
 
 
 def verdict_entries(verdicts: Iterable[Any]) -> list[dict[str, Any]]:
-    """The conformance kit's ``Verdicts`` (one per backend) as ``verdicts`` entries."""
+    """The conformance kit's ``Verdicts`` (one per backend) as ``verdicts`` entries.
+
+    In the terminal table's fixed order (``Verdicts.ordered``, not the order the tests happened to
+    run in), with the same lines: what was discovered, a broken guarantee's first failing example,
+    what is inherited from Airflow, and harness problems.
+    """
     entries = []
     for per_backend in verdicts:
         guarantees = []
-        for name, entry in per_backend.guarantees.items():
-            detail = entry.counterexample if entry.verdict == "broken" else entry.reason
-            timeline = parse_timeline(entry.detail or entry.counterexample) if entry.verdict == "broken" else []
-            guarantees.append({"name": name, "verdict": entry.verdict, "detail": detail or "",
+        for entry in per_backend.ordered():
+            broken = entry.verdict == "broken"
+            lines = [entry.counterexample if broken else entry.reason, *entry.inherited]
+            timeline = parse_timeline(entry.detail or entry.counterexample) if broken else []
+            guarantees.append({"name": entry.name, "verdict": entry.verdict,
+                               "detail": "\n".join(line for line in lines if line),
+                               "first_failure": entry.first_failure if broken else None,
                                "replay": entry.replay, "timeline": timeline})  # fmt: skip
-        entries.append({"backend": per_backend.backend, "guarantees": guarantees})
+        entries.append({"backend": per_backend.backend, "discovered": per_backend.discovered,
+                        "harness": list(per_backend.harness), "guarantees": guarantees})  # fmt: skip
     return entries
 
 
@@ -134,18 +144,24 @@ def _fault(io: str) -> str | None:
 def _verdicts(entries: Sequence[Mapping[str, Any]]) -> str:
     out = ['<section id="verdicts"><h2>Conformance verdicts</h2>']
     for backend in entries:
-        out.append(f'<h3>{_e(backend.get("backend", ""))}</h3><table class="verdicts"><tr><th>guarantee</th>'
-                   "<th>verdict</th><th>detail</th></tr>")  # fmt: skip
+        out.append(f'<h3>{_e(backend.get("backend", ""))}</h3>')
+        if backend.get("discovered"):
+            out.append(f'<p class="discovered">{_e(backend["discovered"])}</p>')
+        out.append('<table class="verdicts"><tr><th>guarantee</th><th>verdict</th><th>detail</th></tr>')
         for g in backend.get("guarantees", []):
             verdict = str(g.get("verdict", ""))
+            first = f'<br><span class="first">first failure at example {_e(g["first_failure"])}</span>' if (
+                g.get("first_failure")) else ""  # fmt: skip
             out.append(f'<tr class="verdict" data-verdict="{_e(verdict)}"><td>{_e(g.get("name", ""))}</td>'
-                       f"<td>{_badge(verdict)}</td><td><pre>{_e(g.get('detail', ''))}</pre></td></tr>")  # fmt: skip
+                       f"<td>{_badge(verdict)}{first}</td><td><pre>{_e(g.get('detail', ''))}</pre></td></tr>")  # fmt: skip
         out.append("</table>")
+        for problem in backend.get("harness", []):
+            out.append(f'<p class="harness">harness problem: {_e(problem)}</p>')
         for g in backend.get("guarantees", []):
             if g.get("verdict") == "broken" and (g.get("timeline") or g.get("replay")):
                 out.append(f'<div class="counterexample"><h4>{_e(g.get("name", ""))}: counterexample</h4>')
                 if g.get("timeline"):
-                    out.append(swim_lanes(g["timeline"]))
+                    out.append(f'<div class="lanes">{swim_lanes(g["timeline"])}</div>')  # a long race scrolls
                 if g.get("replay"):
                     out.append(f'<p>replay: <code class="replay">{_e(g["replay"])}</code></p>')
                 out.append("</div>")
@@ -159,8 +175,11 @@ def swim_lanes(steps: Sequence[Mapping[str, Any]]) -> str:
     box_w, box_h, lane_h, left, top = 120, 34, 46, 70, 20
     width = left + box_w * len(steps) + 10
     height = top + lane_h * len(workers) + 10
+    # Fits the page by shrinking down to 60 % (a shrunk race is short: its last, violating step stays in
+    # sight), and scrolls beyond that rather than shrink its text out of reading.
+    style = f"width:100%;max-width:{width}px;min-width:{int(width * 0.6)}px;height:auto"
     out = [f'<svg class="swimlanes" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="timeline">']  # fmt: skip
+           f'viewBox="0 0 {width} {height}" style="{style}" role="img" aria-label="timeline">']  # fmt: skip
     for i, worker in enumerate(workers):
         y = top + i * lane_h
         out.append(f'<rect class="lane" x="0" y="{y}" width="{width}" height="{lane_h}" '
@@ -288,4 +307,6 @@ vertical-align:top}th{background:#fafafa}pre{margin:0;white-space:pre-wrap;font-
 .caveat{background:#fff8e1;border-left:4px solid #ffb300;padding:6px 10px;font-size:13px}
 .bench-failure{color:#c62828}svg text{font-size:11px;font-family:inherit}svg .lane-label{font-weight:600}
 svg .op{font-weight:600}.counterexample{margin:12px 0 24px}code.replay{background:#f5f5f5;padding:2px 4px}
+.lanes{overflow-x:auto}.discovered{font-size:13px;color:#424242}.first{font-size:11px;color:#616161}
+.harness{color:#ef6c00;font-size:13px}
 """
