@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from xcomsim.env import execution_api
 from xcomsim.env.airflow_home import AirflowHome
 from xcomsim.env.dag_folder import DagFolder
 from xcomsim.env.env_vars import ScopedEnv
@@ -75,6 +76,9 @@ class Simulation:
         else:
             self.template = TemplateDatabase.migrate()
         self.dags = DagFolder(self.home.dags_folder)
+        # Before anything else builds Airflow's in-process API app (a DAG's own dag.test() would):
+        # built here, it serves the task SDK's version only (see execution_api).
+        execution_api.mark_requests()
 
     @classmethod
     @contextlib.contextmanager

@@ -11,10 +11,19 @@ they make for it.
 
 Every xcomsim path to the API goes through ``client()`` or ``mark_requests()``; the
 app is Airflow's one per process (``in_process_api_server``), marked once.
+
+The app serves one API version: the one the installed task SDK speaks. Cadwyn builds
+every version's routes on the first request (about 2.5 s on 2 cores, the largest single
+cost of a session's start); the older versions exist to migrate requests of older
+workers, and an in-process worker is always this task SDK. The routes, dependencies and
+SQL of the version served are Airflow's own, unchanged.
 """
 
 from __future__ import annotations
 
+import sys
+from collections import OrderedDict
+from contextvars import ContextVar
 from typing import Any
 
 from xcomsim.env.metadata_db import REQUEST
@@ -34,18 +43,169 @@ class _PerRequest:
             REQUEST.reset(token)
 
 
+def _build_for_sdk_version(api: Any) -> Any:
+    """``api.app``, built with the task SDK's version as its only one when Airflow's bundle allows it."""
+    if api._app is not None:  # built already (by this module or by Airflow's own callers)
+        return api.app
+    from airflow.api_fastapi.execution_api import versions
+    from airflow.sdk.api.datamodels._generated import API_VERSION
+    from cadwyn import HeadVersion, Version, VersionBundle
+    from cadwyn.route_generation import _DELETED_ROUTE_TAG
+
+    full = versions.bundle
+    newest = full.versions[0].value if full.versions else None
+    if full.head_version.changes or str(newest) != API_VERSION:
+        return api.app  # the SDK speaks an older version: it needs Airflow's migrations
+    versions.bundle = VersionBundle(HeadVersion(), Version(newest))
+    try:
+        app = api.app
+    finally:
+        versions.bundle = full
+    # Routes that exist only in older versions are never served to this SDK.
+    latest = app._latest_version_router
+    latest.routes = [r for r in latest.routes if _DELETED_ROUTE_TAG not in getattr(r, "tags", ())]
+    return app
+
+
+_DEPENDANTS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_DEPENDANTS_KEPT = 4096
+_original_get_dependant: Any = None
+
+
+def _get_dependant(**kwargs: Any) -> Any:
+    """FastAPI's ``get_dependant``, remembered for the calls ``solve_dependencies`` makes per request.
+
+    With any ``dependency_overrides`` installed (the in-process API always has some: it bypasses
+    the JWT checks) FastAPI rebuilds every sub-dependency's ``Dependant`` on every request,
+    inspecting signatures each time: about a third of a request's time. The result depends only
+    on these arguments, and solve_dependencies only reads it; calls from anywhere else (route
+    construction, which mutates what it gets) are not remembered.
+    """
+    if sys._getframe(1).f_code is not _solve_dependencies_code():
+        return _original_get_dependant(**kwargs)
+    scopes = kwargs.get("parent_oauth_scopes")
+    key = (kwargs["path"], kwargs["call"], kwargs.get("name"), tuple(scopes) if scopes is not None else None,
+           kwargs.get("scope"), tuple(sorted(set(kwargs) - {"path", "call", "name", "parent_oauth_scopes", "scope"})))  # fmt: skip
+    try:
+        _DEPENDANTS.move_to_end(key)
+        return _DEPENDANTS[key]
+    except KeyError:
+        pass
+    dependant = _DEPENDANTS[key] = _original_get_dependant(**kwargs)
+    while len(_DEPENDANTS) > _DEPENDANTS_KEPT:
+        _DEPENDANTS.popitem(last=False)
+    return dependant
+
+
+def _solve_dependencies_code() -> Any:
+    from fastapi.dependencies import utils
+
+    return utils.solve_dependencies.__code__
+
+
+def _install_dependant_memo() -> None:
+    global _original_get_dependant
+    from fastapi.dependencies import utils
+
+    if utils.get_dependant is not _get_dependant:
+        _original_get_dependant = utils.get_dependant
+        utils.get_dependant = _get_dependant
+
+
 def mark_requests() -> None:
     """Wrap the in-process API app's middleware stack once (building it as Starlette would)."""
     from airflow.sdk.execution_time.supervisor import in_process_api_server
 
-    app = in_process_api_server().app
+    _install_dependant_memo()
+
+    app = _build_for_sdk_version(in_process_api_server())
     if not isinstance(app.middleware_stack, _PerRequest):
         app.middleware_stack = _PerRequest(app.middleware_stack or app.build_middleware_stack())
 
 
 def client(dag: Any = None) -> Any:
-    """Airflow's in-process API client (``InProcessTestSupervisor._api_client``), requests marked."""
-    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+    """Airflow's in-process API client (``InProcessTestSupervisor._api_client``), requests marked and
+    served inline in the calling thread (``InlineTransport``)."""
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor, in_process_api_server
 
     mark_requests()
-    return InProcessTestSupervisor._api_client(dag)
+    airflows = InProcessTestSupervisor._api_client(dag)  # sets the app's DAG-bag override as dag.test() does
+    import httpx
+
+    # As a server would: an exception in the app is a 500 response (Airflow's handler), not the client's.
+    app = httpx.ASGITransport(app=in_process_api_server().app, raise_app_exceptions=False)
+    inline = InProcessTestSupervisor._Client(
+        base_url=None, token="", dry_run=True, transport=InlineTransport(app, airflows._transport)
+    )
+    inline.base_url = airflows.base_url
+    return inline
+
+
+_INLINE: ContextVar[bool] = ContextVar("xcomsim_inline_request", default=False)
+_original_run_sync: Any = None
+
+
+async def _run_sync(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """``anyio.to_thread.run_sync``, run in the calling thread while an inline request is served."""
+    if _INLINE.get():
+        return func(*args)
+    return await _original_run_sync(func, *args, **kwargs)
+
+
+def _install_inline_threadpool() -> None:
+    """FastAPI and Starlette run sync routes and dependencies through ``anyio.to_thread.run_sync``
+    (looked up at each call); inside an inline request it calls them directly."""
+    global _original_run_sync
+    import anyio.to_thread
+
+    if anyio.to_thread.run_sync is not _run_sync:
+        _original_run_sync = anyio.to_thread.run_sync
+        anyio.to_thread.run_sync = _run_sync
+
+
+class InlineTransport:
+    """An httpx transport that serves each request in the calling thread, on an event loop of its own.
+
+    Airflow's transport hands every request to an event-loop thread (a2wsgi), which runs the
+    route and each sync dependency on anyio's thread pool: four threads and about thirty thread
+    switches per request, most of a task's time in the Execution API. Here the same ASGI app
+    (``atransport``: its middleware, cadwyn's version handling, the routes, their dependencies
+    and SQL) runs on a short-lived loop in the caller's thread, and the sync parts run where
+    FastAPI would have awaited a worker thread. A caller that is already inside a running event
+    loop (a trigger's coroutine) cannot start another one: its requests go through Airflow's
+    own transport (``fallback``).
+    """
+
+    def __init__(self, atransport: Any, fallback: Any):
+        _install_inline_threadpool()
+        self._atransport = atransport
+        self._fallback = fallback
+
+    def handle_request(self, request: Any) -> Any:
+        import asyncio
+
+        import httpx
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return self._fallback.handle_request(request)
+
+        async def serve() -> Any:
+            response = await self._atransport.handle_async_request(request)
+            content = await response.aread()
+            return httpx.Response(response.status_code, headers=response.headers, content=content,
+                                  extensions=response.extensions, request=request)  # fmt: skip
+
+        token = _INLINE.set(True)
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(serve())
+        finally:
+            loop.close()
+            _INLINE.reset(token)
+
+    def close(self) -> None:
+        pass

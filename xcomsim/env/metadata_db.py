@@ -38,6 +38,8 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool
 
+from xcomsim.env import template_cache
+
 BORROW_TIMEOUT = 60.0
 # Sessions one holder may hold open at once (a request inside a request inside ...).
 NESTED_BORROWS = 4
@@ -140,7 +142,11 @@ class TemplateDatabase:
 
     @classmethod
     def migrate(cls) -> TemplateDatabase:
-        """Migrate the database Airflow's settings point at (the private home's file)."""
+        """The migrated template: kept from an earlier session with the same installation
+        (``template_cache``), else migrated now into the file Airflow's settings point at."""
+        cached = template_cache.cached_template()
+        if cached is not None:
+            return cls(cached, 0.0)
         from airflow import settings
         from airflow.dag_processing.bundles.manager import DagBundlesManager
         from airflow.utils import db
@@ -153,7 +159,7 @@ class TemplateDatabase:
             DagBundlesManager().sync_bundles_to_db(session=session)
         elapsed = time.perf_counter() - started
         settings.dispose_orm(do_log=False)
-        return cls(path, elapsed)
+        return cls(template_cache.store(path) or path, elapsed)
 
     def clone(self) -> MetadataDatabase:
         """A fresh in-memory copy of the template; nothing written to it is seen elsewhere."""

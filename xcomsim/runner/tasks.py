@@ -54,13 +54,12 @@ def run_in_process(ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
     from airflow.utils.session import create_session
     from airflow.utils.state import State, TaskInstanceState
 
-    execution_api.mark_requests()  # run_task_in_process takes Airflow's client itself
     while True:
         ti.set_state(TaskInstanceState.QUEUED)
         sdk_ti = sdk_task_instance(ti)
         try:
             with ctx.deadline.armed():
-                result = run_task_in_process(ti=sdk_ti, task=task)
+                result = run_task_in_process(ti=sdk_ti, task=task, client=execution_api.client(task.dag))
         except RunTimeout:
             _fail_if_unfinished(ti)
             raise

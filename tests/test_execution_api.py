@@ -1,0 +1,134 @@
+"""The in-process Execution API as xcomsim serves it: Airflow's routes for the task SDK's version,
+each request inline in the caller's thread, FastAPI's per-request dependency analysis remembered."""
+
+from __future__ import annotations
+
+import asyncio
+import pytest
+
+from xcomsim.env import execution_api
+
+
+def _routes(router) -> set[tuple[str, frozenset[str], str]]:
+    """Each route's path, methods and endpoint (cadwyn wraps endpoints per build; names are kept)."""
+    return {(r.path, frozenset(r.methods or ()), f"{r.endpoint.__module__}.{r.endpoint.__qualname__}")
+            for r in router.routes if hasattr(r, "endpoint")}  # fmt: skip
+
+
+def _status(call) -> int:
+    """The status of a response the SDK's client refuses (it raises on 4xx and 5xx)."""
+    from airflow.sdk.api.client import ServerResponseError
+
+    with pytest.raises(ServerResponseError) as refused:
+        call()
+    return refused.value.response.status_code
+
+
+def test_the_app_serves_exactly_the_full_apps_routes_for_the_sdks_version(xcomsim_env):
+    """Building one version instead of all must not drop, add or swap a route the SDK can reach."""
+    from airflow.api_fastapi.execution_api.app import create_task_execution_api_app
+    from airflow.sdk.api.datamodels._generated import API_VERSION
+    from airflow.sdk.execution_time.supervisor import in_process_api_server
+
+    execution_api.mark_requests()
+    ours = in_process_api_server().app
+    ours._cadwyn_initialize() if not ours._cadwyn_initialized else None
+    full = create_task_execution_api_app()
+    full._cadwyn_initialize()
+    assert len(full.router.versioned_routers) > 1, "Airflow's bundle has one version: nothing to compare"
+    assert list(ours.router.versioned_routers) == [API_VERSION]
+    served = _routes(ours.router.versioned_routers[API_VERSION])
+    assert served and served == _routes(full.router.versioned_routers[API_VERSION])
+
+
+def test_requests_run_in_the_calling_thread_and_give_airflows_answers(xcomsim_env):
+    seen: list[str] = []
+    client = execution_api.client()
+    original = execution_api._original_run_sync
+    try:
+        execution_api._original_run_sync = lambda *a, **k: seen.append("pool") or original(*a, **k)
+        response = client.get("health")
+        missing = _status(lambda: client.get("xcoms/no_dag/no_run/no_task/no_key"))
+    finally:
+        execution_api._original_run_sync = original
+    assert response.status_code == 200 and response.json() == {"status": "healthy"}
+    assert missing == 404  # Airflow's own answer, not an exception raised here
+    assert seen == [], "a sync route or dependency went to anyio's thread pool"
+
+
+def test_an_exception_in_a_route_is_a_500_response_as_from_a_server(xcomsim_env):
+    from airflow.api_fastapi.execution_api.routes import health
+    from airflow.sdk.execution_time.supervisor import in_process_api_server
+
+    app = in_process_api_server().app
+    client = execution_api.client()
+    client.get("health")  # routes generated
+
+    (version,) = app.router.versioned_routers
+    route = next(r for r in app.router.versioned_routers[version].routes if getattr(r, "path", "").endswith("/health"))
+    assert route.endpoint.__module__ == health.__name__
+    original = route.app
+
+    async def failing(scope, receive, send):
+        raise RuntimeError("route failed")
+
+    route.app = failing
+    try:
+        assert _status(lambda: client.get("health")) == 500
+    finally:
+        route.app = original
+
+
+def test_a_caller_inside_a_running_loop_goes_through_airflows_transport(xcomsim_env):
+    """A trigger's coroutine cannot start a second loop in its thread; its requests still work."""
+    client = execution_api.client()
+    fallback = client._transport._fallback
+    used: list[object] = []
+    original = fallback.handle_request
+    fallback.handle_request = lambda request: used.append(request) or original(request)
+    try:
+        response = asyncio.run(_get_in_loop(client))
+    finally:
+        fallback.handle_request = original
+    assert response.status_code == 200 and len(used) == 1
+
+
+async def _get_in_loop(client):
+    return client.get("health")
+
+
+def test_dependency_analysis_is_remembered_across_requests(xcomsim_env, monkeypatch: pytest.MonkeyPatch):
+    client = execution_api.client()
+    client.get("health")
+    calls: list[object] = []
+    original = execution_api._original_get_dependant
+
+    def counting(**kwargs):
+        calls.append(kwargs["call"])
+        return original(**kwargs)
+
+    monkeypatch.setattr(execution_api, "_original_get_dependant", counting)
+    client.get("health")
+    first = len(calls)
+    client.get("health")
+    assert len(calls) == first, "solve_dependencies analysed the same dependencies again"
+
+
+def test_route_construction_is_never_served_from_the_memo():
+    """Routes mutate the Dependant they get (route-level dependencies are inserted): never shared."""
+    from fastapi import Depends, FastAPI
+
+    execution_api._install_dependant_memo()
+
+    def dep() -> int:
+        return 1
+
+    def endpoint(x: int = Depends(dep)) -> int:
+        return x
+
+    app = FastAPI()
+    app.add_api_route("/a", endpoint, dependencies=[Depends(dep)])
+    app.add_api_route("/b", endpoint)
+    a, b = (r for r in app.routes if getattr(r, "path", "") in ("/a", "/b"))
+    assert a.dependant is not b.dependant
+    assert len(a.dependant.dependencies) == len(b.dependant.dependencies) + 1
