@@ -135,3 +135,31 @@ def test_a_row_names_its_object_without_the_objects_folder_or_extension(row, ref
     from xcomsim.conformance.references import refers_to
 
     assert refers_to(row, f"s3://tidy-xcom/xcom/dag/{RUN}/worker/-1/big.json") is refers
+
+
+def test_on_a_shared_redis_server_the_db_indexes_a_backend_connects_to_are_observed(xcomsim_env):
+    """``redis_cache`` writes to DB 3 of the test's server; on a real server (``--xcomsim-redis``) the kit
+    lists the test's own DB index and those its process's clients used, not the other indexes."""
+    from types import SimpleNamespace
+
+    import redis
+
+    from xcomsim.conformance import stores
+    from xcomsim.env.redis_store import RedisServer, RedisStore
+
+    embedded = xcomsim_env.simulation.redis
+    if not isinstance(embedded, RedisStore):
+        pytest.skip("the embedded server stands in for a shared one; a real one's other DB indexes are not ours")
+    shared = RedisServer(f"redis://{embedded.host}:{embedded.port}/0")  # the embedded server, seen as shared
+    env = SimpleNamespace(simulation=SimpleNamespace(redis=shared), redis=shared.client())
+    stores.watch()
+    assert not any(name.startswith("redis/3:") for name in stores._redis_sizes(env))
+    backend = redis.Redis(host=embedded.host, port=embedded.port, db=3, socket_timeout=10)  # its own connection id
+    backend.set("xcom:d:r:t:-1:k", b"12345")
+    redis.Redis(host=embedded.host, port=embedded.port, db=7)  # never connected: not listed
+    try:
+        sizes = stores._redis_sizes(env)
+        assert sizes.get("redis/3:xcom:d:r:t:-1:k") == 5, sizes
+        assert not any(name.startswith("redis/7:") for name in sizes)
+    finally:
+        backend.delete("xcom:d:r:t:-1:k")

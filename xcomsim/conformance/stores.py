@@ -4,7 +4,8 @@ Not only the test's own bucket and Redis DB: a backend nobody wrote for
 xcomsim writes where its own configuration says. So the kit lists every bucket
 on the embedded S3 (on a shared endpoint: the test's bucket and every bucket
 the process's S3 clients touched), every Redis DB index of the embedded
-server (on a shared server: the test's own), and every local directory an
+server (on a shared server: the test's own, and every other index the
+process's Redis clients connected to on that server), and every local directory an
 fsspec ``file://`` path wrote into (``ObjectStoragePath("file://...")``), each
 object with its size. Names: ``s3://bucket/key``, ``redis:key`` (DB 0),
 ``redis/N:key`` (DB N), ``file:///path``.
@@ -23,12 +24,14 @@ from xcomsim.checks import Observation
 REDIS_DATABASES = 16  # Redis's default ``databases``
 _touched_buckets: set[str] = set()
 _touched_dirs: set[str] = set()
+_touched_redis: set[tuple[str, int, int]] = set()  # (host, port, DB index) of every Redis connection made
 _installed = False
 _lock = threading.Lock()
 
 
 def watch() -> None:
-    """Record, process-wide, the buckets S3 clients name and the local directories fsspec writes into."""
+    """Record, process-wide, the buckets S3 clients name, the Redis DB indexes clients connect to, and the
+    local directories fsspec writes into."""
     global _installed
     with _lock:
         if _installed:
@@ -43,6 +46,12 @@ def watch() -> None:
         pass
     else:
         _record_calls(AioBaseClient)
+    try:
+        from redis.connection import Connection
+    except ImportError:
+        pass
+    else:
+        _record_connections(Connection)
     try:
         from fsspec.implementations.local import LocalFileSystem
     except ImportError:
@@ -70,6 +79,26 @@ def _record_calls(client_class: Any) -> None:
         return original(self, operation, params, *args, **kwargs)
 
     client_class._make_api_call = call
+
+
+def _record_connections(connection_class: Any) -> None:
+    original = connection_class.__init__
+
+    @functools.wraps(original)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        host = getattr(self, "host", None) or getattr(self, "_host", None)
+        if host is not None:
+            _touched_redis.add((str(host), int(getattr(self, "port", 0) or 0), int(getattr(self, "db", 0) or 0)))
+
+    connection_class.__init__ = init
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def _same_host(a: str, b: str) -> bool:
+    return a == b or (a in _LOOPBACK and b in _LOOPBACK)
 
 
 def watch_directory(path: str | os.PathLike[str]) -> None:
@@ -113,7 +142,21 @@ def _redis_databases(env: Any) -> list[tuple[int, Any]]:
     server = env.simulation.redis
     if isinstance(server, RedisStore):  # embedded: every DB index is this test's
         return [(db, _redis_client(server.host, server.port, db)) for db in range(REDIS_DATABASES)]
-    return [(0, env.redis)]
+    # Shared: the test's own DB (named as DB 0), and every other index a client of this process used there
+    # (a backend's own connection id, ``redis://host:port/3``). Index 0 is the test's name, so it is left out.
+    pool = env.redis.connection_pool
+    touched = sorted({db for host, port, db in list(_touched_redis) if port == server.port
+                      and _same_host(host, server.host) and db not in (0, server.db)})  # fmt: skip
+    return [(0, env.redis)] + [(db, redis_db(pool, db)) for db in touched]
+
+
+@functools.lru_cache(maxsize=None)
+def redis_db(pool: Any, db: int) -> Any:
+    """A client of DB ``db`` on the server of ``pool``, with its credentials and TLS."""
+    import redis
+
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, **{**pool.connection_kwargs, "db": db}))  # fmt: skip
 
 
 def _redis_sizes(env: Any) -> dict[str, int]:
