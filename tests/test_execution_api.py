@@ -132,3 +132,32 @@ def test_route_construction_is_never_served_from_the_memo():
     a, b = (r for r in app.routes if getattr(r, "path", "") in ("/a", "/b"))
     assert a.dependant is not b.dependant
     assert len(a.dependant.dependencies) == len(b.dependant.dependencies) + 1
+
+
+class _Crash(BaseException):
+    """A BaseException, as the scheduler's WorkerCrash is."""
+
+
+def test_a_workers_hooks_and_faults_stay_out_of_the_request_it_is_served(xcomsim_env):
+    """The request runs in the worker's thread, but its SQL is the server's: a crash drawn for the
+    worker's next I/O must not fire inside Airflow's route (it did: 'No response returned')."""
+    from xcomsim.scheduler import interception
+
+    interception.install()
+    seen: list[str] = []
+
+    def crash_on_sql(label, call):
+        seen.append(label)
+        if label.startswith("sql"):
+            raise _Crash("a crash inside the server")
+        return call()
+
+    client = execution_api.client()
+    interception.set_fault(crash_on_sql)
+    interception.set_hook(lambda label, preemptible: seen.append(label))
+    try:
+        assert _status(lambda: client.get("xcoms/no_dag/no_run/no_task/no_key")) == 404  # its route reads SQL
+    finally:
+        interception.set_fault(None)
+        interception.set_hook(None)
+    assert seen == []

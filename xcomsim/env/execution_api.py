@@ -199,10 +199,13 @@ class InlineTransport:
             return httpx.Response(response.status_code, headers=response.headers, content=content,
                                   extensions=response.extensions, request=request)  # fmt: skip
 
+        from xcomsim.scheduler.interception import serving
+
         token = _INLINE.set(True)
         loop = asyncio.new_event_loop()
         try:
-            return loop.run_until_complete(serve())
+            with serving():  # a scheduled worker's request: the server's I/O is not the worker's
+                return loop.run_until_complete(serve())
         finally:
             loop.close()
             _INLINE.reset(token)

@@ -125,6 +125,19 @@ def set_fault(fault: Callable[[str, Callable[[], Any]], Any] | None) -> None:
     _local.fault = fault
 
 
+@contextlib.contextmanager
+def serving() -> Iterator[None]:
+    """While the block runs this thread serves a request on the worker's behalf (the in-process
+    Execution API, inline): its I/O is the server's, neither a switch point nor the worker's to
+    fail. The worker's own points are the message it sent, before and after."""
+    hook, fault = getattr(_local, "hook", None), getattr(_local, "fault", None)
+    _local.hook = _local.fault = None
+    try:
+        yield
+    finally:
+        _local.hook, _local.fault = hook, fault
+
+
 def io_point(label: str, preemptible: bool = True) -> None:
     """I/O about to happen; ``preemptible=False`` only records it (a statement inside a borrow).
 
