@@ -124,6 +124,17 @@ def conformance_suite(mode: str | None, backend_given: bool) -> str | None:
     return None
 
 
+def session_backend_problem(backend: str) -> str | None:
+    """Why the session's backend (--xcomsim-backend or the ini's) cannot be used, or None."""
+    from xcomsim.env.xcom_backend import load_backend
+
+    try:
+        load_backend(backend)
+    except XcomsimError as exc:
+        return f"xcomsim: {exc} (the session's backend, from --xcomsim-backend or xcomsim_backend)"
+    return None
+
+
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
     """Show harness errors (bad backend, missing DAG, ...) as one line, not an Airflow traceback."""

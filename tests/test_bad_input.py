@@ -10,7 +10,7 @@ def test_unknown_backend_option_names_the_module(clean_pytester):
     result = clean_pytester.runpytest_subprocess(
         "--xcomsim", "--xcomsim-backend=no_such_pkg.xcom.MyXCom", "--xcomsim-conformance=off"
     )
-    result.assert_outcomes(errors=1)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines(["*xcomsim: XCom backend 'no_such_pkg.xcom.MyXCom': no module named 'no_such_pkg' in *Fix: *"])
     assert "Traceback" not in result.stdout.str()
 
@@ -96,3 +96,24 @@ def test_dag_file_that_fails_to_import(clean_pytester):
 def test_run_dag_rejects_something_that_is_not_a_dag(run_dag):
     with pytest.raises(pytest.fail.Exception, match="run_dag needs an airflow.sdk.DAG or a DAG id, got int"):
         run_dag(42)
+
+
+def test_a_session_backend_that_cannot_load_is_said_once_and_stops_the_session(clean_pytester):
+    """Every test would fail on it the same way: one usage error, not one error per test."""
+    clean_pytester.makepyfile(
+        test_three="""
+        def test_a(xcomsim_env):
+            pass
+
+        def test_b(xcomsim_env):
+            pass
+
+        def test_c(run_dag):
+            pass
+        """
+    )
+    result = clean_pytester.runpytest_subprocess("--xcomsim", "--xcomsim-backend=no_such_module.MyXCom", "-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = result.stdout.str() + result.stderr.str()
+    assert out.count("no module named 'no_such_module'") == 1, out[-3000:]
+    assert "from --xcomsim-backend" in out and "no tests ran" in out
