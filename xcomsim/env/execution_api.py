@@ -1,22 +1,24 @@
-"""Airflow's in-process Execution API, with each request marked as one holder of the metadata DB.
+"""Airflow's in-process Execution API as xcomsim serves it: the same app, less in the way.
 
-Tasks run in-process reach the metadata DB through Airflow's Execution API, served
-in this process by ``InProcessExecutionAPI`` (an event loop thread plus FastAPI's
-thread pool). FastAPI runs a request's route on one pool thread and its session
-dependency's teardown (the commit) on another call, after the route returned; the
-first thread may meanwhile serve the next request. The SQLite tier's leased pool
-must therefore tell requests apart, not threads: every request here runs with
-its own ``metadata_db.REQUEST`` token, which the pool threads copy into each call
-they make for it.
+Tasks run in-process reach the metadata DB through Airflow's Execution API app
+(``in_process_api_server``, one per process). Three things differ from Airflow's own
+in-process client, none of them in the routes, their dependencies or their SQL:
 
-Every xcomsim path to the API goes through ``client()`` or ``mark_requests()``; the
-app is Airflow's one per process (``in_process_api_server``), marked once.
+- The app is built for one API version, the one the installed task SDK speaks. Cadwyn
+  builds every version's routes on the first request (about 2.5 s on 2 cores, the largest
+  single cost of a session's start); older versions exist to migrate requests of older
+  workers, and an in-process worker is always this task SDK.
+- Requests are served inline in the calling thread (``InlineTransport``), not handed to an
+  event-loop thread and anyio's thread pool.
+- FastAPI's per-request analysis of dependencies under ``dependency_overrides`` is
+  remembered (``_get_dependant``).
 
-The app serves one API version: the one the installed task SDK speaks. Cadwyn builds
-every version's routes on the first request (about 2.5 s on 2 cores, the largest single
-cost of a session's start); the older versions exist to migrate requests of older
-workers, and an in-process worker is always this task SDK. The routes, dependencies and
-SQL of the version served are Airflow's own, unchanged.
+Every request runs with its own ``metadata_db.REQUEST`` token (``_PerRequest``): the SQLite
+tier's leased pool tells requests apart, not threads, because on Airflow's own transport
+(still used from inside a running event loop) a route and its session's teardown may run on
+different pool threads, with another request served in between.
+
+Every xcomsim path to the API goes through ``client()`` or ``mark_requests()``.
 """
 
 from __future__ import annotations
@@ -126,12 +128,11 @@ def mark_requests() -> None:
 def client(dag: Any = None) -> Any:
     """Airflow's in-process API client (``InProcessTestSupervisor._api_client``), requests marked and
     served inline in the calling thread (``InlineTransport``)."""
+    import httpx
     from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor, in_process_api_server
 
     mark_requests()
     airflows = InProcessTestSupervisor._api_client(dag)  # sets the app's DAG-bag override as dag.test() does
-    import httpx
-
     # As a server would: an exception in the app is a 500 response (Airflow's handler), not the client's.
     app = httpx.ASGITransport(app=in_process_api_server().app, raise_app_exceptions=False)
     inline = InProcessTestSupervisor._Client(
@@ -169,8 +170,7 @@ class InlineTransport:
     Airflow's transport hands every request to an event-loop thread (a2wsgi), which runs the
     route and each sync dependency on anyio's thread pool: four threads and about thirty thread
     switches per request, most of a task's time in the Execution API. Here the same ASGI app
-    (``atransport``: its middleware, cadwyn's version handling, the routes, their dependencies
-    and SQL) runs on a short-lived loop in the caller's thread, and the sync parts run where
+    (its middleware, cadwyn's version handling, the routes, their dependencies and SQL) runs on a short-lived loop in the caller's thread, and the sync parts run where
     FastAPI would have awaited a worker thread. A caller that is already inside a running event
     loop (a trigger's coroutine) cannot start another one: its requests go through Airflow's
     own transport (``fallback``).
