@@ -72,6 +72,9 @@ def _build_for_sdk_version(api: Any) -> Any:
 _DEPENDANTS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _DEPENDANTS_KEPT = 4096
 _original_get_dependant: Any = None
+_solve_dependencies_code: Any = None
+# The arguments solve_dependencies passes; a call with any other is not remembered.
+_MEMO_KEYS = frozenset({"path", "call", "name", "parent_oauth_scopes", "scope"})
 
 
 def _get_dependant(**kwargs: Any) -> Any:
@@ -83,11 +86,11 @@ def _get_dependant(**kwargs: Any) -> Any:
     on these arguments, and solve_dependencies only reads it; calls from anywhere else (route
     construction, which mutates what it gets) are not remembered.
     """
-    if sys._getframe(1).f_code is not _solve_dependencies_code():
+    if sys._getframe(1).f_code is not _solve_dependencies_code or set(kwargs) - _MEMO_KEYS:
         return _original_get_dependant(**kwargs)
     scopes = kwargs.get("parent_oauth_scopes")
     key = (kwargs["path"], kwargs["call"], kwargs.get("name"), tuple(scopes) if scopes is not None else None,
-           kwargs.get("scope"), tuple(sorted(set(kwargs) - {"path", "call", "name", "parent_oauth_scopes", "scope"})))  # fmt: skip
+           kwargs.get("scope"))  # fmt: skip
     try:
         _DEPENDANTS.move_to_end(key)
         return _DEPENDANTS[key]
@@ -99,16 +102,11 @@ def _get_dependant(**kwargs: Any) -> Any:
     return dependant
 
 
-def _solve_dependencies_code() -> Any:
-    from fastapi.dependencies import utils
-
-    return utils.solve_dependencies.__code__
-
-
 def _install_dependant_memo() -> None:
-    global _original_get_dependant
+    global _original_get_dependant, _solve_dependencies_code
     from fastapi.dependencies import utils
 
+    _solve_dependencies_code = utils.solve_dependencies.__code__
     if utils.get_dependant is not _get_dependant:
         _original_get_dependant = utils.get_dependant
         utils.get_dependant = _get_dependant
@@ -136,7 +134,7 @@ def client(dag: Any = None) -> Any:
     # As a server would: an exception in the app is a 500 response (Airflow's handler), not the client's.
     app = httpx.ASGITransport(app=in_process_api_server().app, raise_app_exceptions=False)
     inline = InProcessTestSupervisor._Client(
-        base_url=None, token="", dry_run=True, transport=InlineTransport(app, airflows._transport)
+        base_url=None, token="", dry_run=True, transport=InlineTransport(app, in_process_api_server().transport)
     )
     inline.base_url = airflows.base_url
     return inline
