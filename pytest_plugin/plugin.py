@@ -118,6 +118,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return (yield)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _enabled(session.config):
+        from pytest_plugin import session as harness
+
+        harness.skip_idle_hypothesis_summary(session.config)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     if _enabled(config) and (config.getoption("xcomsim_report") or config.getini("xcomsim_report")):
         from pytest_plugin import session

@@ -41,12 +41,36 @@ def start(config: pytest.Config, values: dict[str, object]) -> HarnessState:
 
 
 def activate_profile(name: str | None, database: str | None, replay: bool = False) -> None:
+    """Load the Hypothesis profile once Hypothesis is imported (now, if it is already).
+
+    Importing Hypothesis costs about 1 s; a session whose tests never use it (a test module
+    imports it to define a property, a fixture when it runs one) does not pay it. A bad name is
+    a usage error at once.
+    """
+    from wrapt import register_post_import_hook
+
     from xcomsim import profiles
 
     try:
-        profiles.activate(name or None, database or None, replay=replay)
+        checked = profiles.checked(name or None)
     except XcomsimError as exc:
         raise pytest.UsageError(f"xcomsim: {exc}") from None
+    register_post_import_hook(lambda _: profiles.activate(checked, database or None, replay=replay), "hypothesis")
+
+
+def skip_idle_hypothesis_summary(config: pytest.Config) -> None:
+    """Leave Hypothesis's terminal summary out of a session that never imported Hypothesis.
+
+    Its plugin imports Hypothesis in ``pytest_terminal_summary`` (about 1 s) to report what no
+    test could have produced: no property ran, so there are no statistics, failing examples or
+    observations. Called from ``pytest_sessionfinish``, before the terminal reporter asks for
+    summaries; any session that imported Hypothesis keeps its summary.
+    """
+    import sys
+
+    plugin = config.pluginmanager.get_plugin("hypothesispytest")
+    if plugin is not None and "hypothesis" not in sys.modules:
+        config.pluginmanager.unregister(plugin)
 
 
 def hypothesis_db(config: pytest.Config, typed: str | None, ini: str | None) -> str | None:

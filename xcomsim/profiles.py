@@ -12,17 +12,21 @@ import os
 import shlex
 from collections.abc import Sequence
 
-from hypothesis import HealthCheck, Phase, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
-
 from xcomsim.errors import ConfigError
 
 PROFILES = ("ci", "dev", "thorough")
-_SUPPRESSED = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
 
 
 def default_profile() -> str:
     return "ci" if os.environ.get("CI") else "dev"
+
+
+def checked(name: str | None) -> str:
+    """``name`` (default: ``ci`` under CI, else ``dev``), or a ConfigError naming the choices; imports nothing."""
+    name = name or default_profile()
+    if name not in PROFILES:
+        raise ConfigError(f"xcomsim profile {name!r} is unknown; use one of {', '.join(PROFILES)}")
+    return name
 
 
 def activate(name: str | None = None, database: str | None = None, replay: bool = False) -> str:
@@ -31,11 +35,13 @@ def activate(name: str | None = None, database: str | None = None, replay: bool 
     ``replay``: run only the failing examples kept in the example database
     (``database``, else Hypothesis's ``.hypothesis/examples``) and generate none.
     """
-    name = name or default_profile()
-    if name not in PROFILES:
-        raise ConfigError(f"xcomsim profile {name!r} is unknown; use one of {', '.join(PROFILES)}")
+    from hypothesis import HealthCheck, Phase, settings
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    name = checked(name)
+    suppressed = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
     db = DirectoryBasedExampleDatabase(database) if database else None
-    common = {"deadline": None, "suppress_health_check": _SUPPRESSED, "print_blob": True}
+    common = {"deadline": None, "suppress_health_check": suppressed, "print_blob": True}
     settings.register_profile("xcomsim-ci", max_examples=100, derandomize=True, database=None, **common)
     settings.register_profile(
         "xcomsim-dev", max_examples=100, derandomize=False, **({"database": db} if db else {}), **common
@@ -59,6 +65,8 @@ def replay_hint(target: str, options: Sequence[str] = (), rootdir: str | None = 
     ``target``: a node id or a ``-k`` selection (``-k '...'``); ``options``: the command-line options in
     force (the backend, the stores); ``rootdir``: where to run it, so the project's ini and conftests apply.
     """
+    from hypothesis import settings
+
     current = settings()
     where = f"cd {shlex.quote(rootdir)} && " if rootdir else ""
     own = ("--xcomsim-profile", "--xcomsim-replay", "--xcomsim-hypothesis-db")  # the hint sets these itself
