@@ -161,3 +161,35 @@ def test_a_workers_hooks_and_faults_stay_out_of_the_request_it_is_served(xcomsim
         interception.set_fault(None)
         interception.set_hook(None)
     assert seen == []
+
+
+@pytest.mark.xcomsim(run_timeout=4)
+def test_a_route_that_hangs_ends_at_the_run_timeout_naming_the_task(xcomsim_env, monkeypatch: pytest.MonkeyPatch):
+    """The timeout's signal lands inside a route served inline: it must end the run as the run timeout,
+    not turn into a 500 answer or starlette's 'No response returned'."""
+    import time as _time
+    from datetime import datetime
+
+    from airflow.models.xcom import XComModel
+    from airflow.sdk import DAG, task
+
+    from xcomsim.errors import DagRunStuckError
+    from xcomsim.runner.dag_run import _warm_up_execution_api
+
+    _warm_up_execution_api()
+    with DAG("api_route_hangs", start_date=datetime(2024, 1, 1), schedule=None) as dag:
+
+        @task
+        def pushes():
+            return 1
+
+        pushes()
+
+    monkeypatch.setattr(XComModel, "set", classmethod(lambda cls, *a, **k: _time.sleep(3600)))
+    started = _time.monotonic()
+    with pytest.raises(DagRunStuckError, match=r"run timeout of 4s; interrupted task pushes") as stuck:
+        xcomsim_env.run_dag(dag)
+    assert _time.monotonic() - started < 30
+    assert "No response returned" not in str(stuck.value) and "500" not in str(stuck.value)
+    monkeypatch.undo()
+    assert xcomsim_env.run_dag(dag).succeeded  # the API serves the next run

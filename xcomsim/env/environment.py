@@ -123,10 +123,24 @@ class Environment:
         # The reference backend's store (offloaded values, push-once guards); config may override.
         self._env.set({"AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH": f"s3://aws_default@{self.bucket}/xcom"})
         self._env.set(settings.config_env(self.bucket))
-        self.redis = simulation.redis.client()
-        self.s3 = simulation.s3.client()
+        self._redis: Any = None
+        self._s3: Any = None
         self._fresh = True
         self.reset()
+
+    @property
+    def redis(self) -> Any:
+        """A Redis client on this test's Redis (made on first use: most tests never ask)."""
+        if self._redis is None:
+            self._redis = self.simulation.redis.client()
+        return self._redis
+
+    @property
+    def s3(self) -> Any:
+        """A boto3 S3 client on this test's S3 (made on first use: building one costs milliseconds)."""
+        if self._s3 is None:
+            self._s3 = self.simulation.s3.client()
+        return self._s3
 
     @property
     def engine(self) -> Any:
@@ -200,7 +214,8 @@ class Environment:
         self._env.restore()
         if self._previous_backend is not None:
             install_backend(self._previous_backend)
-        self.redis.close()
+        if self._redis is not None:
+            self._redis.close()
         try:
             if self._db is not None:
                 self._db.close()

@@ -162,6 +162,21 @@ def _install_inline_threadpool() -> None:
         anyio.to_thread.run_sync = _run_sync
 
 
+def _interrupt_in(group: BaseExceptionGroup) -> BaseException | None:
+    """The first interrupt (a BaseException that is no Exception: the run timeout, Ctrl-C) in ``group``.
+
+    Served inline, a route runs in the thread the run timeout's signal lands in. Starlette's
+    middleware task groups wrap what escapes the route, together with their own follow-on errors
+    ("No response returned."); the caller must get the interrupt itself, as it would from a
+    request that was never served inline.
+    """
+    for exc in group.exceptions:
+        found = _interrupt_in(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if found is not None and not isinstance(found, Exception):
+            return found
+    return None
+
+
 class InlineTransport:
     """An httpx transport that serves each request in the calling thread, on an event loop of its own.
 
@@ -204,6 +219,11 @@ class InlineTransport:
         try:
             with serving():  # a scheduled worker's request: the server's I/O is not the worker's
                 return loop.run_until_complete(serve())
+        except BaseExceptionGroup as group:
+            interrupt = _interrupt_in(group)
+            if interrupt is None:
+                raise
+            raise interrupt.with_traceback(interrupt.__traceback__) from None
         finally:
             loop.close()
             _INLINE.reset(token)

@@ -1,4 +1,4 @@
-"""The Redis a test sees: fakeredis served over TCP on loopback, or a real server.
+"""The Redis a test sees: fakeredis served over TCP on loopback (a child process), or a real server.
 
 Serving fakeredis on a real socket means a backend nobody wrote for xcomsim
 reaches it unchanged, through ``RedisHook("redis_default")`` or a plain
@@ -15,8 +15,6 @@ every test.
 from __future__ import annotations
 
 import json
-import select
-import threading
 import urllib.parse
 from typing import Any
 
@@ -28,63 +26,23 @@ from xcomsim.errors import ServiceError
 CONNECT_TIMEOUT = 3
 COMMAND_TIMEOUT = 30
 CHECK_TIMEOUT = 5  # a server that accepts but never answers
-REPLY_TIMEOUT = 60  # how long the embedded server waits for a client to take a reply
-
-
-class _WholeSend:
-    """Sends a reply whole on a non-blocking socket, waiting while the client's buffer is full.
-
-    fakeredis's TCP server puts each connection in non-blocking mode (for its reads) and
-    sends replies with ``sendall`` on it: a reply larger than the socket buffer (a 16 MiB
-    value pulled by a client busy elsewhere, on a loaded machine) fails half-sent with
-    ``BlockingIOError``, the client reads a broken reply, and a backend would be blamed for
-    the harness's fault.
-    """
-
-    def __init__(self, sock: Any):
-        self._sock = sock
-
-    def write(self, data: bytes) -> int:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[self._sock.send(view):]
-            except BlockingIOError:
-                if not select.select([], [self._sock], [], REPLY_TIMEOUT)[1]:
-                    raise TimeoutError(f"a Redis client took no reply data for {REPLY_TIMEOUT}s") from None
-        return len(data)
-
-    def flush(self) -> None:
-        """Nothing is buffered."""
-
-
-def _whole_replies(handler: type) -> type:
-    """fakeredis's request handler, its replies sent by ``_WholeSend``."""
-
-    def setup(self: Any) -> None:
-        handler.setup(self)
-        self.writer.writer = _WholeSend(self.connection)
-
-    return type("WholeRepliesHandler", (handler,), {"setup": setup})
 
 
 class RedisStore:
-    def __init__(self) -> None:
-        from fakeredis import TcpFakeServer
+    """fakeredis's TCP server in a child process (``child_server``), wiped between tests."""
 
-        self._server = TcpFakeServer(("127.0.0.1", 0))
-        self._server.RequestHandlerClass = _whole_replies(self._server.RequestHandlerClass)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="xcomsim-redis"
-        )
-        self._thread.start()
-        self.host, self.port = self._server.server_address[:2]
+    def __init__(self) -> None:
+        from xcomsim.env.child_server import ChildServer
+
+        self._server = ChildServer("fakeredis")
+        self.host, self.port = self._server.host, self._server.port
         self.url = f"redis://{self.host}:{self.port}/0"
 
     def client(self) -> redis.Redis:
         return redis.Redis(host=self.host, port=self.port, db=0)
 
     def reset(self) -> None:
+        self._server.wait_ready()
         with self.client() as client:
             client.flushall()
             client.script_flush()
@@ -97,9 +55,7 @@ class RedisStore:
         return f"redis://{self.host}:{self.port}/0"
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.close()
 
 
 class OneDatabaseRedis(redis.Redis):

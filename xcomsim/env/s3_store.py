@@ -1,4 +1,4 @@
-"""The S3 a test sees: moto's server on loopback, or any S3 endpoint, reached over HTTP.
+"""The S3 a test sees: moto's server on loopback (a child process), or any S3 endpoint, over HTTP.
 
 An HTTP endpoint serves every S3 client alike: boto3 (via ``AWS_ENDPOINT_URL_S3``
 or the ``aws_default`` connection's ``endpoint_url``), ``S3Hook``, and s3fs
@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
+from xcomsim.env.child_server import RESET_PATH
 from xcomsim.env.naming import mask_url, next_number, process_tag
 from xcomsim.errors import ServiceError
 
@@ -33,18 +35,14 @@ CHECK_TIMEOUT = 5  # a server that accepts but never answers
 
 
 class S3Store:
+    """moto's server in a child process (``child_server``), reset to one empty bucket per test."""
+
     def __init__(self, bucket: str) -> None:
-        import logging
+        from xcomsim.env.child_server import ChildServer
 
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
         self.bucket = bucket
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
-        self._admin: Any = None
+        self._server = ChildServer("moto")
+        self.endpoint = f"http://{self._server.host}:{self._server.port}"
 
     def client(self) -> Any:
         import boto3
@@ -58,13 +56,18 @@ class S3Store:
         )
 
     def reset(self, bucket: str | None = None) -> None:
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
+        """Every store of moto's emptied and ``bucket`` created, in one request (a no-op when no
+        request reached the server since the last reset of the same bucket)."""
+        self._server.wait_ready()
         self.bucket = bucket or self.bucket
-        if self._admin is None:  # one client for every reset: building one costs milliseconds
-            self._admin = self.client()
-        self._admin.create_bucket(Bucket=self.bucket)
+        query = urllib.parse.urlencode({"bucket": self.bucket})
+        request = urllib.request.Request(f"{self.endpoint}{RESET_PATH}?{query}", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=READ_TIMEOUT):
+                pass
+        except urllib.error.HTTPError as exc:
+            raise ServiceError(f"xcomsim: resetting the embedded S3 to bucket {self.bucket!r} failed: "
+                               f"{exc.read().decode(errors='replace')}") from None  # fmt: skip
 
     def open_bucket(self, bucket: str) -> str:
         """The start of a test: an empty server with ``bucket``; returns the bucket's name."""
@@ -82,7 +85,7 @@ class S3Store:
         return _environment(self.endpoint, ACCESS_KEY, SECRET_KEY, REGION)
 
     def close(self) -> None:
-        self._server.stop()
+        self._server.close()
 
 
 def _environment(endpoint: str, access_key: str, secret_key: str, region: str) -> dict[str, str]:

@@ -1,0 +1,206 @@
+"""The embedded stores' servers, each in a child process: moto's S3 and fakeredis.
+
+In the test's own process, a fake server costs the session its import (moto alone is about
+0.5 s) and every request it serves competes for the test's GIL. In a child process it starts
+on the other core while the session imports Airflow, and serves while the test runs.
+
+The parent binds and listens on a loopback socket first and hands it to the child, so the
+endpoint is known at once and nothing can take the port in between; a client that connects
+before the child accepts waits in the listen backlog. The child serves until its stdin closes,
+which happens when the parent closes it or dies in any way, so no server outlives its session.
+
+This file runs as a script (``python -P child_server.py KIND FD``) and imports nothing of
+xcomsim there: the child pays only for its own server.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+READY_TIMEOUT = 60.0  # a child that has not started serving by then is reported, not waited for
+REPLY_TIMEOUT = 60  # how long the fakeredis server waits for a client to take a reply
+RESET_PATH = "/xcomsim/reset"  # moto child: empty every store and create ?bucket=NAME
+
+
+class ChildServer:
+    """A server of ``kind`` ("moto" or "fakeredis") in a child process, listening on ``host:port``."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        self.host, self.port = listener.getsockname()[:2]
+        self._log = tempfile.TemporaryFile(prefix=f"xcomsim-{kind}-")
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-P", str(Path(__file__).resolve()), kind, str(listener.fileno())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, pass_fds=(listener.fileno(),),
+            )  # fmt: skip
+        finally:
+            listener.close()  # the child holds its own copy: once it is gone, connecting is refused
+        self._ready = False
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Block until the child serves; an error naming the child and its output if it died or is stuck."""
+        if self._ready:
+            return
+        assert self._process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._process.stdout], [], [], left)[0]:
+                output = self._output()
+                self.close()
+                raise _failure(self.kind, f"did not start serving within {timeout:g}s", output)
+            line = self._process.stdout.readline()
+            if line == b"ready\n":
+                self._ready = True
+                return
+            if not line:
+                code = self._process.wait(timeout=5)
+                raise _failure(self.kind, f"exited with code {code} before serving", self._output())
+
+    def _output(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-2000:]
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            assert self._process.stdin is not None
+            self._process.stdin.close()  # the child's signal to stop
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=5)
+        for stream in (self._process.stdin, self._process.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+        self._log.close()
+
+
+def _failure(kind: str, what: str, output: str) -> Exception:
+    from xcomsim.errors import ServiceError
+
+    shown = f":\n{output.strip()}" if output.strip() else ""
+    return ServiceError(f"xcomsim: the embedded {kind} server (a child process) {what}{shown}")
+
+
+# --- the child ---------------------------------------------------------------------------------
+
+
+def _serve_moto(listener: socket.socket) -> Any:
+    import logging
+
+    from moto.moto_api._internal.models import moto_api_backend
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    moto = DomainDispatcherApplication(create_backend_app)
+    touched = threading.Event()  # an S3 request since the last reset
+    admin: list[Any] = []
+    host, port = listener.getsockname()[:2]
+
+    def reset(bucket: str) -> None:
+        """moto's own reset, then the bucket, created through moto's S3 API by this process."""
+        if not admin:
+            import boto3
+
+            admin.append(boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+                                      aws_access_key_id="xcomsim", aws_secret_access_key="xcomsim-secret"))  # fmt: skip
+        moto_api_backend.reset()
+        admin[0].create_bucket(Bucket=bucket)
+
+    last: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") != RESET_PATH:
+            touched.set()
+            return moto(environ, start_response)
+        from urllib.parse import parse_qs
+
+        bucket = parse_qs(environ.get("QUERY_STRING", "")).get("bucket", [""])[0]
+        status, body = "200 OK", b"ok"
+        if touched.is_set() or last != [bucket]:
+            touched.clear()
+            last[:] = []
+            try:
+                reset(bucket)
+            except Exception as exc:  # the parent shows it: a bad bucket name, say
+                status, body = "500 Internal Server Error", f"{type(exc).__name__}: {exc}".encode()
+            else:
+                last[:] = [bucket]
+            touched.clear()  # the bucket's own creation is not a test's request
+        start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler, fd=listener.fileno())
+    return server
+
+
+class _WholeSend:
+    """Sends a reply whole on a non-blocking socket, waiting while the client's buffer is full.
+
+    fakeredis's TCP server puts each connection in non-blocking mode (for its reads) and
+    sends replies with ``sendall`` on it: a reply larger than the socket buffer (a 16 MiB
+    value pulled by a client busy elsewhere, on a loaded machine) fails half-sent with
+    ``BlockingIOError``, the client reads a broken reply, and a backend would be blamed for
+    the harness's fault.
+    """
+
+    def __init__(self, sock: Any):
+        self._sock = sock
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view):]
+            except BlockingIOError:
+                if not select.select([], [self._sock], [], REPLY_TIMEOUT)[1]:
+                    raise TimeoutError(f"a Redis client took no reply data for {REPLY_TIMEOUT}s") from None
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
+def _serve_fakeredis(listener: socket.socket) -> Any:
+    from fakeredis import TcpFakeServer
+
+    server = TcpFakeServer(listener.getsockname()[:2], bind_and_activate=False)
+    server.socket.close()
+    server.socket = listener
+    handler = server.RequestHandlerClass
+
+    def setup(self: Any) -> None:
+        handler.setup(self)
+        self.writer.writer = _WholeSend(self.connection)
+
+    server.RequestHandlerClass = type("WholeRepliesHandler", (handler,), {"setup": setup})
+    return server
+
+
+def main(kind: str, fd: int) -> None:
+    listener = socket.socket(fileno=fd)
+    server = {"moto": _serve_moto, "fakeredis": _serve_fakeredis}[kind](listener)
+    threading.Thread(target=server.serve_forever, daemon=True, name=f"xcomsim-{kind}").start()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    sys.stdin.buffer.read()  # until the parent closes its end, or dies
+    os._exit(0)  # the serving threads hold no state worth a clean shutdown
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
