@@ -58,6 +58,30 @@ def activate_profile(name: str | None, database: str | None, replay: bool = Fals
     register_post_import_hook(lambda _: profiles.activate(checked, database or None, replay=replay), "hypothesis")
 
 
+_EXIT_COLLECTION: list[bool] = []
+
+
+def collect_once_at_exit() -> None:
+    """At interpreter exit: one garbage collection, then everything left is frozen out of the rest.
+
+    A session that imported Airflow ends with half a million objects; CPython's finalisation
+    collects over all of them several times (about 1.3 s on 2 cores). One collection still
+    finalises the session's cyclic garbage (a ``__del__`` in a cycle runs); the frozen rest is
+    freed with its modules as usual, without the repeated passes.
+    """
+    import atexit
+    import gc
+
+    if not _EXIT_COLLECTION:
+        _EXIT_COLLECTION.append(True)
+
+        def collect_then_freeze() -> None:
+            gc.collect()
+            gc.freeze()
+
+        atexit.register(collect_then_freeze)
+
+
 def skip_idle_hypothesis_summary(config: pytest.Config) -> None:
     """Leave Hypothesis's terminal summary out of a session that never imported Hypothesis.
 

@@ -50,3 +50,27 @@ def test_a_fixture_that_imports_hypothesis_late_gets_the_profile(clean_pytester)
     )
     result = clean_pytester.runpytest_subprocess("--xcomsim", "--xcomsim-profile=ci", "-p", "no:randomly")
     result.assert_outcomes(passed=1)
+
+
+
+def test_garbage_left_in_a_cycle_is_still_finalised_at_exit(clean_pytester):
+    """The session's exit collects once before freezing the heap: a finaliser in a cycle still runs."""
+    out = clean_pytester.path / "finalised.txt"
+    clean_pytester.makepyfile(
+        test_cycle=f"""
+        class Holder:
+            def __del__(self):
+                with open({str(out)!r}, "a") as f:
+                    f.write("finalised;")
+
+        def test_leaves_a_cycle_behind():
+            import gc
+
+            gc.disable()  # nothing collects it before the exit
+            holder = Holder()
+            holder.me = holder
+        """
+    )
+    result = clean_pytester.runpytest_subprocess("--xcomsim", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    assert out.read_text() == "finalised;"
