@@ -92,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                                    config.getini("xcomsim_hypothesis_db")),
                              replay=config.getoption("xcomsim_replay"))  # fmt: skip
     session.quiet_airflow_internals(config)
-    session.collect_once_at_exit()
+    session.freeze_heap_at_exit()
     suite = session.conformance_suite(config.getoption("xcomsim_conformance") or config.getini("xcomsim_conformance"),
                                       backend_given=bool(config.getoption("xcomsim_backend")))  # fmt: skip
     if suite:

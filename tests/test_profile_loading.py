@@ -54,7 +54,7 @@ def test_a_fixture_that_imports_hypothesis_late_gets_the_profile(clean_pytester)
 
 
 def test_garbage_left_in_a_cycle_is_still_finalised_at_exit(clean_pytester):
-    """The session's exit collects once before freezing the heap: a finaliser in a cycle still runs."""
+    """The heap is frozen only after pytest's last collections: a finaliser left in a cycle still runs."""
     out = clean_pytester.path / "finalised.txt"
     clean_pytester.makepyfile(
         test_cycle=f"""
