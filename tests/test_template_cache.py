@@ -76,3 +76,18 @@ def test_an_unwritable_cache_folder_only_costs_the_next_migration(tmp_path: Path
     sqlite3.connect(source).close()
     assert template_cache.store(source) is None
     assert template_cache.cached_template() is None
+
+
+def test_the_key_names_exactly_the_installed_airflow_distributions():
+    """The folder-name scan finds what importlib.metadata finds, versions included."""
+    import importlib.metadata
+    import re
+
+    from xcomsim.env.template_cache import airflow_distributions
+
+    expected = {
+        f"{re.sub(r'[-_.]+', '_', d.metadata['Name']).lower()}-{d.version}"
+        for d in importlib.metadata.distributions()
+        if (d.metadata["Name"] or "").lower().startswith("apache-airflow")
+    }
+    assert expected and set(airflow_distributions()) == expected
