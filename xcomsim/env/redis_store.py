@@ -14,11 +14,11 @@ every test.
 
 from __future__ import annotations
 
+import functools
 import json
+import socket
 import urllib.parse
 from typing import Any
-
-import redis
 
 from xcomsim.env.naming import mask_url, worker_number
 from xcomsim.errors import ServiceError
@@ -38,14 +38,25 @@ class RedisStore:
         self.host, self.port = self._server.host, self._server.port
         self.url = f"redis://{self.host}:{self.port}/0"
 
-    def client(self) -> redis.Redis:
+    def client(self) -> Any:
+        import redis
+
         return redis.Redis(host=self.host, port=self.port, db=0)
 
     def reset(self) -> None:
+        """FLUSHALL and SCRIPT FLUSH, spoken in RESP on a plain socket: a session whose tests never
+        use Redis does not import redis-py for it."""
         self._server.wait_ready()
-        with self.client() as client:
-            client.flushall()
-            client.script_flush()
+        with socket.create_connection((self.host, self.port), timeout=COMMAND_TIMEOUT) as conn:
+            conn.sendall(b"*1\r\n$8\r\nFLUSHALL\r\n*2\r\n$6\r\nSCRIPT\r\n$5\r\nFLUSH\r\n")
+            replies = b""
+            while replies.count(b"\r\n") < 2:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                replies += chunk
+        if replies != b"+OK\r\n+OK\r\n":
+            raise ServiceError(f"xcomsim: the embedded Redis at {self.url} did not empty itself: {replies!r}")
 
     def finish(self) -> None:
         """End of a test: nothing to do, the next test's ``reset`` wipes the server."""
@@ -58,17 +69,24 @@ class RedisStore:
         self._server.close()
 
 
-class OneDatabaseRedis(redis.Redis):
-    """The test's client on a shared server: FLUSHALL empties only the test's DB index."""
+@functools.cache
+def one_database_redis() -> type:
+    """The test's client class on a shared server: FLUSHALL empties only the test's DB index."""
+    import redis
 
-    def flushall(self, asynchronous: bool = False, **kwargs: Any) -> Any:
-        return self.flushdb(asynchronous, **kwargs)
+    class OneDatabaseRedis(redis.Redis):
+        def flushall(self, asynchronous: bool = False, **kwargs: Any) -> Any:
+            return self.flushdb(asynchronous, **kwargs)
+
+    return OneDatabaseRedis
 
 
 class RedisServer:
     """A real Redis reached through ``redis://[user:password@]host:port[/db]`` (``rediss://`` for TLS)."""
 
     def __init__(self, url: str):
+        import redis
+
         self.shown = mask_url(url)
         try:
             pool = redis.ConnectionPool.from_url(url)
@@ -85,11 +103,13 @@ class RedisServer:
         self.port = int(self._kwargs.get("port", 6379))
         self.url = f"{'rediss' if self._ssl else 'redis'}://{self.host}:{self.port}/{self.db}"  # no password
 
-    def client(self, timeout: float = COMMAND_TIMEOUT) -> redis.Redis:
-        return OneDatabaseRedis.from_url(self._raw, db=self.db, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=timeout)
+    def client(self, timeout: float = COMMAND_TIMEOUT) -> Any:
+        return one_database_redis().from_url(self._raw, db=self.db, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=timeout)
 
     def check(self) -> None:
         """Fail fast, naming the URL and what to fix; the DB index must exist and be empty."""
+        import redis
+
         try:
             with self.client(timeout=CHECK_TIMEOUT) as client:
                 client.ping()
