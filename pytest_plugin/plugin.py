@@ -20,7 +20,7 @@ _OPTIONS = [
     ("conformance", "xcomsim_conformance", "run the conformance kit on the backend: auto (when --xcomsim-backend is given), on, off"),
     ("db", "xcomsim_db", "PostgreSQL instead of in-memory SQLite: postgresql+psycopg://user:password@host:5432/postgres"),
     ("redis", "xcomsim_redis", "a real Redis instead of fakeredis: redis://host:6379/N (DB index N, N+k for xdist worker k)"),
-    ("s3-endpoint", "xcomsim_s3_endpoint", "an S3 endpoint instead of moto in-process: http://[KEY:SECRET@]host:port"),
+    ("s3-endpoint", "xcomsim_s3_endpoint", "an S3 endpoint instead of the embedded moto: http://[KEY:SECRET@]host:port"),
     ("report", "xcomsim_report", "write one self-contained HTML page of the run (DAG runs, verdicts) to this path"),
 ]
 _FIXTURES = {"xcomsim_env", "run_dag", "xcomsim_simulation"}

@@ -29,7 +29,7 @@ class HarnessSettings:
     (set as ``AIRFLOW__SECTION__OPTION`` while the test runs).
 
     ``db_url``, ``redis_url`` and ``s3_endpoint`` replace the embedded stores
-    (in-memory SQLite, fakeredis, moto in-process) with real servers for the
+    (in-memory SQLite; fakeredis and moto, each in a child process) with real servers for the
     whole session; ``None`` keeps the embedded one.
     """
 

@@ -2,9 +2,9 @@
 
 Probed by behaviour, not by how the environment was configured: a Redis that
 refuses ``INFO`` is fakeredis, an S3 endpoint that serves ``/moto-api/`` is
-moto, and an SQLite metadata DB is embedded. Fakes run in this process (or one
-thread of it) and answer without a network or a disk in between, so their
-latencies are not proxies for real servers.
+moto, and an SQLite metadata DB is embedded. Fakes run in this process or a
+child process on loopback and answer without a network or a disk in between, so
+their latencies are not proxies for real servers.
 """
 
 from __future__ import annotations
