@@ -21,6 +21,7 @@ from xcomsim.env import execution_api
 from xcomsim.env.airflow_home import AirflowHome
 from xcomsim.env.dag_folder import DagFolder
 from xcomsim.env.env_vars import ScopedEnv
+from xcomsim.env.heap import long_lived_startup
 from xcomsim.env.metadata_db import TemplateDatabase
 from xcomsim.env.postgres_db import PostgresServer, PostgresTemplate
 from xcomsim.env.redis_store import RedisServer, RedisStore
@@ -48,6 +49,10 @@ class Simulation:
     """The session-wide part of the harness."""
 
     def __init__(self, settings: HarnessSettings, home: AirflowHome | None = None):
+        with long_lived_startup():  # Airflow's import and the API build: see xcomsim.env.heap
+            self._start(settings, home)
+
+    def _start(self, settings: HarnessSettings, home: AirflowHome | None) -> None:
         self.settings = settings
         # The home must exist before Airflow is imported; the plugin makes it early.
         self.home = home or AirflowHome(settings.dags_folder)

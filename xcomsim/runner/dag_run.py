@@ -106,11 +106,14 @@ def _warm_up_execution_api() -> None:
     if _warm:
         return
     from xcomsim.env import execution_api
+    from xcomsim.env.heap import long_lived_startup
 
-    try:
-        execution_api.client().get("health")
-    except Exception:  # only a warm-up: the run itself reports what is wrong
-        pass
+    with long_lived_startup():
+        try:
+            execution_api.client().get("health")
+            import airflow.sdk.execution_time.task_runner  # noqa: F401  every run's task runner
+        except Exception:  # only a warm-up: the run itself reports what is wrong
+            pass
     _warm = True
 
 
