@@ -17,6 +17,10 @@ connection in all that nested borrow would wait on itself. Connections read
 uncommitted data, so such a nested session sees the outer one's writes instead of
 failing on SQLite's table locks.
 
+Storing a DAG as the DAG processor does writes a dozen tables (about 20 ms a test). A clone
+that nothing has written to yet, asked to store DAGs a clone before it stored the same way, gets
+that clone's database state copied in instead (``restore_stored``), again with the backup API.
+
 One SQLAlchemy engine serves every clone of a template: a clone takes it over with a
 fresh pool (and lease) pointed at its own database. An engine keeps its compiled-statement
 cache, keyed by its dialect, for its whole life; a new engine per test started every test
@@ -30,6 +34,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,7 @@ from sqlalchemy.pool import QueuePool
 from xcomsim.env import template_cache
 
 BORROW_TIMEOUT = 60.0
+STORED_STATES = 16  # database states with DAGs stored that a template keeps, least recently used dropped
 # Sessions one holder may hold open at once (a request inside a request inside ...).
 NESTED_BORROWS = 4
 # The Execution API request being served, set per request by ``xcomsim.env.execution_api``;
@@ -122,6 +128,7 @@ class TemplateDatabase:
         self.migrate_seconds = migrate_seconds
         self._source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         self._current: MetadataDatabase | None = None
+        self._stored: OrderedDict[str, sqlite3.Connection] = OrderedDict()
         self.engine: Engine = create_engine(
             "sqlite://", pool=_LeasedPool(self._connect, _Lease(BORROW_TIMEOUT)), future=True)
 
@@ -174,6 +181,9 @@ class TemplateDatabase:
         self._hand_engine_to(None)
         self.engine.dispose()
         self._source.close()
+        for state in self._stored.values():
+            state.close()
+        self._stored.clear()
 
 
 class MetadataDatabase:
@@ -186,6 +196,41 @@ class MetadataDatabase:
         self._template = template
         self.uri = uri
         self._anchor = anchor  # the in-memory database lives as long as this connection
+        self._clean_version = self._data_version()
+
+    def _data_version(self) -> int:
+        # Changes whenever another connection commits: the anchor itself never writes.
+        return int(self._anchor.execute("PRAGMA data_version").fetchone()[0])
+
+    def untouched(self) -> bool:
+        """Nothing has been committed to this clone since it was made (or restored)."""
+        return self._data_version() == self._clean_version
+
+    def restore_stored(self, key: str) -> bool:
+        """If this clone is untouched and a clone of the same template stored DAGs under ``key``,
+        make this database that clone's state right after it stored them; False otherwise.
+
+        The caller must hold no open transaction on it. ``key`` must name everything the store
+        depends on (the serialised DAGs, their files, the configuration).
+        """
+        state = self._template._stored.get(key)
+        if state is None or not self.untouched():
+            return False
+        state.backup(self._anchor)
+        self._template._stored.move_to_end(key)
+        self._clean_version = -1  # it holds DAGs now: not a fresh clone any more
+        return True
+
+    def remember_stored(self, key: str) -> None:
+        """Keep this database's state (DAGs just stored under ``key`` into an untouched clone)."""
+        state = sqlite3.connect(":memory:", check_same_thread=False)
+        self._anchor.backup(state)
+        stored = self._template._stored
+        if key in stored:
+            stored.pop(key).close()
+        stored[key] = state
+        while len(stored) > STORED_STATES:
+            stored.popitem(last=False)[1].close()
 
     @property
     def engine(self) -> Engine:
@@ -195,7 +240,9 @@ class MetadataDatabase:
 
     def install(self) -> None:
         """Point Airflow's engine and session factories at this database."""
+        global _INSTALLED
         point_airflow_at(self.engine)
+        _INSTALLED = weakref.ref(self)
 
     def close(self) -> None:
         from airflow import settings
@@ -208,6 +255,17 @@ class MetadataDatabase:
 
 
 _HANDLED: weakref.WeakSet[Engine] = weakref.WeakSet()
+_INSTALLED: weakref.ref[MetadataDatabase] | None = None
+
+
+def installed_clone() -> MetadataDatabase | None:
+    """The in-memory clone Airflow's engine points at now, if it is one (not a server DB, not a user's)."""
+    from airflow import settings
+
+    db = _INSTALLED() if _INSTALLED is not None else None
+    if db is None or db._template._current is not db or settings.engine is not db._template.engine:
+        return None
+    return db
 
 
 def point_airflow_at(engine: Engine) -> None:

@@ -126,8 +126,7 @@ def create_dag_run(dag: Any, session: Any, conf: Mapping[str, Any] | None = None
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
 
     dag.validate()
-    store_dags(dag, others, session)
-    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    scheduler_dag = DagSerialization.from_dict(store_dags(dag, others, session))
     # dag.test() does the same: callbacks are lost in serialisation.
     scheduler_dag.on_success_callback = dag.on_success_callback
     scheduler_dag.on_failure_callback = dag.on_failure_callback

@@ -9,11 +9,14 @@ the same reason).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from xcomsim.env.metadata_db import installed_clone
 from xcomsim.errors import DagSerializationError
 
 BUNDLE_NAME = "dags-folder"
@@ -76,8 +79,9 @@ def _parse_file(path: str) -> list[Any]:
         return []
 
 
-def store_dags(dag: Any, others: Iterable[Any], session: Any) -> None:
-    """Serialise ``dag`` (which must succeed) and ``others`` (best effort) into the DB."""
+def store_dags(dag: Any, others: Iterable[Any], session: Any) -> dict[str, Any]:
+    """Serialise ``dag`` (which must succeed) and ``others`` (best effort) into the DB; ``dag``'s
+    serialised form is returned (what the scheduler deserialises its DAG from)."""
     from airflow.dag_processing.collection import update_dag_parsing_results_in_db
     from airflow.serialization.serialized_objects import LazyDeserializedDAG
 
@@ -94,9 +98,34 @@ def store_dags(dag: Any, others: Iterable[Any], session: Any) -> None:
             lazy.append(LazyDeserializedDAG.from_dag(other))
         except Exception:
             continue  # its own run would report it; it only cannot be reached from this one
+    clone = installed_clone()
+    key = _stored_key(lazy) if clone is not None else None
+    if key is not None and not session.in_transaction() and clone.restore_stored(key):
+        return lazy[0].data  # stored exactly so into a fresh clone before: its state, copied (kept only on success)
+    fresh = key is not None and clone.untouched()
     update_dag_parsing_results_in_db(BUNDLE_NAME, None, lazy, {}, None, set(), session=session)
     session.commit()
     _raise_import_error(dag, session)
+    if fresh:
+        clone.remember_stored(key)
+    return lazy[0].data
+
+
+def _stored_key(lazy: list[Any]) -> str:
+    """What storing these DAGs into a fresh clone depends on: each DAG's serialised form, its file
+    (the DAG's code is stored from it) and Airflow's configuration (set per test through the
+    environment). Parse times and the next scheduled run are those of the first store in the session."""
+    parts = []
+    for serialised in sorted(lazy, key=lambda d: d.dag_id):
+        fileloc = serialised.data["dag"].get("fileloc")
+        try:
+            stat = os.stat(fileloc) if fileloc else None
+        except OSError:
+            stat = None
+        file = (fileloc, serialised.data["dag"].get("relative_fileloc"), stat and (stat.st_mtime_ns, stat.st_size))
+        parts.append((serialised.dag_id, serialised.hash, file))
+    config = sorted((k, v) for k, v in os.environ.items() if k.startswith("AIRFLOW__"))
+    return hashlib.sha256(repr((parts, config)).encode()).hexdigest()
 
 
 def _raise_import_error(dag: Any, session: Any) -> None:
