@@ -74,6 +74,24 @@ def test_s3_reset_empties_moto_and_recreates_the_bucket():
         store.close()
 
 
+def test_the_s3_child_serves_s3_and_motos_own_api():
+    import json
+    import urllib.request
+
+    store = S3Store("xcomsim-api")
+    try:
+        store.reset()
+        client = store.client()
+        client.put_object(Bucket="xcomsim-api", Key="a/b", Body=b"1")
+        assert client.get_object(Bucket="xcomsim-api", Key="a/b")["Body"].read() == b"1"
+        endpoint = client.meta.endpoint_url
+        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as response:
+            data = json.load(response)
+        assert "xcomsim-api" in json.dumps(data["s3"])
+    finally:
+        store.close()
+
+
 def test_the_children_stop_when_their_parent_is_killed(tmp_path):
     ports = tmp_path / "ports"
     code = textwrap.dedent(

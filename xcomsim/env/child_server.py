@@ -103,14 +103,21 @@ def _serve_moto(listener: socket.socket) -> Any:
     import logging
 
     from moto.moto_api._internal.models import moto_api_backend
-    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     # moto's S3 app itself: moto's server puts a dispatcher in front that works out the service of
     # every request from its host and path, listing moto's ~180 service folders each time (about
-    # 2 of a request's 3 ms); this server is the world's S3 endpoint and serves nothing else.
-    moto = create_backend_app("s3")
+    # 2 of a request's 3 ms). This server is the world's S3 endpoint: S3 requests go straight to
+    # S3, and moto's own API (/moto-api/: reset, data, seeding) to the dispatcher.
+    s3 = create_backend_app("s3")
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+
+    def moto(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO", "").startswith("/moto-api"):
+            return dispatcher(environ, start_response)
+        return s3(environ, start_response)
     touched = threading.Event()  # an S3 request since the last reset
     admin: list[Any] = []
     host, port = listener.getsockname()[:2]
