@@ -122,15 +122,30 @@ def _serve_moto(listener: socket.socket) -> Any:
     admin: list[Any] = []
     host, port = listener.getsockname()[:2]
 
+    admin_lock = threading.Lock()
+
+    def admin_client() -> Any:
+        with admin_lock:
+            if not admin:
+                import boto3
+
+                admin.append(boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+                                          aws_access_key_id="xcomsim", aws_secret_access_key="xcomsim-secret"))  # fmt: skip
+            return admin[0]
+
     def reset(bucket: str) -> None:
         """moto's own reset, then the bucket, created through moto's S3 API by this process."""
-        if not admin:
-            import boto3
-
-            admin.append(boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
-                                      aws_access_key_id="xcomsim", aws_secret_access_key="xcomsim-secret"))  # fmt: skip
+        client = admin_client()
         moto_api_backend.reset()
-        admin[0].create_bucket(Bucket=bucket)
+        client.create_bucket(Bucket=bucket)
+
+    def warm_up() -> None:
+        """The first reset's boto3 import, client and moto's S3 backend, made while the parent imports
+        Airflow (about 0.25 s the first test would wait otherwise)."""
+        try:
+            admin_client().list_buckets()
+        except Exception:  # only a warm-up: the first reset reports what is wrong
+            pass
 
     last: list[str] = []
 
@@ -156,6 +171,7 @@ def _serve_moto(listener: socket.socket) -> Any:
         return [body]
 
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler, fd=listener.fileno())
+    threading.Thread(target=warm_up, daemon=True, name="xcomsim-moto-warm-up").start()
     return server
 
 
