@@ -164,3 +164,26 @@ def test_a_dag_file_edited_between_tests_is_stored_again(xcomsim_simulation, sto
             codes.append(_stored(env)["dag_code"][0][2])
     assert stores == ["stored_edited", "stored_edited"]
     assert "lambda: 1" in codes[0] and "lambda: 2" in codes[1]
+
+
+def test_a_copy_refused_by_an_open_transaction_leaves_the_clone_as_it_was(xcomsim_simulation, stores):
+    import sqlite3
+
+    from xcomsim.env.metadata_db import installed_clone
+
+    dag = _probe("stored_locked")
+    with xcomsim_simulation.environment() as env:
+        assert env.run_dag(dag).succeeded
+    key = next(reversed(xcomsim_simulation.template._stored))
+    with xcomsim_simulation.environment() as env:
+        clone = installed_clone()
+        writer = sqlite3.connect(clone.uri, uri=True, check_same_thread=False)
+        writer.execute("INSERT INTO slot_pool (pool, slots, description, include_deferred) VALUES ('mine', 1, '', 0)")
+        try:  # uncommitted: the clone still counts as untouched, and the copy must not go over it
+            assert clone.untouched()
+            assert clone.restore_stored(key) is False
+        finally:
+            writer.rollback()
+            writer.close()
+        assert clone.untouched() and clone.restore_stored(key) is True
+        assert _stored(env)["serialized_dag"][0][0] == "stored_locked"

@@ -216,7 +216,10 @@ class MetadataDatabase:
         state = self._template._stored.get(key)
         if state is None or not self.untouched():
             return False
-        state.backup(self._anchor)
+        try:
+            state.backup(self._anchor)
+        except sqlite3.OperationalError:  # another connection holds a transaction open: store instead
+            return False
         self._template._stored.move_to_end(key)
         self._clean_version = -1  # it holds DAGs now: not a fresh clone any more
         return True
