@@ -99,14 +99,14 @@ def store_dags(dag: Any, others: Iterable[Any], session: Any) -> dict[str, Any]:
         except Exception:
             continue  # its own run would report it; it only cannot be reached from this one
     clone = installed_clone()
-    key = _stored_key(lazy) if clone is not None else None
+    fresh = clone is not None and clone.untouched()  # a written-to clone is stored into, never copied over
+    key = _stored_key(lazy) if fresh else None
     if key is not None and not session.in_transaction() and clone.restore_stored(key):
         return lazy[0].data  # stored exactly so into a fresh clone before: its state, copied (kept only on success)
-    fresh = key is not None and clone.untouched()
     update_dag_parsing_results_in_db(BUNDLE_NAME, None, lazy, {}, None, set(), session=session)
     session.commit()
     _raise_import_error(dag, session)
-    if fresh:
+    if key is not None:
         clone.remember_stored(key)
     return lazy[0].data
 
