@@ -64,9 +64,9 @@ import sys
 from pathlib import Path
 from xcomsim.env import Simulation
 from xcomsim.settings import HarnessSettings
-assert gc.get_freeze_count() == 0
+at_start = gc.get_freeze_count()  # 0 on 3.11 and 3.13; CPython 3.12 starts with a few hundred frozen
 with Simulation.start(HarnessSettings(dags_folder=Path("dags"))) as sim:
-    print(gc.isenabled(), gc.get_freeze_count())
+    print(gc.isenabled(), gc.get_freeze_count() - at_start)
 """
     (tmp_path / "dags").mkdir()
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
