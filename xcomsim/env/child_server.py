@@ -170,7 +170,10 @@ def _serve_moto(listener: socket.socket) -> Any:
         start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
 
-    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler, fd=listener.fileno())
+    # Replies go out as written: werkzeug writes a reply's status, headers and body separately, and
+    # with Nagle's algorithm on, a small body waits for the client's delayed ACK of the headers.
+    handler = type("NoDelayMotoHandler", (MotoRequestHandler,), {"disable_nagle_algorithm": True})
+    server = make_server(host, port, app, threaded=True, request_handler=handler, fd=listener.fileno())
     threading.Thread(target=warm_up, daemon=True, name="xcomsim-moto-warm-up").start()
     return server
 
