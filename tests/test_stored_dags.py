@@ -97,6 +97,21 @@ def test_two_runs_in_one_test_keep_the_first_run(xcomsim_simulation, stores):
         assert env.run_dag(dag).succeeded  # the DB holds the first run: it is stored into, not replaced
         with env.engine.connect() as conn:
             assert len(conn.execute(select(DagRun.__table__.c.id)).all()) == 2
+    assert stores == ["stored_two_runs"]  # the second run found the same DAG stored, and stored nothing
+
+
+def test_a_dag_a_test_changed_in_the_db_is_stored_again(xcomsim_simulation, stores):
+    dag = _probe("stored_changed")
+    with xcomsim_simulation.environment() as env:
+        assert env.run_dag(dag).succeeded
+        with env.engine.begin() as conn:
+            conn.execute(text("UPDATE dag SET is_stale = 1 WHERE dag_id = 'stored_changed'"))
+        assert env.run_dag(dag).succeeded
+        assert _stored(env)["dag"][0][5] in (0, False)  # active again
+        with env.engine.begin() as conn:
+            conn.execute(text("UPDATE serialized_dag SET dag_hash = 'edited' WHERE dag_id = 'stored_changed'"))
+        assert env.run_dag(dag).succeeded
+    assert stores == ["stored_changed"] * 3
 
 
 def test_a_store_that_failed_is_not_kept(xcomsim_simulation, stores, monkeypatch):
