@@ -220,3 +220,34 @@ def test_the_session_goes_on_after_a_stuck_example(pytester):
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-q")
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*HarnessStuck: xcomsim harness problem (not a verdict on the backend)*"])
+
+
+def test_worker_threads_are_reused_across_runs():
+    marks = threading.local()
+    seen = []
+
+    def worker() -> None:
+        seen.append(getattr(marks, "run", None))
+        marks.run = "first"
+        interception.io_point("api SetXCom")
+
+    Scheduler(first_runnable).run({"a": worker, "b": worker})
+    assert seen == [None, None]
+    Scheduler(first_runnable).run({"a": worker, "b": worker})
+    assert seen[2:] == ["first", "first"]  # the same threads, parked after the first run
+
+
+def test_a_switch_point_with_nothing_to_choose_is_recorded_without_asking_the_chooser():
+    chooser = Scripted([])
+    log: list[str] = []
+    scheduler = Scheduler(chooser, max_preemptions=10)
+    scheduler.run({"a": _io_worker("a", 5, log)})
+    assert chooser.asked == 1  # who starts; the only worker then runs through its five points
+    assert [e.io for e in scheduler.timeline.events] == [f"a io {i}" for i in range(5)]
+
+    chooser = Scripted(["b", "a"])  # one preemption, spent at once: then nobody is asked again
+    scheduler = Scheduler(chooser, max_preemptions=1)
+    scheduler.run({"a": _io_worker("a", 4, log), "b": _io_worker("b", 4, log)})
+    assert scheduler.timeline.preemptions == 1
+    assert chooser.asked == 3  # who starts, the preemption, who goes on when b is done
+    assert len(scheduler.timeline.events) == 8
