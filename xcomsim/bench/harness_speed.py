@@ -123,8 +123,8 @@ def measure_all(sim: Simulation, runs: int = 15, examples: int = 100, calls: int
 
 
 def report_all(results: dict[str, Any]) -> str:
-    lines = [report(results["speed_s"]), "", f"{'race scheduler (derandomised examples)':<58}{'examples/s':>12}"]
-    lines += [f"{name:<58}{rate:>12.1f}" for name, rate in results["race_examples_per_s"].items()]
+    lines = [report(results["speed_s"]), "", f"{'race scheduler (derandomised examples)':<72}{'examples/s':>12}"]
+    lines += [f"{name:<72}{rate:>12.1f}" for name, rate in results["race_examples_per_s"].items()]
     lines += ["", f"{'idle interception hooks, median per call':<40}{'raw us':>10}{'hooked us':>11}{'overhead':>10}"]
     lines += [f"{o['call']:<40}{o['raw_us']:>10.1f}{o['hooked_us']:>11.1f}{o['percent']:>9.1f}%"
               for o in results["overhead"]]  # fmt: skip

@@ -2,12 +2,19 @@
 
 Run: ``python -m xcomsim.bench.race_speed [--examples N]``. Each example is a
 Hypothesis-drawn interleaving of a small workload on the reference stores and
-backend; the figure includes the new DAG run per example.
+backend. Three kinds of race, each in the shape something in xcomsim runs it:
+
+- *scheduler only*: plain functions racing for a claim (no task instance);
+- *task workers, one task instance*: workers acting as one running task instance, each
+  example racing for a new claim id or XCom key, as the conformance kit's properties do;
+- *task workers, a new DAG run per example*: ``run_workload(..., dag=dag)`` without a
+  handle, which starts a DAG run and a task instance for every example.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,18 +25,22 @@ from hypothesis import strategies as st
 from xcomsim.env import Simulation
 
 
-def _rate(run_one: Callable[[Any, Any], None], examples: int) -> float:
+def _rate(run_one: Callable[[Any], None], examples: int, warm_up: int = 5) -> float:
+    """Examples per second of ``run_one``, after a few unmeasured ones (first statements, clients, threads)."""
     count = {"n": 0}
 
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(data=st.data())
     def body(data: Any) -> None:
         count["n"] += 1
-        run_one(data, count)
+        run_one(data)
 
+    def run(n: int) -> None:
+        settings(max_examples=n, deadline=None, database=None, derandomize=True,
+                 suppress_health_check=list(HealthCheck))(given(data=st.data())(body))()  # fmt: skip
+
+    run(warm_up)
+    count["n"] = 0
     started = time.perf_counter()
-    body()
+    run(examples)
     return count["n"] / (time.perf_counter() - started)
 
 
@@ -37,37 +48,49 @@ def measure(examples: int = 100, sim: Simulation | None = None) -> dict[str, flo
     if sim is None:
         with Simulation.start() as own:
             return measure(examples, own)
-    from xcomsim.backend import XComPolicy
     from xcomsim.backend.claims import RedisClaimStore, SqlClaimStore
     from xcomsim.scheduler import Scheduler, hypothesis_chooser
     from xcomsim.scheduler.workload import WORKLOAD_TASK_ID, run_workload, workload_dag
     from xcomsim.strategies import Claim, Push
+    from xcomsim.task_context import start_task_instances, thread_local_task_state
 
     results = {}
-    with sim.environment() as env:
+    fresh = itertools.count()
+    with sim.environment() as env, thread_local_task_state():
         dag = workload_dag("xcomsim_bench_race")
-        XComPolicy(pushes={WORKLOAD_TASK_ID: ["k"]}).attach(dag)
-        stores = {"sql": SqlClaimStore(env.engine), "redis": RedisClaimStore(env.redis)}
+        (handle,) = start_task_instances(dag, [(WORKLOAD_TASK_ID, -1)])
+        stores = {"SQL": SqlClaimStore(env.engine), "Redis": RedisClaimStore(env.redis)}
         for name, store in stores.items():
 
-            def bare(data: Any, _: Any, store: Any = store) -> None:
-                if hasattr(store, "clear"):
-                    store.clear()
-                env.redis.flushall()
+            def bare(data: Any, store: Any = store) -> None:
+                claim = f"c{next(fresh)}"
                 Scheduler(hypothesis_chooser(data)).run(
-                    {f"w{i}": (lambda i=i: store.try_claim("c", f"w{i}")) for i in range(3)}
+                    {f"w{i}": (lambda i=i: store.try_claim(claim, f"w{i}")) for i in range(3)}
                 )
 
-            results[f"claim race, 3 workers, {name} store (scheduler only)"] = _rate(bare, examples)
+            results[f"claim race, 3 workers, {name} store, scheduler only"] = _rate(bare, examples)
 
-            def as_tasks(data: Any, _: Any, store: Any = store) -> None:
-                env.redis.flushall()
-                run_workload([[Claim("c")]] * 3, dag=dag, claim_store=store, chooser=hypothesis_chooser(data))
+            def as_task(data: Any, store: Any = store) -> None:
+                claim = f"c{next(fresh)}"
+                run_workload([[Claim(claim)]] * 3, dag=dag, claim_store=store, handle=handle,
+                             chooser=hypothesis_chooser(data))  # fmt: skip
 
-            results[f"claim race, 3 task workers, {name} store"] = _rate(as_tasks, examples)
-        run_workload([[Push("k", 0)]], dag=dag)  # warm clients
-        results["push race, 2 task workers, ExclusiveXCom on S3"] = _rate(
-            lambda data, _: run_workload([[Push("k", 1)], [Push("k", 2)]], dag=dag, chooser=hypothesis_chooser(data)),
+            results[f"claim race, 3 task workers, {name} store, one task instance"] = _rate(as_task, examples)
+
+        def new_run(data: Any) -> None:
+            run_workload([[Claim(f"c{next(fresh)}")]] * 3, dag=dag, claim_store=stores["SQL"],
+                         chooser=hypothesis_chooser(data))  # fmt: skip
+
+        results["claim race, 3 task workers, SQL store, a new DAG run each"] = _rate(new_run, examples)
+        run_workload([[Push("warm", 0)]], dag=dag, handle=handle)  # the S3 client and guard path, warmed
+
+        def push(data: Any) -> None:
+            key = f"k{next(fresh)}"
+            run_workload([[Push(key, 1)], [Push(key, 2)]], dag=dag, handle=handle, chooser=hypothesis_chooser(data))
+
+        results["push race, 2 task workers, ExclusiveXCom on S3, one task instance"] = _rate(push, examples)
+        results["push race, 2 task workers, ExclusiveXCom on S3, a new DAG run each"] = _rate(
+            lambda data: run_workload([[Push("k", 1)], [Push("k", 2)]], dag=dag, chooser=hypothesis_chooser(data)),
             examples,
         )
     return results
@@ -78,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--examples", type=int, default=100)
     args = parser.parse_args(argv)
     for name, rate in measure(args.examples).items():
-        print(f"{name:<58}{rate:>8.1f} examples/s")
+        print(f"{name:<72}{rate:>8.1f} examples/s")
 
 
 if __name__ == "__main__":
