@@ -251,3 +251,27 @@ def test_a_switch_point_with_nothing_to_choose_is_recorded_without_asking_the_ch
     assert scheduler.timeline.preemptions == 1
     assert chooser.asked == 3  # who starts, the preemption, who goes on when b is done
     assert len(scheduler.timeline.events) == 8
+
+
+def _interception_listeners() -> list:
+    from sqlalchemy.engine import Engine
+
+    return [fn for fn in Engine.dispatch.before_cursor_execute._clslevel.get(Engine, ())
+            if any(getattr(c.cell_contents, "__module__", None) == interception.__name__
+                   for c in (fn.__closure__ or ()))]  # fmt: skip
+
+
+def test_statements_are_recorded_while_a_scheduler_runs_and_cost_nothing_after(tmp_path):
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")  # a QueuePool: Pool.connect is the borrow
+
+    def worker() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 41 + 1")).scalar_one()
+
+    scheduler = Scheduler(first_runnable)
+    scheduler.run({"a": worker})
+    assert [e.io for e in scheduler.timeline.events] == ["sql borrow connection", "sql SELECT 41 + 1"]
+    assert [e.switch for e in scheduler.timeline.events] == [True, False]
+    assert _interception_listeners() == []  # no SQLAlchemy listener left on every later statement

@@ -58,7 +58,8 @@ def _statement_listener() -> Any:
 
 @contextlib.contextmanager
 def hooks_removed() -> Iterator[None]:
-    """Put the original client methods back (and drop the SQL statement listener) for the block."""
+    """Put the original client methods back for the block (and drop the SQL statement listener, which is
+    only there while a scheduler runs)."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 

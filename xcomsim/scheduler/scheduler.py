@@ -290,6 +290,10 @@ class Scheduler:
     def run(self, workers: Mapping[str, Callable[[], Any]]) -> dict[str, WorkerResult]:
         """Run the workers to completion under the chooser; return each one's result."""
         interception.install()
+        with interception.statements_recorded():
+            return self._run(workers)
+
+    def _run(self, workers: Mapping[str, Callable[[], Any]]) -> dict[str, WorkerResult]:
         self._workers = {name: _Worker(name, fn) for name, fn in workers.items()}
         for worker in self._workers.values():
             pooled = _take_thread()
