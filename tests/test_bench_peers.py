@@ -29,10 +29,26 @@ def test_every_tool_switches_the_other_plugins_off() -> None:
             assert (flag in tool.args) == (other != tool.name), (tool.name, other)
 
 
-def test_table_gives_xcomsim_over_each_peer() -> None:
-    samples = {("small", "xcomsim"): [2.0, 3.0, 9.0], ("small", "dag.test()"): [6.0, 5.0, 4.0]}
-    rows = peers.table(samples, 20).splitlines()
-    assert rows[1].split()[-1] == "1.00" and rows[2].split()[-1] == "0.60"
+def test_table_gives_xcomsim_over_each_peer_and_each_tools_per_test_tail() -> None:
+    spiky = (0.1,) * 8 + (0.5, 0.5)
+    samples = {
+        ("small", "xcomsim"): [peers.Session(s, (0.1,) * 10) for s in (2.0, 3.0, 9.0)],
+        ("small", "dag.test()"): [peers.Session(s, spiky) for s in (6.0, 5.0, 4.0)],
+    }
+    rows = [row.split() for row in peers.table(samples, 20).splitlines()]
+    assert rows[1][4] == "1.00" and rows[2][4] == "0.60"
+    assert rows[1][5:] == ["100", "ms", "100", "ms", "1.00"]
+    assert rows[2][5:] == ["100", "ms", "500", "ms", "5.00"]  # p90 of 30 tests, two in ten of them slow
+
+
+def test_a_session_reports_each_tests_time(tmp_path: Path) -> None:
+    (tmp_path / "test_session.py").write_text(
+        "import time\n\ndef test_run_0():\n    time.sleep(0.3)\n\ndef test_run_1():\n    pass\n"
+    )
+    tool = peers.Tool("plain", lambda dag_id, n: {}, ("-q", "-p", "no:randomly", "-p", "no:xcomsim"))
+    session = peers.run_session(tmp_path, tool, 2)
+    assert len(session.tests) == 2 and session.tests[0] >= 0.3 > session.tests[1]
+    assert session.seconds > sum(session.tests)
 
 
 def test_a_session_that_does_not_pass_is_an_error(tmp_path: Path) -> None:
@@ -61,4 +77,4 @@ def test_a_session_ignores_the_callers_addopts(tmp_path: Path, monkeypatch: pyte
     (tmp_path / "test_session.py").write_text("def test_run_0():\n    pass\n")
     monkeypatch.setenv("PYTEST_ADDOPTS", "--xcomsim-db=postgresql://nobody@127.0.0.1:1/postgres")
     tool = peers.Tool("plain", lambda dag_id, n: {}, ("-q", "-p", "no:randomly", "-p", "no:xcomsim"))
-    assert peers.run_session(tmp_path, tool, 1) > 0
+    assert peers.run_session(tmp_path, tool, 1).seconds > 0

@@ -5,7 +5,9 @@ and ``pytest-airflow-in-a-box`` (when installed). Nothing is installed by this s
 gets its own throwaway project (the same DAG file, N identical tests) and runs as its own
 ``python -m pytest`` process with the other tools' plugins switched off; rounds alternate the
 order of the tools so neither warm caches nor machine load favour one. The table shows medians
-of the whole session's wall time and xcomsim's ratio to each peer.
+of the whole session's wall time, xcomsim's ratio to each peer, and each tool's per-test time
+(setup, call and teardown, from the session's JUnit XML) at the median and the 90th percentile,
+over every test of every round: a tool with latency spikes shows a p90 far above its p50.
 
 Run: ``python -m xcomsim.bench.peers [--rounds 5] [--tests 20] [--dag small|ten|both]``.
 """
@@ -17,6 +19,7 @@ import os
 import importlib.util
 import statistics
 import subprocess
+import xml.etree.ElementTree as ElementTree
 import sys
 import tempfile
 import textwrap
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xcomsim.bench.dags import two_tasks
+from xcomsim.bench.stats import percentile
 
 SMALL = two_tasks("peers_small")
 
@@ -154,48 +158,71 @@ def _project(root: Path, tool: Tool, dag: str, n: int) -> Path:
 SESSION_LIMIT = 1800.0  # seconds one session may take before it is reported stuck
 
 
-def run_session(folder: Path, tool: Tool, n: int, limit: float = SESSION_LIMIT) -> float:
-    """Wall seconds of one whole pytest process; raises if any test did not pass or it outlived ``limit``."""
+@dataclass(frozen=True)
+class Session:
+    """One pytest process: its wall seconds and each test's seconds (setup, call and teardown)."""
+
+    seconds: float
+    tests: tuple[float, ...]
+
+
+def run_session(folder: Path, tool: Tool, n: int, limit: float = SESSION_LIMIT) -> Session:
+    """One whole pytest process; raises if any test did not pass or it outlived ``limit``."""
     # Each tool runs on its own arguments only: options the caller's shell adds (PYTEST_ADDOPTS,
     # an xdist worker's variables) would be foreign to two of the three sessions.
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS" and not k.startswith("PYTEST_XDIST_")}
+    report = folder / "junit.xml"
+    report.unlink(missing_ok=True)
     started = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", *tool.args], cwd=folder, capture_output=True,
-                              text=True, timeout=limit, env=env)  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "pytest", *tool.args, f"--junit-xml={report}"], cwd=folder,
+                              capture_output=True, text=True, timeout=limit, env=env)  # fmt: skip
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"{tool.name} session in {folder} did not finish within {limit:g}s") from None
     elapsed = time.perf_counter() - started
     if done.returncode != 0 or f"{n} passed" not in done.stdout:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
         raise RuntimeError(f"{tool.name} session in {folder} did not pass all {n} tests:\n{tail}")
-    return elapsed
+    return Session(elapsed, per_test_seconds(report))
 
 
-def measure(dags: list[str], rounds: int, n: int, tools: list[Tool]) -> dict[tuple[str, str], list[float]]:
-    """Per (dag, tool) the session times, rounds alternating the tools' order."""
-    samples: dict[tuple[str, str], list[float]] = {}
+def per_test_seconds(report: Path) -> tuple[float, ...]:
+    """Each test case's time in a JUnit XML report, in the order the tests ran."""
+    return tuple(float(case.get("time", "nan")) for case in ElementTree.parse(report).iter("testcase"))
+
+
+Samples = dict[tuple[str, str], list[Session]]
+
+
+def measure(dags: list[str], rounds: int, n: int, tools: list[Tool]) -> Samples:
+    """Per (dag, tool) the sessions, rounds alternating the tools' order."""
+    samples: Samples = {}
     with tempfile.TemporaryDirectory(prefix="xcomsim-peers-") as tmp:
         projects = {(d, t.name): _project(Path(tmp), t, d, n) for d in dags for t in tools}
         for round_ in range(rounds):
             order = tools if round_ % 2 == 0 else tools[::-1]
             for dag in dags:
                 for tool in order:
-                    seconds = run_session(projects[dag, tool.name], tool, n)
-                    samples.setdefault((dag, tool.name), []).append(seconds)
-                    print(f"round {round_ + 1}/{rounds} {dag:<5} {tool.name:<24} {seconds:6.2f} s", file=sys.stderr)
+                    session = run_session(projects[dag, tool.name], tool, n)
+                    samples.setdefault((dag, tool.name), []).append(session)
+                    print(f"round {round_ + 1}/{rounds} {dag:<5} {tool.name:<24} {session.seconds:6.2f} s",
+                          file=sys.stderr)  # fmt: skip
     return samples
 
 
-def table(samples: dict[tuple[str, str], list[float]], n: int) -> str:
-    """Medians and xcomsim's ratio to each peer (below 1.0: xcomsim is faster)."""
-    lines = [f"{'DAG':<6} {'tool':<24} {f'{n}-test session (median)':>26} {'xcomsim / tool':>15}"]
+def table(samples: Samples, n: int) -> str:
+    """Medians, xcomsim's ratio to each peer (below 1.0: xcomsim is faster), per-test p50 and p90."""
+    lines = [f"{'DAG':<6} {'tool':<24} {f'{n}-test session (median)':>26} {'xcomsim / tool':>15} "
+             f"{'per test p50':>13} {'p90':>8} {'p90/p50':>8}"]  # fmt: skip
     for dag in dict.fromkeys(d for d, _ in samples):
-        ours = statistics.median(samples[dag, "xcomsim"])
-        for (d, name), times in samples.items():
+        ours = statistics.median(s.seconds for s in samples[dag, "xcomsim"])
+        for (d, name), sessions in samples.items():
             if d == dag:
-                median = statistics.median(times)
-                lines.append(f"{dag:<6} {name:<24} {median:>24.2f} s {ours / median:>15.2f}")
+                median = statistics.median(s.seconds for s in sessions)
+                tests = sorted(t for s in sessions for t in s.tests)
+                p50, p90 = percentile(tests, 50) * 1000, percentile(tests, 90) * 1000
+                lines.append(f"{dag:<6} {name:<24} {median:>24.2f} s {ours / median:>15.2f} "
+                             f"{p50:>10.0f} ms {p90:>5.0f} ms {p90 / p50:>8.2f}")  # fmt: skip
     return "\n".join(lines)
 
 
