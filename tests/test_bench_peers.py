@@ -78,3 +78,19 @@ def test_a_session_ignores_the_callers_addopts(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("PYTEST_ADDOPTS", "--xcomsim-db=postgresql://nobody@127.0.0.1:1/postgres")
     tool = peers.Tool("plain", lambda dag_id, n: {}, ("-q", "-p", "no:randomly", "-p", "no:xcomsim"))
     assert peers.run_session(tmp_path, tool, 1).seconds > 0
+
+
+def test_a_tool_that_keeps_state_gets_one_unmeasured_session_first(tmp_path: Path, monkeypatch) -> None:
+    runs = tmp_path / "runs"
+    test = f"def test_run_0():\n    open({str(runs)!r}, 'a').write('x')\n"
+    tool = peers.Tool("kept", lambda dag_id, n: {"test_session.py": test},
+                      ("-q", "-p", "no:randomly", "-p", "no:xcomsim"), prepare=True)  # fmt: skip
+    samples = peers.measure(["small"], rounds=2, n=1, tools=[tool])
+    assert runs.read_text() == "xxx" and len(samples["small", "kept"]) == 2
+
+
+def test_the_kept_dag_test_project_migrates_only_a_home_without_a_db(tmp_path: Path) -> None:
+    tool = next(t for t in peers.TOOLS if t.name == "dag.test(), DB kept")
+    conftest = (peers._project(tmp_path, tool, "small", 1) / "conftest.py").read_text()
+    assert 'Path(__file__).parent / "airflow-home"' in conftest
+    assert 'if not os.path.exists(f"{_home}/airflow.db"):' in conftest and "mkdtemp" not in conftest

@@ -1,7 +1,9 @@
 """A pytest session of N tests, each running one DAG once, under xcomsim and its peers, side by side.
 
-The peers are whatever is importable here: plain ``dag.test()`` (always, it is Airflow's own)
-and ``pytest-airflow-in-a-box`` (when installed). Nothing is installed by this script. Each tool
+The peers are whatever is importable here: plain ``dag.test()`` (always, it is Airflow's own),
+twice: each session in a new Airflow home it migrates, as every tool here isolates its
+sessions, and with one home kept across sessions and migrated once before the measured ones
+(the cheapest plain set-up); and ``pytest-airflow-in-a-box`` (when installed). Nothing is installed by this script. Each tool
 gets its own throwaway project (the same DAG file, N identical tests) and runs as its own
 ``python -m pytest`` process with the other tools' plugins switched off; rounds alternate the
 order of the tools so neither warm caches nor machine load favour one. The table shows medians
@@ -15,8 +17,9 @@ Run: ``python -m xcomsim.bench.peers [--rounds 5] [--tests 20] [--dag small|ten|
 from __future__ import annotations
 
 import argparse
-import os
 import importlib.util
+import os
+import re
 import statistics
 import subprocess
 import xml.etree.ElementTree as ElementTree
@@ -83,11 +86,15 @@ IN_A_BOX = "pytest_airflow_in_a_box"
 
 @dataclass(frozen=True)
 class Tool:
-    """One way to run the session: the files of its project and the pytest arguments."""
+    """One way to run the session: the files of its project and the pytest arguments.
+
+    ``prepare``: run one unmeasured session first (a project that keeps state across sessions).
+    """
 
     name: str
     files: Callable[[str, int], dict[str, str]]
     args: tuple[str, ...]
+    prepare: bool = False
 
 
 def _tests(n: int, body: str, fixtures: str) -> str:
@@ -98,29 +105,44 @@ def _xcomsim_files(dag_id: str, n: int) -> dict[str, str]:
     return {"test_session.py": _tests(n, f"assert run_dag({dag_id!r}).succeeded", "run_dag")}
 
 
-def _dag_test_files(dag_id: str, n: int) -> dict[str, str]:
-    conftest = textwrap.dedent(
-        """
-        import os, sys, tempfile
-        from pathlib import Path
+_DAG_TEST_CONFTEST = textwrap.dedent(
+    """
+    import os, sys, tempfile
+    from pathlib import Path
 
-        _home = tempfile.mkdtemp(prefix="peers-dagtest-")
-        _dags = str(Path(__file__).parent / "dags")
-        os.environ.update({
-            "AIRFLOW_HOME": _home,
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_home}/airflow.db",
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": _dags,
-        })
-        sys.path.insert(0, _dags)
+    _home = {home}
+    _dags = str(Path(__file__).parent / "dags")
+    os.environ.update({{
+        "AIRFLOW_HOME": _home,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{{_home}}/airflow.db",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": _dags,
+    }})
+    sys.path.insert(0, _dags)
 
-        import pytest
+    import pytest
 
-        @pytest.fixture(scope="session", autouse=True)
-        def _migrated():
+    @pytest.fixture(scope="session", autouse=True)
+    def _migrated():
+        if {migrate}:
             from airflow.utils import db
             db.initdb()
-        """
+    """
+)
+
+
+def _dag_test_files(dag_id: str, n: int) -> dict[str, str]:
+    """Each session in a new Airflow home, migrated by the session (as the other tools isolate theirs)."""
+    conftest = _DAG_TEST_CONFTEST.format(home='tempfile.mkdtemp(prefix="peers-dagtest-")', migrate="True")
+    body = f"assert __import__({dag_id!r}).dag.test().state == 'success'"
+    return {"conftest.py": conftest, "test_session.py": _tests(n, body, "")}
+
+
+def _dag_test_kept_files(dag_id: str, n: int) -> dict[str, str]:
+    """One Airflow home kept across sessions, migrated once (the unmeasured first session): the
+    cheapest plain ``dag.test()`` set-up, with no migration in any measured session."""
+    conftest = _DAG_TEST_CONFTEST.format(
+        home='str(Path(__file__).parent / "airflow-home")', migrate='not os.path.exists(f"{_home}/airflow.db")'
     )
     body = f"assert __import__({dag_id!r}).dag.test().state == 'success'"
     return {"conftest.py": conftest, "test_session.py": _tests(n, body, "")}
@@ -135,6 +157,8 @@ _COMMON = ("-q", "-p", "no:randomly", "-p", "no:cacheprovider")
 TOOLS = [
     Tool("xcomsim", _xcomsim_files, (*_COMMON, "-p", f"no:{IN_A_BOX}", "--xcomsim", "--xcomsim-dags=dags")),
     Tool("dag.test()", _dag_test_files, (*_COMMON, "-p", f"no:{IN_A_BOX}", "-p", "no:xcomsim")),
+    Tool("dag.test(), DB kept", _dag_test_kept_files, (*_COMMON, "-p", f"no:{IN_A_BOX}", "-p", "no:xcomsim"),
+         prepare=True),
     Tool("pytest-airflow-in-a-box", _in_a_box_files, (*_COMMON, "-p", "no:xcomsim", "--dag-folder=dags")),
 ]
 
@@ -146,7 +170,7 @@ def available() -> list[Tool]:
 
 def _project(root: Path, tool: Tool, dag: str, n: int) -> Path:
     dag_id, source = DAGS[dag]
-    folder = root / f"{tool.name.replace('.', '_').replace('(', '').replace(')', '')}-{dag}"
+    folder = root / f"{re.sub(r'[^A-Za-z0-9]+', '_', tool.name).strip('_')}-{dag}"
     (folder / "dags").mkdir(parents=True)
     (folder / "dags" / f"{dag_id}.py").write_text(source)
     (folder / "pytest.ini").write_text("[pytest]\n")
@@ -199,6 +223,10 @@ def measure(dags: list[str], rounds: int, n: int, tools: list[Tool]) -> Samples:
     samples: Samples = {}
     with tempfile.TemporaryDirectory(prefix="xcomsim-peers-") as tmp:
         projects = {(d, t.name): _project(Path(tmp), t, d, n) for d in dags for t in tools}
+        for (dag, name), folder in projects.items():
+            tool = next(t for t in tools if t.name == name)
+            if tool.prepare:
+                run_session(folder, tool, n)
         for round_ in range(rounds):
             order = tools if round_ % 2 == 0 else tools[::-1]
             for dag in dags:
