@@ -51,7 +51,8 @@ def test_a_caller_that_turned_the_collector_off_keeps_it_off_and_nothing_is_froz
         before = gc.get_freeze_count()
         with long_lived_startup():
             _unused = [[i] for i in range(1000)]
-        assert not gc.isenabled() and gc.get_freeze_count() == before
+        # Nothing frozen: the count does not grow (on 3.13 it shrinks as frozen objects die meanwhile).
+        assert not gc.isenabled() and gc.get_freeze_count() <= before
     finally:
         gc.enable()
 
