@@ -67,7 +67,7 @@ def test_a_later_fresh_clone_gets_the_same_stored_rows_without_storing_again(xco
             seen.append(_stored(env))
     assert stores == ["stored_once"]
     # What a real store writes, in a third clone that may not copy (another key).
-    monkeypatch.setattr(store, "_stored_key", lambda lazy: os.urandom(8).hex())
+    monkeypatch.setattr(store, "_stored_key", lambda lazy, hashes: os.urandom(8).hex())
     with xcomsim_simulation.environment() as env:
         assert env.run_dag(dag).succeeded
         assert _stored(env) == seen[1] == seen[0]
@@ -130,7 +130,8 @@ def test_a_store_that_failed_is_not_kept(xcomsim_simulation, stores, monkeypatch
 def _key(dag: DAG) -> str:
     from airflow.serialization.serialized_objects import LazyDeserializedDAG
 
-    return store._stored_key([LazyDeserializedDAG.from_dag(dag)])
+    lazy = LazyDeserializedDAG.from_dag(dag)
+    return store._stored_key([lazy], {lazy.dag_id: lazy.hash})
 
 
 def test_the_key_changes_with_the_dag_its_file_and_the_configuration(tmp_path, monkeypatch):

@@ -3,13 +3,14 @@
 The peers are whatever is importable here: plain ``dag.test()`` (always, it is Airflow's own),
 twice: each session in a new Airflow home it migrates, as every tool here isolates its
 sessions, and with one home kept across sessions and migrated once before the measured ones
-(the cheapest plain set-up); and ``pytest-airflow-in-a-box`` (when installed). Nothing is installed by this script. Each tool
-gets its own throwaway project (the same DAG file, N identical tests) and runs as its own
-``python -m pytest`` process with the other tools' plugins switched off; rounds alternate the
-order of the tools so neither warm caches nor machine load favour one. The table shows medians
-of the whole session's wall time, xcomsim's ratio to each peer, and each tool's per-test time
-(setup, call and teardown, from the session's JUnit XML) at the median and the 90th percentile,
-over every test of every round: a tool with latency spikes shows a p90 far above its p50.
+(the cheapest plain set-up); and ``pytest-airflow-in-a-box`` (when installed). Nothing is
+installed by this script. Each tool gets its own throwaway project (the same DAG file, N
+identical tests) and runs as its own ``python -m pytest`` process with the other tools'
+plugins switched off; rounds alternate the order of the tools so neither warm caches nor
+machine load favour one. The table shows medians of the whole session's wall time, xcomsim's
+ratio to each peer, and each tool's per-test time (setup, call and teardown, from the
+session's JUnit XML) at the median and the 90th percentile, over every test of every round:
+a tool with latency spikes shows a p90 far above its p50.
 
 Run: ``python -m xcomsim.bench.peers [--rounds 5] [--tests 20] [--dag small|ten|both]``.
 """
@@ -22,11 +23,11 @@ import os
 import re
 import statistics
 import subprocess
-import xml.etree.ElementTree as ElementTree
 import sys
 import tempfile
 import textwrap
 import time
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,10 +224,9 @@ def measure(dags: list[str], rounds: int, n: int, tools: list[Tool]) -> Samples:
     samples: Samples = {}
     with tempfile.TemporaryDirectory(prefix="xcomsim-peers-") as tmp:
         projects = {(d, t.name): _project(Path(tmp), t, d, n) for d in dags for t in tools}
-        for (dag, name), folder in projects.items():
-            tool = next(t for t in tools if t.name == name)
-            if tool.prepare:
-                run_session(folder, tool, n)
+        for dag in dags:
+            for tool in (t for t in tools if t.prepare):
+                run_session(projects[dag, tool.name], tool, n)
         for round_ in range(rounds):
             order = tools if round_ % 2 == 0 else tools[::-1]
             for dag in dags:

@@ -101,12 +101,13 @@ def store_dags(dag: Any, others: Iterable[Any], session: Any) -> dict[str, Any]:
             continue  # its own run would report it; it only cannot be reached from this one
     clone = installed_clone()
     fresh = clone is not None and clone.untouched()  # a written-to clone is stored into, never copied over
-    key = _stored_key(lazy)
-    database = _database_identity(session)
+    hashes = {d.dag_id: d.hash for d in lazy}  # each a JSON dump and digest of the DAG: once per store
+    key = _stored_key(lazy, hashes)
+    database = _database_identity(session, clone)
     if fresh and not session.in_transaction() and clone.restore_stored(key):
         _remember(database, key)
         return lazy[0].data  # stored exactly so into a fresh clone before: its state, copied (kept only on success)
-    if _LAST_STORED.get(database) == key and _still_stored(lazy, session):
+    if _LAST_STORED.get(database) == key and _still_stored(hashes, session):
         return lazy[0].data  # this database holds exactly these DAGs from the last store into it
     update_dag_parsing_results_in_db(BUNDLE_NAME, None, lazy, {}, None, set(), session=session)
     session.commit()
@@ -129,15 +130,13 @@ def _remember(database: tuple[str, int], key: str) -> None:
         _LAST_STORED.popitem(last=False)
 
 
-def _database_identity(session: Any) -> tuple[str, int]:
+def _database_identity(session: Any, clone: Any) -> tuple[str, int]:
     """Which database a store goes to: a test's clone or server database is one object for its life."""
-    clone = installed_clone()
-    bind = session.get_bind()
-    return (bind.url.render_as_string(hide_password=True), id(clone) if clone is not None else 0)
+    return (session.get_bind().url.render_as_string(hide_password=True), id(clone) if clone is not None else 0)
 
 
-def _still_stored(lazy: list[Any], session: Any) -> bool:
-    """Whether storing ``lazy`` again would change nothing a run reads: the same DAGs went into this
+def _still_stored(hashes: dict[str, str], session: Any) -> bool:
+    """Whether storing DAGs of these hashes again would change nothing a run reads: the same DAGs went into this
     database last time (same key) and each is still its latest serialised version, active, in this bundle.
 
     Storing costs ~16 ms a DAG; a property that starts a DAG run per example, or a test running
@@ -149,7 +148,7 @@ def _still_stored(lazy: list[Any], session: Any) -> bool:
     from airflow.models.dag import DagModel
     from airflow.models.serialized_dag import SerializedDagModel
 
-    ids = [d.dag_id for d in lazy]
+    ids = list(hashes)
     latest = (
         select(SerializedDagModel.dag_id, func.max(SerializedDagModel.created_at).label("at"))
         .where(SerializedDagModel.dag_id.in_(ids))
@@ -163,10 +162,10 @@ def _still_stored(lazy: list[Any], session: Any) -> bool:
     ).all()
     session.commit()
     found = {dag_id: (dag_hash, stale, bundle) for dag_id, dag_hash, stale, bundle in rows}
-    return len(found) == len(ids) and all(found.get(d.dag_id) == (d.hash, False, BUNDLE_NAME) for d in lazy)
+    return all(found.get(dag_id) == (dag_hash, False, BUNDLE_NAME) for dag_id, dag_hash in hashes.items())
 
 
-def _stored_key(lazy: list[Any]) -> str:
+def _stored_key(lazy: list[Any], hashes: dict[str, str]) -> str:
     """What storing these DAGs into a fresh clone depends on: each DAG's serialised form, its file
     (the DAG's code is stored from it) and Airflow's configuration (set per test through the
     environment). Parse times and the next scheduled run are those of the first store in the session."""
@@ -178,7 +177,7 @@ def _stored_key(lazy: list[Any]) -> str:
         except OSError:
             stat = None
         file = (fileloc, serialised.data["dag"].get("relative_fileloc"), stat and (stat.st_mtime_ns, stat.st_size))
-        parts.append((serialised.dag_id, serialised.hash, file))
+        parts.append((serialised.dag_id, hashes[serialised.dag_id], file))
     config = sorted((k, v) for k, v in os.environ.items() if k.startswith("AIRFLOW__"))
     return hashlib.sha256(repr((parts, config)).encode()).hexdigest()
 

@@ -263,8 +263,7 @@ class Scheduler:
         return any(not w.done for w in self._workers.values() if w is not worker)
 
     def _body(self, worker: _Worker, pooled: _PooledThread) -> bool:
-        worker.thread = threading.current_thread()
-        worker.thread.name = f"xcomsim-{worker.name}"
+        pooled.thread.name = f"xcomsim-{worker.name}"
         worker.turn.acquire()
         if self._abandoned:
             worker.done = True
@@ -281,7 +280,7 @@ class Scheduler:
             abandoned = self._abandoned
             if not abandoned:
                 self._running = None
-                worker.thread.name = "xcomsim-idle"
+                pooled.thread.name = "xcomsim-idle"
                 pooled_again = _park(pooled)
                 self._back.release()
         return not abandoned and pooled_again
@@ -322,11 +321,10 @@ class Scheduler:
         """Never leave a thread parked: unfinished workers run on unscheduled; any still blocked is interrupted."""
         self._abandoned = True
         for worker in self._workers.values():
-            if worker.turn.locked():
-                try:
-                    worker.turn.release()
-                except RuntimeError:  # released in between
-                    pass
+            try:
+                worker.turn.release()
+            except RuntimeError:  # not held: the worker has its turn, or has ended
+                pass
         threads = [w.thread for w in self._workers.values() if w.thread is not None and not w.done]
         for thread in threads:
             thread.join(timeout=_RELEASE_WAIT)
