@@ -275,3 +275,22 @@ def test_statements_are_recorded_while_a_scheduler_runs_and_cost_nothing_after(t
     assert [e.io for e in scheduler.timeline.events] == ["sql borrow connection", "sql SELECT 41 + 1"]
     assert [e.switch for e in scheduler.timeline.events] == [True, False]
     assert _interception_listeners() == []  # no SQLAlchemy listener left on every later statement
+
+
+def test_a_worker_that_raised_leaves_nothing_in_the_next_workers_thread():
+    marks = threading.local()
+    seen = []
+
+    def crashes() -> None:
+        marks.left = "half-done"
+        interception.io_point("api SetXCom")
+        raise RuntimeError("crashed mid-operation")
+
+    def looks() -> None:
+        seen.append(getattr(marks, "left", None))
+
+    results = Scheduler(first_runnable).run({"a": crashes})
+    assert isinstance(results["a"].error, RuntimeError)
+    for _ in range(3):  # whichever pooled thread each run gets, none is the crashed one's
+        Scheduler(first_runnable).run({"a": looks, "b": looks})
+    assert seen == [None] * 6

@@ -150,8 +150,9 @@ class _PooledThread:
     """A daemon thread that runs one job after another, parked on a lock in between.
 
     A race example needs a few threads for a few milliseconds; starting them costs about as
-    much as the example's own scheduling. A thread goes back to the pool only after a job
-    that ended normally: one a scheduler let go or interrupted ends instead.
+    much as the example's own scheduling. A thread goes back to the pool only after a worker
+    that returned: one that raised, or that a scheduler let go or interrupted, ends instead.
+    What a worker that returned left in thread-local state stays for the thread's next worker.
     """
 
     def __init__(self) -> None:
@@ -281,7 +282,9 @@ class Scheduler:
             if not abandoned:
                 self._running = None
                 pooled.thread.name = "xcomsim-idle"
-                pooled_again = _park(pooled)
+                # A worker that raised (a crash drawn for it, a backend's error) may have left state in
+                # its thread (an open session, a half-built client): its thread ends, the next gets a new one.
+                pooled_again = worker.result.error is None and _park(pooled)
                 self._back.release()
         return not abandoned and pooled_again
 
