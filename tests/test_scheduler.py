@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import os
 import threading
 
 import pytest
 
 from xcomsim.scheduler import HarnessStuck, Scheduler, SchedulerStuck, first_runnable
-from xcomsim.scheduler import interception
+from xcomsim.scheduler import affinity, interception
 
 
 def _io_worker(name: str, points: int, log: list[str]):
@@ -294,3 +295,86 @@ def test_a_worker_that_raised_leaves_nothing_in_the_next_workers_thread():
     for _ in range(3):  # whichever pooled thread each run gets, none is the crashed one's
         Scheduler(first_runnable).run({"a": looks, "b": looks})
     assert seen == [None] * 6
+
+
+pinnable = pytest.mark.skipif(affinity.race_cpu() is None, reason="this platform cannot pin threads to a CPU")
+
+
+@pinnable
+def test_a_runs_threads_share_one_cpu_and_the_controller_is_put_back():
+    before = os.sched_getaffinity(0)
+    seen = {}
+
+    def worker(name: str):
+        def run() -> None:
+            seen[name, "start"] = os.sched_getaffinity(0)
+            interception.io_point("api SetXCom")
+            seen[name, "end"] = os.sched_getaffinity(0)
+
+        return run
+
+    def controller_sees(options, current):
+        seen["controller"] = os.sched_getaffinity(0)
+        return first_runnable(options, current)
+
+    Scheduler(controller_sees).run({"a": worker("a"), "b": worker("b")})
+    cpu = {affinity.race_cpu()}
+    assert set(map(frozenset, seen.values())) == {frozenset(cpu)}  # both workers, start and end, and the controller
+    assert os.sched_getaffinity(0) == before  # the test's own thread runs where it did
+
+
+@pinnable
+def test_an_embedded_server_joins_the_race_cpu_with_every_thread():
+    from xcomsim.env.child_server import ChildServer
+
+    server = ChildServer("fakeredis")
+    try:
+        server.wait_ready()
+        tids = [int(t) for t in os.listdir(f"/proc/{server._process.pid}/task")]
+        Scheduler(first_runnable).run({"a": lambda: None})
+        assert {frozenset(os.sched_getaffinity(tid)) for tid in tids} == {frozenset({affinity.race_cpu()})}
+    finally:
+        server.close()
+    assert server._process.pid not in affinity._companions  # a closed server is not pinned again
+
+
+def test_hypothesis_chooser_draws_through_hypothesis_and_replays():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from xcomsim.scheduler import hypothesis_chooser
+
+    timelines: dict[int, list] = {}
+
+    @settings(max_examples=30, database=None, derandomize=True, deadline=None)
+    @given(st.integers(0, 5), st.data())
+    def race(seed, data):
+        data.draw = None  # the note-writing public draw is not what the chooser pays for
+        log: list[str] = []
+        scheduler = Scheduler(hypothesis_chooser(data), max_preemptions=4)
+        scheduler.run({"a": _io_worker("a", 2, log), "b": _io_worker("b", 2, log)})
+        timelines.setdefault(seed, []).append(log)
+
+    race()
+    race()  # derandomized: the same examples, hence the same draws and the same interleavings
+    orders = {tuple(log) for logs in timelines.values() for log in logs}
+    assert len(orders) > 1  # Hypothesis's choices did pick different interleavings
+
+
+def test_hypothesis_chooser_falls_back_to_the_public_draw():
+    from xcomsim.scheduler import hypothesis_chooser
+
+    class StandIn:  # a data object without Hypothesis's integer choice beneath it
+        def __init__(self) -> None:
+            self.drawn = 0
+
+        def draw(self, strategy, label=None):
+            self.drawn += 1
+            return 1  # always the second option
+
+    data = StandIn()
+    log: list[str] = []
+    Scheduler(hypothesis_chooser(data), max_preemptions=4).run({"a": _io_worker("a", 2, log),
+                                                                "b": _io_worker("b", 2, log)})  # fmt: skip
+    assert data.drawn > 0
+    assert log == ["b0", "a0", "b1", "a1"]  # every switch took the other worker

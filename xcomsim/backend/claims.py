@@ -22,7 +22,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, create_engine, delete, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from xcomsim.backend.errors import ExclusiveXComError, XComValueError
@@ -112,30 +124,36 @@ class SqlClaimStore:
             )
         if create_table:
             metadata.create_all(self.engine, tables=[claim_table])
+        self._claim = self._claim_statement()
 
     def _insert(self) -> Any:
         return (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(claim_table)
+
+    def _claim_statement(self) -> Any:
+        """The one claiming upsert, built once: building it is three quarters of a claim's cost
+        (about 270 us of 360 on in-memory SQLite); each claim only binds its values."""
+        t = claim_table.c
+        insert = self._insert()
+        now = bindparam("now", type_=t.claimed_at.type)
+        insert = insert.values(claim_id=bindparam("claim_id", type_=t.claim_id.type), status="claimed",
+                               claimed_by=bindparam("worker_id", type_=t.claimed_by.type), claimed_at=now,
+                               lease_expires_at=bindparam("expires", type_=t.lease_expires_at.type))  # fmt: skip
+        taken = ("status", "claimed_by", "claimed_at", "lease_expires_at")
+        return insert.on_conflict_do_update(
+            index_elements=[t.claim_id],
+            set_={name: insert.excluded[name] for name in taken},
+            where=(t.status == "available") | self._expired(t.lease_expires_at, now),
+        ).returning(t.claim_id, t.claimed_by, t.claimed_at, t.lease_expires_at)
 
     def try_claim(self, claim_id: str, worker_id: str, lease_seconds: float | None = None) -> Claim | None:
         _check_ids(claim_id, worker_id)
         lease_seconds = self._lease(lease_seconds)
         now = self.clock()
         expires = None if lease_seconds is None else now + lease_seconds
-        values = {
-            "status": "claimed",
-            "claimed_by": worker_id,
-            "claimed_at": _as_datetime(now),
-            "lease_expires_at": _as_datetime(expires),
-        }
-        t = claim_table.c
-        insert = self._insert().values(claim_id=claim_id, **values)
-        statement = insert.on_conflict_do_update(
-            index_elements=[t.claim_id],
-            set_=values,
-            where=(t.status == "available") | self._expired(t.lease_expires_at, _as_datetime(now)),
-        ).returning(t.claim_id, t.claimed_by, t.claimed_at, t.lease_expires_at)
+        values = {"claim_id": claim_id, "worker_id": worker_id, "now": _as_datetime(now),
+                  "expires": _as_datetime(expires)}  # fmt: skip
         with self.engine.begin() as conn:
-            row = conn.execute(statement).first()
+            row = conn.execute(self._claim, values).first()
         if row is None:
             return None
         return Claim(row.claim_id, row.claimed_by, _as_seconds(row.claimed_at) or now, _as_seconds(row.lease_expires_at))

@@ -64,7 +64,10 @@ class ChildServer:
                 raise _failure(self.kind, f"did not start serving within {timeout:g}s", output)
             line = self._process.stdout.readline()
             if line == b"ready\n":
+                from xcomsim.scheduler import affinity
+
                 self._ready = True
+                affinity.add_companion(self._process.pid)  # started on any CPU; serves a race on its CPU
                 return
             if not line:
                 code = self._process.wait(timeout=5)
@@ -75,6 +78,9 @@ class ChildServer:
         return self._log.read().decode(errors="replace")[-2000:]
 
     def close(self) -> None:
+        from xcomsim.scheduler import affinity
+
+        affinity.remove_companion(self._process.pid)
         if self._process.poll() is None:
             assert self._process.stdin is not None
             self._process.stdin.close()  # the child's signal to stop

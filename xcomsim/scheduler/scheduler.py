@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xcomsim.errors import XcomsimError
-from xcomsim.scheduler import interception
+from xcomsim.scheduler import affinity, interception
 
 Chooser = Callable[[Sequence[str], str | None], str]
 _RELEASE_WAIT = 5.0  # seconds a let-go worker gets to finish before it is interrupted
@@ -159,6 +159,7 @@ class _PooledThread:
         self._go = threading.Lock()
         self._go.acquire()
         self._job: Callable[[], bool] | None = None
+        self.cpu: int | None = None  # the CPU this thread was last pinned to
         self.thread = threading.Thread(target=self._loop, name="xcomsim-idle", daemon=True)
         self.thread.start()
 
@@ -204,25 +205,41 @@ def first_runnable(options: Sequence[str], current: str | None) -> str:
 def hypothesis_chooser(data: Any) -> Chooser:
     """Draw each switch from Hypothesis: the current worker first, so shrinking means fewer switches.
 
-    The draw is an index into that order (``integers`` costs a third less per draw than
-    ``sampled_from``, and shrinks the same way, towards the current worker); the timeline
-    says who ran.
+    The draw is an index into that order, which shrinks towards the current worker; the
+    timeline says who ran.
     """
-    from hypothesis import strategies as st
+    draw_index = _index_drawer(data)
 
     def choose(options: Sequence[str], current: str | None) -> str:
         ordered = ([current] if current in options else []) + [o for o in options if o != current]
         if len(ordered) == 1:
             return ordered[0]
-        return ordered[data.draw(st.integers(0, len(ordered) - 1), label="next worker")]
+        return ordered[draw_index(len(ordered) - 1)]
 
     return choose
+
+
+def _index_drawer(data: Any) -> Callable[[int], int]:
+    """An integer choice from 0 to ``top`` drawn under Hypothesis's ``data``.
+
+    ``data.draw`` costs about 50 us, most of it writing a "Draw n: ..." note that the timeline
+    makes redundant; the integer choice beneath it, which every integer strategy draws through and
+    which replays and shrinks the same way, about 7 us. Where that choice is not there (another
+    Hypothesis, or a stand-in ``data``), the public draw.
+    """
+    draw_integer = getattr(getattr(data, "conjecture_data", None), "draw_integer", None)
+    if callable(draw_integer):
+        return lambda top: draw_integer(0, top)
+    from hypothesis import strategies as st
+
+    return lambda top: data.draw(st.integers(0, top), label="next worker")
 
 
 class Scheduler:
     """Runs workers one at a time; the chooser picks who runs at each switch point.
 
-    Handing the turn over is a pair of plain locks (about 20 us each way); a switch point where
+    Handing the turn over is a pair of plain locks, between threads pinned to one CPU (a few
+    microseconds each way; across CPUs about ten times that); a switch point where
     there is nothing to choose (the worker is the only one left, or no preemption is left) is only
     recorded, and the worker runs on without a handover.
     """
@@ -237,6 +254,7 @@ class Scheduler:
         self._workers: dict[str, _Worker] = {}
         self._running: _Worker | None = None
         self._abandoned = False  # after a stuck step or an error: workers run on unscheduled
+        self._cpu: int | None = None  # the one CPU the run's threads share (see ``affinity``)
 
     # ------------------------------------------------------------ worker side
     def operation(self, label: str) -> None:
@@ -265,6 +283,9 @@ class Scheduler:
 
     def _body(self, worker: _Worker, pooled: _PooledThread) -> bool:
         pooled.thread.name = f"xcomsim-{worker.name}"
+        if pooled.cpu != self._cpu and self._cpu is not None:
+            affinity.pin(self._cpu)
+            pooled.cpu = self._cpu
         worker.turn.acquire()
         if self._abandoned:
             worker.done = True
@@ -292,7 +313,7 @@ class Scheduler:
     def run(self, workers: Mapping[str, Callable[[], Any]]) -> dict[str, WorkerResult]:
         """Run the workers to completion under the chooser; return each one's result."""
         interception.install()
-        with interception.statements_recorded():
+        with interception.statements_recorded(), affinity.one_cpu() as self._cpu:
             return self._run(workers)
 
     def _run(self, workers: Mapping[str, Callable[[], Any]]) -> dict[str, WorkerResult]:
