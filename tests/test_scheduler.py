@@ -262,7 +262,7 @@ def _interception_listeners() -> list:
                    for c in (fn.__closure__ or ()))]  # fmt: skip
 
 
-def test_statements_are_recorded_while_a_scheduler_runs_and_cost_nothing_after(tmp_path):
+def test_statements_are_recorded_without_an_engine_event_listener(tmp_path):
     from sqlalchemy import create_engine, text
 
     engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")  # a QueuePool: Pool.connect is the borrow
@@ -275,7 +275,7 @@ def test_statements_are_recorded_while_a_scheduler_runs_and_cost_nothing_after(t
     scheduler.run({"a": worker})
     assert [e.io for e in scheduler.timeline.events] == ["sql borrow connection", "sql SELECT 41 + 1"]
     assert [e.switch for e in scheduler.timeline.events] == [True, False]
-    assert _interception_listeners() == []  # no SQLAlchemy listener left on every later statement
+    assert _interception_listeners() == []  # no SQLAlchemy event: it would slow every statement of the session
 
 
 def test_a_worker_that_raised_leaves_nothing_in_the_next_workers_thread():

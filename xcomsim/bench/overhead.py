@@ -35,34 +35,20 @@ class Overhead:
 def _wrapped_methods() -> list[tuple[Any, str]]:
     import redis
     from botocore.client import BaseClient
+    from sqlalchemy.engine.default import DefaultDialect
     from sqlalchemy.pool import Pool
 
+    from xcomsim.scheduler.interception import STATEMENT_METHODS
     from xcomsim.task_context import _TaskComms
 
-    return [(redis.Redis, "execute_command"), (BaseClient, "_make_api_call"), (Pool, "connect"), (_TaskComms, "send")]
-
-
-def _statement_listener() -> Any:
-    """The interception's ``before_cursor_execute`` function (SQLAlchemy keeps it wrapped in a closure)."""
-    from sqlalchemy.engine import Engine
-
-    from xcomsim.scheduler import interception
-
-    for wrapper in Engine.dispatch.before_cursor_execute._clslevel.get(Engine, ()):
-        for cell in wrapper.__closure__ or ():
-            fn = cell.cell_contents
-            if callable(fn) and getattr(fn, "__module__", None) == interception.__name__:
-                return fn
-    return None
+    statements = [(DefaultDialect, name) for name in STATEMENT_METHODS]
+    return [(redis.Redis, "execute_command"), (BaseClient, "_make_api_call"), (Pool, "connect"), *statements,
+            (_TaskComms, "send")]  # fmt: skip
 
 
 @contextlib.contextmanager
 def hooks_removed() -> Iterator[None]:
-    """Put the original client methods back for the block (and drop the SQL statement listener, which is
-    only there while a scheduler runs)."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
+    """Put the original client methods back for the block."""
     swapped = []
     for owner, name in _wrapped_methods():
         wrapper = owner.__dict__.get(name)
@@ -70,14 +56,9 @@ def hooks_removed() -> Iterator[None]:
         if original is not None:
             setattr(owner, name, original)
             swapped.append((owner, name, wrapper))
-    listener = _statement_listener()
-    if listener is not None:
-        event.remove(Engine, "before_cursor_execute", listener)
     try:
         yield
     finally:
-        if listener is not None:
-            event.listen(Engine, "before_cursor_execute", listener)
         for owner, name, wrapper in swapped:
             setattr(owner, name, wrapper)
 

@@ -190,39 +190,35 @@ def _wrap_sqlalchemy() -> None:
     from sqlalchemy.pool import Pool
 
     _wrap(Pool, "connect", lambda pool, *a, **k: "sql borrow connection")
+    _wrap_statements()
 
 
-def _statement(conn: Any, cursor: Any, sql: str, params: Any, context: Any, executemany: bool) -> None:
-    if getattr(_local, "hook", None) is not None:  # the label costs microseconds: only for a scheduled worker
-        io_point("sql " + " ".join(sql.split())[:90], preemptible=False)
+STATEMENT_METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
 
 
-_recording = 0
+def _wrap_statements() -> None:
+    """Record each statement a scheduled worker sends (never a switch point: SQL yields at the borrow).
 
-
-@contextlib.contextmanager
-def statements_recorded() -> Iterator[None]:
-    """While the block runs, a scheduled worker's SQL statements are recorded in its timeline.
-
-    A ``before_cursor_execute`` listener puts every statement of every engine on SQLAlchemy's
-    slower path (a few microseconds each, +5-8% on an in-memory ``SELECT 1``), so it is there
-    only while some scheduler runs, not for the rest of the session.
+    At the dialect's own execute methods, where a statement meets its DB-API cursor: idle it is one
+    call and a thread-local lookup. (SQLAlchemy's ``before_cursor_execute`` event would put every
+    statement of every engine on a slower path, +5-8% on an in-memory ``SELECT 1``.) A dialect
+    that overrides one of them (psycopg2's ``executemany``) sends those statements unrecorded.
     """
-    global _recording
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine.default import DefaultDialect
 
-    with _lock:
-        if _recording == 0:
-            event.listen(Engine, "before_cursor_execute", _statement)
-        _recording += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _recording -= 1
-            if _recording == 0:
-                event.remove(Engine, "before_cursor_execute", _statement)
+    for name in STATEMENT_METHODS:
+        original = getattr(DefaultDialect, name)
+
+        def wrapper(dialect: Any, cursor: Any, statement: str, *args: Any, _original: Any = original,
+                    **kwargs: Any) -> Any:  # fmt: skip
+            hook = getattr(_local, "hook", None)
+            if hook is not None:
+                hook("sql " + " ".join(statement.split())[:90], False)
+            return _original(dialect, cursor, statement, *args, **kwargs)
+
+        functools.update_wrapper(wrapper, original)
+        wrapper.__xcomsim_original__ = original  # type: ignore[attr-defined]
+        setattr(DefaultDialect, name, wrapper)
 
 
 def _wrap_redis() -> None:

@@ -313,7 +313,7 @@ class Scheduler:
     def run(self, workers: Mapping[str, Callable[[], Any]]) -> dict[str, WorkerResult]:
         """Run the workers to completion under the chooser; return each one's result."""
         interception.install()
-        with interception.statements_recorded(), affinity.one_cpu() as self._cpu:
+        with affinity.one_cpu() as self._cpu:
             return self._run(workers)
 
     def _run(self, workers: Mapping[str, Callable[[], Any]]) -> dict[str, WorkerResult]:
