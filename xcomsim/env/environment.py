@@ -84,6 +84,9 @@ class Simulation:
         # Before anything else builds Airflow's in-process API app (a DAG's own dag.test() would):
         # built here, it serves the task SDK's version only (see execution_api).
         execution_api.mark_requests()
+        from xcomsim.runner import type_adapters
+
+        type_adapters.install()  # the task runner's side: its pydantic adapters built once
 
     @classmethod
     @contextlib.contextmanager
