@@ -324,6 +324,25 @@ def test_a_runs_threads_share_one_cpu_and_the_controller_is_put_back():
 
 
 @pinnable
+def test_a_thread_a_worker_started_is_put_back_after_the_race():
+    before = os.sched_getaffinity(0)
+    started: list[threading.Thread] = []
+    go_on = threading.Event()
+
+    def worker() -> None:  # a client that starts its own I/O loop thread on first use
+        thread = threading.Thread(target=go_on.wait, args=(10,), daemon=True)
+        thread.start()
+        started.append(thread)
+        interception.io_point("api SetXCom")
+
+    Scheduler(first_runnable).run({"a": worker})
+    try:
+        assert os.sched_getaffinity(started[0].native_id) == before  # not left on the race's one CPU
+    finally:
+        go_on.set()
+
+
+@pinnable
 def test_an_embedded_server_joins_the_race_cpu_with_every_thread():
     from xcomsim.env.child_server import ChildServer
 

@@ -40,3 +40,14 @@ def test_rendered_fields_still_reach_the_metadata_db(run_dag, xcomsim_env):
         rows = session.scalars(select(RenderedTaskInstanceFields)).all()
     fields = {row.task_id: row.rendered_fields for row in rows}
     assert fields["echo"]["op_kwargs"] == {"greeting": "hello xcomsim_templated_fields"}
+
+
+def test_equal_type_expressions_that_validate_differently_are_built_anew(xcomsim_env):
+    from typing import Union
+
+    from airflow.sdk.execution_time import task_runner
+
+    ints_first, floats_first = Union[int, float], Union[float, int]
+    assert ints_first == floats_first  # equal and equally hashed, yet not the same validation
+    assert task_runner.TypeAdapter(ints_first).validate_python("1") == 1
+    assert type(task_runner.TypeAdapter(floats_first).validate_python("1")) is float

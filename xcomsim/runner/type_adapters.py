@@ -6,7 +6,8 @@ about 0.3 ms, some 30 times in one run of a 10-task DAG, for a validation that t
 about 1 us. An adapter depends only on its type and validates the same whoever built it
 (pydantic-core validators are immutable, so one serves every thread), so the runner gets one
 kept per type. Only the name inside ``airflow.sdk.execution_time.task_runner`` is replaced;
-pydantic's ``TypeAdapter`` is untouched everywhere else.
+pydantic's ``TypeAdapter`` is untouched everywhere else. Remembered are classes (compared by
+identity) and ``JsonValue``, the two the runner uses; any other expression is built anew.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _KEPT = 64  # distinct types remembered (the runner uses two)
 def install() -> None:
     """Give the task runner remembered adapters (once per process)."""
     from airflow.sdk.execution_time import task_runner
+    from pydantic import JsonValue
 
     if getattr(task_runner.TypeAdapter, "__xcomsim_original__", None) is not None:
         return
@@ -30,12 +32,12 @@ def install() -> None:
         return original(kind)
 
     def remembered(kind: Any, *args: Any, **kwargs: Any) -> Any:
-        if args or kwargs:  # a config or module of its own: built as asked
+        # Only a class or JsonValue itself: type expressions that compare equal may still
+        # validate differently (Union[int, float] == Union[float, int]; a forward reference
+        # resolves in its caller's scope), and a config or module of its own is built as asked.
+        if args or kwargs or not (isinstance(kind, type) or kind is JsonValue):
             return original(kind, *args, **kwargs)
-        try:
-            return built(kind)
-        except TypeError:  # an unhashable type expression
-            return original(kind)
+        return built(kind)
 
     remembered.__xcomsim_original__ = original  # type: ignore[attr-defined]
     task_runner.TypeAdapter = remembered

@@ -2,47 +2,69 @@
 
 Only one scheduled thread runs at a time, so a second CPU buys a race nothing, while handing
 the turn to a thread on another CPU costs two cross-CPU wake-ups (the lock, then the GIL):
-about 30 us each way on a 2-core VM, against about 2.5 us between threads on one CPU. A
-request to an embedded server (fakeredis, moto: child processes) is the same story: a Redis
-claim takes about 240 us with the server on any CPU and 120 us with it on the caller's.
+a lock round trip takes about 60 us across CPUs on a 2-core VM and 5 us on one. A request to
+an embedded server (fakeredis, moto: child processes) is the same story: a Redis claim takes
+about 240 us with the server on any CPU and 120 us with it on the caller's.
 
-So a race runs on one CPU of the process's own (under pytest-xdist, worker N takes the N-th
-allowed CPU, so workers do not pile onto one): the controller is pinned for the length of a
-run and put back after, pooled worker threads stay on it, and the companion processes (the
-embedded servers, registered by ``add_companion`` once they serve) are moved onto it at the
-first race and stay there. Where the platform has no affinity (macOS, Windows) or the
-container forbids changing it, nothing is pinned and races are only slower.
-
-Threads and processes a pinned thread starts inherit its CPU: what a worker starts (a client's
-I/O thread, a helper process) stays on that one CPU after the race.
+So a race runs on one CPU of the process's own: under pytest-xdist worker N takes the N-th
+allowed CPU counted from an offset drawn from the xdist run's id (so the workers of one run
+do not share, and concurrent runs do not all start at CPU 0); otherwise the CPU the process
+is on at its first race. The controller is pinned for the length of a run and put back
+after; pooled worker threads stay on the race CPU between races (they run nothing else); a
+thread a worker started during the race is put back with the controller, since it may
+outlive the race (a client's I/O loop); the companion processes (the embedded servers,
+registered by ``add_companion`` once they serve) are moved onto the race CPU at the first
+race and stay there. A process a worker starts during a race keeps the race CPU. Where the
+platform has no affinity (macOS, Windows) or the container forbids setting it, nothing is
+pinned and races are only slower.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import zlib
 from collections.abc import Iterator
 
 _set = getattr(os, "sched_setaffinity", None)
 _get = getattr(os, "sched_getaffinity", None)
 _companions: dict[int, int | None] = {}  # pid -> the CPU all its threads were last pinned to
-_chosen: list[int] = []  # this process's race CPU, once chosen
+_chosen: list[int | None] = []  # this process's race CPU (None: cannot pin), once chosen
+_race_threads: set[int] = set()  # native ids of the pooled worker threads: they stay on the race CPU
+
+
+def _current_cpu() -> int | None:
+    """The CPU the calling thread last ran on (field 39 of its /proc stat line)."""
+    try:
+        with open("/proc/thread-self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return int(fields[36])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _choose(allowed: list[int]) -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        offset = zlib.crc32(os.environ.get("PYTEST_XDIST_TESTRUNUID", "").encode())
+        return allowed[(offset + int(worker[2:])) % len(allowed)]
+    here = _current_cpu()
+    return here if here in allowed else allowed[os.getpid() % len(allowed)]
 
 
 def race_cpu() -> int | None:
     """The CPU this process's races run on (None: affinity cannot be set here)."""
-    if _set is None or _get is None:
-        return None
     if not _chosen:
-        from xcomsim.env.naming import worker_number
-
-        try:
-            allowed = sorted(_get(0))
-        except OSError:
-            return None
-        if not allowed:
-            return None
-        _chosen.append(allowed[worker_number() % len(allowed)])
+        _chosen.append(None)
+        if _set is not None and _get is not None:
+            try:
+                allowed = _get(0)
+                _set(0, allowed)  # may this process set affinity at all? (a no-op if so)
+            except OSError:
+                return None
+            if allowed:
+                _chosen[0] = _choose(sorted(allowed))
     return _chosen[0]
 
 
@@ -55,6 +77,16 @@ def pin(cpu: int | None, tid: int = 0) -> bool:
     except OSError:
         return False
     return True
+
+
+def stays_on_race_cpu(native_id: int | None) -> None:
+    """A pooled worker thread: not put back after a race (it runs only scheduled work)."""
+    if native_id is not None:
+        _race_threads.add(native_id)
+
+
+def forget_race_thread(native_id: int | None) -> None:
+    _race_threads.discard(native_id)  # type: ignore[arg-type]
 
 
 def add_companion(pid: int) -> None:
@@ -78,6 +110,17 @@ def _pin_process(pid: int, cpu: int) -> None:
     _companions[pid] = cpu
 
 
+def _put_back_new_threads(before: set[int], cpu: int, allowed: set[int]) -> None:
+    """Threads started during the race (by a worker) go back to the process's CPUs."""
+    for thread in threading.enumerate():
+        native = thread.native_id
+        if native is None or native in before or native in _race_threads:
+            continue
+        with contextlib.suppress(OSError):
+            if _get(native) == {cpu}:  # type: ignore[misc]
+                _set(native, allowed)  # type: ignore[misc]
+
+
 @contextlib.contextmanager
 def one_cpu() -> Iterator[int | None]:
     """Pin the calling thread and the companions to the race CPU; yield it (None: not pinned)."""
@@ -90,15 +133,19 @@ def one_cpu() -> Iterator[int | None]:
     except OSError:
         yield None
         return
-    if before != {cpu} and not pin(cpu):
-        yield None
+    if before == {cpu}:  # already there (a run inside a run, a process pinned by its owner)
+        yield cpu
         return
-    for pid, where in list(_companions.items()):
-        if where != cpu:
-            _pin_process(pid, cpu)
+    threads = {t.native_id for t in threading.enumerate() if t.native_id is not None}
     try:
+        if not pin(cpu):
+            yield None
+            return
+        for pid, where in list(_companions.items()):
+            if where != cpu:
+                _pin_process(pid, cpu)
         yield cpu
     finally:
-        if before != {cpu}:
-            with contextlib.suppress(OSError):
-                _set(0, before)  # type: ignore[misc]
+        with contextlib.suppress(OSError):
+            _set(0, before)  # type: ignore[misc]
+        _put_back_new_threads(threads, cpu, before)

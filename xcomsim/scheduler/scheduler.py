@@ -162,13 +162,17 @@ class _PooledThread:
         self.cpu: int | None = None  # the CPU this thread was last pinned to
         self.thread = threading.Thread(target=self._loop, name="xcomsim-idle", daemon=True)
         self.thread.start()
+        affinity.stays_on_race_cpu(self.thread.native_id)
 
     def _loop(self) -> None:
-        while True:
-            self._go.acquire()
-            job, self._job = self._job, None
-            if job is None or not job():
-                return
+        try:
+            while True:
+                self._go.acquire()
+                job, self._job = self._job, None
+                if job is None or not job():
+                    return
+        finally:
+            affinity.forget_race_thread(self.thread.native_id)
 
     def submit(self, job: Callable[[], bool]) -> None:
         """Run ``job`` next; it returns whether this thread may be pooled again (after putting it back)."""
@@ -220,19 +224,28 @@ def hypothesis_chooser(data: Any) -> Chooser:
 
 
 def _index_drawer(data: Any) -> Callable[[int], int]:
-    """An integer choice from 0 to ``top`` drawn under Hypothesis's ``data``.
+    """An index from 0 to ``top`` drawn under Hypothesis's ``data`` from ``st.integers(0, top)``.
 
-    ``data.draw`` costs about 50 us, most of it writing a "Draw n: ..." note that the timeline
-    makes redundant; the integer choice beneath it, which every integer strategy draws through and
-    which replays and shrinks the same way, about 7 us. Where that choice is not there (another
-    Hypothesis, or a stand-in ``data``), the public draw.
+    Drawn through the example's own ``ConjectureData.draw``: the same choice inside the same span
+    as ``data.draw`` makes, so it replays and shrinks alike, without ``data.draw``'s "Draw n:"
+    note (most of its 60 us; this costs about 20), which the timeline makes redundant. Where
+    there is no such ``draw`` (a stand-in ``data``), the public draw.
     """
-    draw_integer = getattr(getattr(data, "conjecture_data", None), "draw_integer", None)
-    if callable(draw_integer):
-        return lambda top: draw_integer(0, top)
     from hypothesis import strategies as st
 
-    return lambda top: data.draw(st.integers(0, top), label="next worker")
+    conjecture = getattr(data, "conjecture_data", None)
+    draw = getattr(conjecture, "draw", None)
+    if not callable(draw):
+        return lambda top: data.draw(st.integers(0, top), label="next worker")
+    indexes: dict[int, Any] = {}
+
+    def draw_index(top: int) -> int:
+        strategy = indexes.get(top)
+        if strategy is None:
+            strategy = indexes[top] = st.integers(0, top)
+        return draw(strategy)
+
+    return draw_index
 
 
 class Scheduler:
