@@ -10,11 +10,11 @@ So a race runs on one CPU of the process's own: under pytest-xdist worker N take
 allowed CPU counted from an offset drawn from the xdist run's id (so the workers of one run
 do not share, and concurrent runs do not all start at CPU 0); otherwise the CPU the process
 is on at its first race. The controller is pinned for the length of a run and put back
-after; pooled worker threads stay on the race CPU between races (they run nothing else); a
-thread a worker started during the race is put back with the controller, since it may
-outlive the race (a client's I/O loop); the companion processes (the embedded servers,
-registered by ``add_companion`` once they serve) are moved onto the race CPU at the first
-race and stay there. A process a worker starts during a race keeps the race CPU. Where the
+after; the run's worker threads (pooled, started by the pinned controller) stay on the race
+CPU between races, as they run nothing else; any other thread started during the race (by a
+worker: a client's I/O loop, which may outlive the race) is put back with the controller;
+the companion processes (the embedded servers, registered by ``add_companion`` once they
+serve) are moved onto the race CPU at the first race and stay there. A process a worker starts during a race keeps the race CPU. Where the
 platform has no affinity (macOS, Windows) or the container forbids setting it, nothing is
 pinned and races are only slower.
 """
@@ -25,13 +25,12 @@ import contextlib
 import os
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 _set = getattr(os, "sched_setaffinity", None)
 _get = getattr(os, "sched_getaffinity", None)
 _companions: dict[int, int | None] = {}  # pid -> the CPU all its threads were last pinned to
 _chosen: list[int | None] = []  # this process's race CPU (None: cannot pin), once chosen
-_race_threads: set[int] = set()  # native ids of the pooled worker threads: they stay on the race CPU
 
 
 def _current_cpu() -> int | None:
@@ -79,16 +78,6 @@ def pin(cpu: int | None, tid: int = 0) -> bool:
     return True
 
 
-def stays_on_race_cpu(native_id: int | None) -> None:
-    """A pooled worker thread: not put back after a race (it runs only scheduled work)."""
-    if native_id is not None:
-        _race_threads.add(native_id)
-
-
-def forget_race_thread(native_id: int | None) -> None:
-    _race_threads.discard(native_id)  # type: ignore[arg-type]
-
-
 def add_companion(pid: int) -> None:
     """A process a race talks to synchronously (an embedded server): it joins the race's CPU."""
     _companions[pid] = None
@@ -110,20 +99,27 @@ def _pin_process(pid: int, cpu: int) -> None:
     _companions[pid] = cpu
 
 
-def _put_back_new_threads(before: set[int], cpu: int, allowed: set[int]) -> None:
-    """Threads started during the race (by a worker) go back to the process's CPUs."""
+def _put_back_new_threads(before: set[int], kept: set[int], cpu: int, allowed: set[int]) -> None:
+    """Threads started during the race, other than ``kept``, go back to the process's CPUs."""
     for thread in threading.enumerate():
         native = thread.native_id
-        if native is None or native in before or native in _race_threads:
+        if native is None or native in before or native in kept:
             continue
         with contextlib.suppress(OSError):
             if _get(native) == {cpu}:  # type: ignore[misc]
                 _set(native, allowed)  # type: ignore[misc]
 
 
+def _native_ids(threads: Iterable[threading.Thread]) -> set[int]:
+    return {t.native_id for t in threads if t.native_id is not None}
+
+
 @contextlib.contextmanager
-def one_cpu() -> Iterator[int | None]:
-    """Pin the calling thread and the companions to the race CPU; yield it (None: not pinned)."""
+def one_cpu(keep: Callable[[], Iterable[threading.Thread]] = tuple) -> Iterator[int | None]:
+    """Pin the calling thread and the companions to the race CPU; yield it (None: not pinned).
+
+    Threads started meanwhile go back to the process's CPUs after the block, except ``keep()``'s.
+    """
     cpu = race_cpu()
     if cpu is None:
         yield None
@@ -136,7 +132,7 @@ def one_cpu() -> Iterator[int | None]:
     if before == {cpu}:  # already there (a run inside a run, a process pinned by its owner)
         yield cpu
         return
-    threads = {t.native_id for t in threading.enumerate() if t.native_id is not None}
+    threads = _native_ids(threading.enumerate())
     try:
         if not pin(cpu):
             yield None
@@ -148,4 +144,4 @@ def one_cpu() -> Iterator[int | None]:
     finally:
         with contextlib.suppress(OSError):
             _set(0, before)  # type: ignore[misc]
-        _put_back_new_threads(threads, cpu, before)
+        _put_back_new_threads(threads, _native_ids(keep()), cpu, before)

@@ -161,18 +161,20 @@ def install() -> None:
         _installed = True
 
 
-def _wrap(owner: Any, name: str, label: Callable[..., str], holds: bool = False) -> None:
-    """Route ``owner.name`` through the thread's hook and fault; ``holds``: the call itself holds a lock."""
+def _wrap(owner: Any, name: str, label: Callable[..., str], holds: bool = False, record_only: bool = False) -> None:
+    """Route ``owner.name`` through the thread's hook and fault; ``holds``: the call itself holds a lock;
+    ``record_only``: only shown in the timeline, never a switch point nor a fault's to fail."""
     original = getattr(owner, name)
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        hook, fault = getattr(_local, "hook", None), getattr(_local, "fault", None)
+        hook = getattr(_local, "hook", None)
+        fault = None if record_only else getattr(_local, "fault", None)
         if hook is None and fault is None:
             return original(*args, **kwargs)
         text = label(*args, **kwargs)
         if hook is not None:
-            hook(text, _switchable(text))
+            hook(text, not record_only and _switchable(text))
         call = original
         if holds:
             def call(*a: Any, **k: Any) -> Any:
@@ -206,19 +208,11 @@ def _wrap_statements() -> None:
     """
     from sqlalchemy.engine.default import DefaultDialect
 
+    def label(dialect: Any, cursor: Any, statement: str, *args: Any, **kwargs: Any) -> str:
+        return "sql " + " ".join(statement.split())[:90]
+
     for name in STATEMENT_METHODS:
-        original = getattr(DefaultDialect, name)
-
-        def wrapper(dialect: Any, cursor: Any, statement: str, *args: Any, _original: Any = original,
-                    **kwargs: Any) -> Any:  # fmt: skip
-            hook = getattr(_local, "hook", None)
-            if hook is not None:
-                hook("sql " + " ".join(statement.split())[:90], False)
-            return _original(dialect, cursor, statement, *args, **kwargs)
-
-        functools.update_wrapper(wrapper, original)
-        wrapper.__xcomsim_original__ = original  # type: ignore[attr-defined]
-        setattr(DefaultDialect, name, wrapper)
+        _wrap(DefaultDialect, name, label, record_only=True)
 
 
 def _wrap_redis() -> None:

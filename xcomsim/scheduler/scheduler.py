@@ -159,20 +159,15 @@ class _PooledThread:
         self._go = threading.Lock()
         self._go.acquire()
         self._job: Callable[[], bool] | None = None
-        self.cpu: int | None = None  # the CPU this thread was last pinned to
         self.thread = threading.Thread(target=self._loop, name="xcomsim-idle", daemon=True)
         self.thread.start()
-        affinity.stays_on_race_cpu(self.thread.native_id)
 
     def _loop(self) -> None:
-        try:
-            while True:
-                self._go.acquire()
-                job, self._job = self._job, None
-                if job is None or not job():
-                    return
-        finally:
-            affinity.forget_race_thread(self.thread.native_id)
+        while True:
+            self._go.acquire()
+            job, self._job = self._job, None
+            if job is None or not job():
+                return
 
     def submit(self, job: Callable[[], bool]) -> None:
         """Run ``job`` next; it returns whether this thread may be pooled again (after putting it back)."""
@@ -231,21 +226,18 @@ def _index_drawer(data: Any) -> Callable[[int], int]:
     note (most of its 60 us; this costs about 20), which the timeline makes redundant. Where
     there is no such ``draw`` (a stand-in ``data``), the public draw.
     """
-    from hypothesis import strategies as st
-
     conjecture = getattr(data, "conjecture_data", None)
     draw = getattr(conjecture, "draw", None)
     if not callable(draw):
-        return lambda top: data.draw(st.integers(0, top), label="next worker")
-    indexes: dict[int, Any] = {}
+        return lambda top: data.draw(_index_strategy(top), label="next worker")
+    return lambda top: draw(_index_strategy(top))
 
-    def draw_index(top: int) -> int:
-        strategy = indexes.get(top)
-        if strategy is None:
-            strategy = indexes[top] = st.integers(0, top)
-        return draw(strategy)
 
-    return draw_index
+@functools.cache
+def _index_strategy(top: int) -> Any:
+    from hypothesis import strategies as st
+
+    return st.integers(0, top)
 
 
 class Scheduler:
@@ -267,7 +259,6 @@ class Scheduler:
         self._workers: dict[str, _Worker] = {}
         self._running: _Worker | None = None
         self._abandoned = False  # after a stuck step or an error: workers run on unscheduled
-        self._cpu: int | None = None  # the one CPU the run's threads share (see ``affinity``)
 
     # ------------------------------------------------------------ worker side
     def operation(self, label: str) -> None:
@@ -296,9 +287,6 @@ class Scheduler:
 
     def _body(self, worker: _Worker, pooled: _PooledThread) -> bool:
         pooled.thread.name = f"xcomsim-{worker.name}"
-        if pooled.cpu != self._cpu and self._cpu is not None:
-            affinity.pin(self._cpu)
-            pooled.cpu = self._cpu
         worker.turn.acquire()
         if self._abandoned:
             worker.done = True
@@ -326,7 +314,9 @@ class Scheduler:
     def run(self, workers: Mapping[str, Callable[[], Any]]) -> dict[str, WorkerResult]:
         """Run the workers to completion under the chooser; return each one's result."""
         interception.install()
-        with affinity.one_cpu() as self._cpu:
+        # On one CPU (see ``affinity``): pooled threads are started by the pinned controller, so
+        # they run there, and stay there between races.
+        with affinity.one_cpu(keep=lambda: [w.thread for w in self._workers.values() if w.thread is not None]):
             return self._run(workers)
 
     def _run(self, workers: Mapping[str, Callable[[], Any]]) -> dict[str, WorkerResult]:
