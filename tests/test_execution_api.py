@@ -193,3 +193,83 @@ def test_a_route_that_hangs_ends_at_the_run_timeout_naming_the_task(xcomsim_env,
     assert "No response returned" not in str(stuck.value) and "500" not in str(stuck.value)
     monkeypatch.undo()
     assert xcomsim_env.run_dag(dag).succeeded  # the API serves the next run
+
+
+def _serving_loop(client) -> asyncio.AbstractEventLoop:
+    """The event loop one inline request of ``client`` ran on."""
+    seen: list[asyncio.AbstractEventLoop] = []
+    transport = client._transport
+    original = transport._atransport.handle_async_request
+
+    async def spy(request):
+        seen.append(asyncio.get_running_loop())
+        return await original(request)
+
+    transport._atransport.handle_async_request = spy
+    try:
+        client.get("health")
+    finally:
+        transport._atransport.handle_async_request = original
+    (loop,) = seen
+    return loop
+
+
+def test_a_thread_keeps_its_event_loop_between_requests_and_drops_it_after_an_interrupt(xcomsim_env):
+    """One loop per thread, not per request; one a request was interrupted on is closed, never reused."""
+    client = execution_api.client()
+    first = _serving_loop(client)
+    assert _serving_loop(client) is first and not first.is_running() and not first.is_closed()
+
+    transport = client._transport
+    original = transport._atransport.handle_async_request
+
+    async def interrupted(request):
+        raise KeyboardInterrupt
+
+    transport._atransport.handle_async_request = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            client.get("health")
+    finally:
+        transport._atransport.handle_async_request = original
+    assert first.is_closed()
+    after = _serving_loop(client)
+    assert after is not first and not after.is_closed()
+
+
+def test_a_finished_threads_loop_is_closed_and_other_threads_get_their_own(xcomsim_env):
+    import threading
+    import warnings
+
+    client = execution_api.client()
+    ours = _serving_loop(client)
+    theirs: list[asyncio.AbstractEventLoop] = []
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always", ResourceWarning)  # a loop collected unclosed warns (and closes itself)
+        thread = threading.Thread(target=lambda: theirs.append(_serving_loop(client)))
+        thread.start()
+        thread.join(timeout=30)
+        (loop,) = theirs
+        assert loop is not ours and loop.is_closed()
+    assert not [w for w in warned if "unclosed event loop" in str(w.message)]
+
+
+def test_a_forked_process_neither_uses_nor_closes_the_loop_it_inherited(xcomsim_env):
+    """Airflow's supervisor forks task processes: the parent's epoll instance is shared with the child."""
+    import os
+
+    client = execution_api.client()
+    parent = _serving_loop(client)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report whether it got a loop of its own, then leave at once
+        try:
+            os.write(write, b"own" if _serving_loop(client) is not parent else b"inherited")
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        said = answer.read()
+    os.waitpid(pid, 0)
+    assert said == b"own"
+    assert _serving_loop(client) is parent and not parent.is_closed()
