@@ -380,6 +380,34 @@ def test_hypothesis_chooser_draws_through_hypothesis_and_replays():
     assert len(orders) > 1  # Hypothesis's choices did pick different interleavings
 
 
+def test_each_switch_of_a_run_has_a_span_label_of_its_own_the_same_in_every_example():
+    """One label per switch position: Hypothesis's mutator has no spans of one label to copy onto each
+    other (its duplicate-and-retry attempts), and a position's label is the same in every example."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from xcomsim.scheduler import hypothesis_chooser
+
+    runs: list[list[int]] = []
+
+    @settings(max_examples=20, database=None, derandomize=True, deadline=None)
+    @given(st.data())
+    def race(data):
+        labels: list[int] = []
+        draw = data.conjecture_data.draw
+        data.conjecture_data.draw = lambda strategy, label=None, **kw: labels.append(label) or draw(strategy, label, **kw)
+        log: list[str] = []
+        Scheduler(hypothesis_chooser(data), max_preemptions=4).run({"a": _io_worker("a", 3, log),
+                                                                    "b": _io_worker("b", 3, log)})  # fmt: skip
+        runs.append(labels)
+
+    race()
+    assert any(len(labels) > 2 for labels in runs)
+    assert all(None not in labels and len(set(labels)) == len(labels) for labels in runs)
+    longest = max(runs, key=len)
+    assert all(labels == longest[: len(labels)] for labels in runs)  # position i: one label in every example
+
+
 def test_hypothesis_chooser_falls_back_to_the_public_draw():
     from xcomsim.scheduler import hypothesis_chooser
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import sys
 import threading
 import traceback
@@ -221,16 +222,28 @@ def hypothesis_chooser(data: Any) -> Chooser:
 def _index_drawer(data: Any) -> Callable[[int], int]:
     """An index from 0 to ``top`` drawn under Hypothesis's ``data`` from ``st.integers(0, top)``.
 
-    Drawn through the example's own ``ConjectureData.draw``: the same choice inside the same span
-    as ``data.draw`` makes, so it replays and shrinks alike, without ``data.draw``'s "Draw n:"
-    note (most of its 60 us; this costs about 20), which the timeline makes redundant. Where
-    there is no such ``draw`` (a stand-in ``data``), the public draw.
+    Drawn through the example's own ``ConjectureData.draw``: the same choice inside a span, as
+    ``data.draw`` makes, so it replays and shrinks alike, without ``data.draw``'s "Draw n:" note
+    (most of its 60 us; this costs about 20), which the timeline makes redundant. Each switch of
+    a run gets a span label of its own (``_switch_label``): with one label for all, Hypothesis's
+    generator copies switches onto each other (its mutator duplicates spans of one label), about
+    five extra attempts per example that a small race mostly spends on interleavings it has
+    already run (10-40% of a claim race's time). Where there is no such ``draw`` (a stand-in
+    ``data``), the public draw.
     """
     conjecture = getattr(data, "conjecture_data", None)
     draw = getattr(conjecture, "draw", None)
     if not callable(draw):
         return lambda top: data.draw(_index_strategy(top), label="next worker")
-    return lambda top: draw(_index_strategy(top))
+    positions = itertools.count()
+    return lambda top: draw(_index_strategy(top), label=_switch_label(next(positions)))
+
+
+@functools.cache
+def _switch_label(position: int) -> int:
+    from hypothesis.internal.conjecture.utils import calc_label_from_name
+
+    return calc_label_from_name(f"xcomsim race switch {position}")
 
 
 @functools.cache
