@@ -4,8 +4,10 @@ Each worker is a function run in its own thread. A worker runs until its next
 I/O point (see ``interception``), then stops and the controller asks the
 chooser which worker goes next. With a chooser backed by Hypothesis
 (``hypothesis_chooser``) an interleaving is a plain draw: it replays from the
-example alone, and shrinking it removes needless switches, so a failure ends as
-the shortest story that still breaks.
+example alone, and shrinking it makes the choices few and small (small: the
+current worker goes on), so a failure ends as a short story that still breaks.
+Choosing stops once the preemption budget is spent, so a shrunk story may use
+the whole budget where fewer preemptions would do.
 
 Preemptions are bounded (CHESS-style): once ``max_preemptions`` switches away
 from a worker that could have continued are spent, workers run to their next
@@ -203,7 +205,7 @@ def first_runnable(options: Sequence[str], current: str | None) -> str:
 
 
 def hypothesis_chooser(data: Any) -> Chooser:
-    """Draw each switch from Hypothesis: the current worker first, so shrinking means fewer switches.
+    """Draw each switch from Hypothesis: the current worker first, so a shrunk choice means "go on".
 
     The draw is an index into that order, which shrinks towards the current worker; the
     timeline says who ran.
