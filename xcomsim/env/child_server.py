@@ -38,18 +38,20 @@ class ChildServer:
 
     def __init__(self, kind: str):
         self.kind = kind
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(128)
-        self.host, self.port = listener.getsockname()[:2]
+        listeners = [_listener() for _ in range(2 if kind == "moto" else 1)]
+        self.host, self.port = listeners[0].getsockname()[:2]
+        # moto: a second port where the parent's botocore clients send requests without HTTP (s3_direct)
+        self.direct_port: int | None = listeners[1].getsockname()[1] if len(listeners) > 1 else None
         self._log = tempfile.TemporaryFile(prefix=f"xcomsim-{kind}-")
+        fds = [listener.fileno() for listener in listeners]
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-P", str(Path(__file__).resolve()), kind, str(listener.fileno())],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, pass_fds=(listener.fileno(),),
+                [sys.executable, "-P", str(Path(__file__).resolve()), kind, *map(str, fds)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, pass_fds=fds,
             )  # fmt: skip
         finally:
-            listener.close()  # the child holds its own copy: once it is gone, connecting is refused
+            for listener in listeners:  # the child holds its own copies: once it is gone, connecting is refused
+                listener.close()
         self._ready = False
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
@@ -95,6 +97,13 @@ class ChildServer:
             if stream is not None and not stream.closed:
                 stream.close()
         self._log.close()
+
+
+def _listener() -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    return listener
 
 
 def _failure(kind: str, what: str, output: str) -> Exception:
@@ -222,10 +231,74 @@ def _serve_fakeredis(listener: socket.socket) -> Any:
     return server
 
 
-def main(kind: str, fd: int) -> None:
+def _serve_direct(listener: socket.socket, app: Any) -> None:
+    """The parent's botocore requests, framed as ``xcomsim.env.s3_direct`` sends them, each run through
+    ``app`` with the WSGI environ werkzeug's HTTP server would have built for it; a thread per connection."""
+    import pickle
+    from urllib.parse import urlsplit
+
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    def answer(frame: bytes) -> bytes:
+        method, url, headers, body = pickle.loads(frame)
+        parts = urlsplit(url)
+        fields = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-type")]
+        kind = next((v for k, v in headers if k.lower() == "content-type"), None)
+        # The path as sent (still quoted): werkzeug unquotes it into PATH_INFO and keeps it as RAW_URI.
+        environ = EnvironBuilder(path=parts.path or "/", base_url=f"{parts.scheme}://{parts.netloc}",
+                                 query_string=parts.query, method=method, headers=fields, data=body,
+                                 content_type=kind).get_environ()  # fmt: skip
+        app_iter, status, reply_headers = run_wsgi_app(app, environ, buffered=True)
+        try:
+            content = b"".join(app_iter)
+        finally:
+            getattr(app_iter, "close", lambda: None)()
+        return pickle.dumps((int(status.split(" ", 1)[0]), list(reply_headers.items()), content), protocol=5)
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while True:
+                frame = _read_frame(conn)
+                if frame is None:
+                    return
+                try:
+                    reply = answer(frame)
+                except Exception as exc:  # the parent answers it as a server error
+                    reply = pickle.dumps((0, [], f"{type(exc).__name__}: {exc}".encode()), protocol=5)
+                conn.sendall(len(reply).to_bytes(8, "big") + reply)
+
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True, name="xcomsim-moto-direct").start()
+
+
+def _read_frame(conn: socket.socket) -> bytes | None:
+    """One length-prefixed frame; None when the peer closed the connection between frames."""
+    head = _read_exactly(conn, 8)
+    return None if head is None else _read_exactly(conn, int.from_bytes(head, "big"), allow_eof=False)
+
+
+def _read_exactly(conn: socket.socket, size: int, allow_eof: bool = True) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = conn.recv(min(left, 1 << 20))
+        if not chunk:
+            if allow_eof and left == size:
+                return None
+            raise ConnectionError(f"connection closed {size - left} bytes into a {size}-byte frame")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def main(kind: str, fd: int, direct_fd: int | None = None) -> None:
     listener = socket.socket(fileno=fd)
     server = {"moto": _serve_moto, "fakeredis": _serve_fakeredis}[kind](listener)
     threading.Thread(target=server.serve_forever, daemon=True, name=f"xcomsim-{kind}").start()
+    if direct_fd is not None:
+        threading.Thread(target=_serve_direct, args=(socket.socket(fileno=direct_fd), server.app), daemon=True,
+                         name="xcomsim-moto-direct-accept").start()  # fmt: skip
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     sys.stdin.buffer.read()  # until the parent closes its end, or dies
@@ -233,4 +306,4 @@ def main(kind: str, fd: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], *map(int, sys.argv[2:]))

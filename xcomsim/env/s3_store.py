@@ -3,8 +3,9 @@
 An HTTP endpoint serves every S3 client alike: boto3 (via ``AWS_ENDPOINT_URL_S3``
 or the ``aws_default`` connection's ``endpoint_url``), ``S3Hook``, and s3fs
 behind ``ObjectStoragePath("s3://aws_default@bucket/...")``, which in-process
-interception does not reach. Between tests moto's state is reset and the bucket
-created again.
+interception does not reach. botocore clients send their requests for the embedded
+endpoint to the same child without HTTP (``s3_direct``). Between tests moto's state
+is reset and the bucket created again.
 
 On an endpoint given to the harness (``S3Endpoint``: a real S3-compatible
 server, or moto started on its own) bucket names are shared by everyone using
@@ -22,6 +23,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from xcomsim.env import s3_direct
 from xcomsim.env.child_server import RESET_PATH
 from xcomsim.env.naming import mask_url, next_number, process_tag
 from xcomsim.errors import ServiceError
@@ -43,6 +45,8 @@ class S3Store:
         self.bucket = bucket
         self._server = ChildServer("moto")
         self.endpoint = f"http://{self._server.host}:{self._server.port}"
+        assert self._server.direct_port is not None
+        s3_direct.serve(self.endpoint, (self._server.host, self._server.direct_port))
 
     def client(self) -> Any:
         import boto3
@@ -85,6 +89,7 @@ class S3Store:
         return _environment(self.endpoint, ACCESS_KEY, SECRET_KEY, REGION)
 
     def close(self) -> None:
+        s3_direct.forget(self.endpoint)
         self._server.close()
 
 

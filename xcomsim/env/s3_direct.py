@@ -1,0 +1,165 @@
+"""botocore's requests to the embedded S3 reach moto without HTTP, as moto's own mock does; the state stays in the child.
+
+The embedded S3 is moto's S3 app in a child process (``child_server``), reached over HTTP by
+every client. Over HTTP a call costs about 3 ms, 5 in the middle of a DAG run: botocore's
+HTTP layer, a ``100-continue`` round trip for every PUT, a new connection and a new server
+thread per request, werkzeug parsing it. moto's usual way to serve botocore is in-process
+(``mock_aws`` answers botocore's ``before-send`` event); here the answer comes from the child,
+so s3fs (aiobotocore) and anything else still speaking HTTP to the endpoint see the same
+buckets. A ``before-send`` handler on every botocore client made after the harness starts
+sends a request whose URL is the embedded endpoint's, whole, over one kept connection per
+thread (and process: a forked process opens its own) to a port of the child, which runs it
+through the same WSGI app with the environ werkzeug's server would build. Everything before
+sending (parameters, signing, checksums, the interception's switch points and faults at
+``_make_api_call``) and after it (parsing, retries, errors) is botocore's own. Requests to any
+other endpoint (``--xcomsim-s3-endpoint``: a real S3), and those made inside a running event
+loop (aiobotocore, which inherits botocore's handlers but awaits its own response type), go
+over HTTP as always.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import pickle
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 60.0  # as botocore's default read timeout: a child that takes longer is reported
+
+_TARGETS: dict[str, tuple[str, int]] = {}  # "http://127.0.0.1:PORT" -> the child's direct port
+_installed = False
+_install_lock = threading.Lock()
+
+
+def serve(endpoint: str, address: tuple[str, int]) -> None:
+    """From now on botocore clients send requests for ``endpoint`` to ``address`` (the child's direct port)."""
+    parts = urlsplit(endpoint)
+    _TARGETS[f"{parts.scheme}://{parts.netloc}"] = address
+    _install()
+
+
+def forget(endpoint: str) -> None:
+    parts = urlsplit(endpoint)
+    _TARGETS.pop(f"{parts.scheme}://{parts.netloc}", None)
+
+
+def _install() -> None:
+    """Add the handler to botocore's built-in ones (what each new session registers), once botocore loads."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        _installed = True
+    from wrapt import register_post_import_hook
+
+    def add(handlers: Any) -> None:
+        if ("before-send", _before_send) not in handlers.BUILTIN_HANDLERS:
+            handlers.BUILTIN_HANDLERS.append(("before-send", _before_send))
+
+    register_post_import_hook(add, "botocore.handlers")
+
+
+def _before_send(request: Any, **kwargs: Any) -> Any:
+    parts = urlsplit(request.url)
+    address = _TARGETS.get(f"{parts.scheme}://{parts.netloc}")
+    if address is None:
+        return None  # not the embedded S3: botocore sends it over HTTP
+    if asyncio._get_running_loop() is not None:
+        return None  # aiobotocore (s3fs) inherits botocore's handlers but awaits its own response type: HTTP
+    return _Channel.for_this_thread(address).send(request)
+
+
+class _Channel:
+    """One kept connection to the child's direct port, for one thread of one process."""
+
+    _local = threading.local()
+
+    def __init__(self, address: tuple[str, int]):
+        self.address = address
+        self.pid = os.getpid()
+        self.sock: socket.socket | None = None
+
+    @classmethod
+    def for_this_thread(cls, address: tuple[str, int]) -> _Channel:
+        channels: dict[tuple[str, int], _Channel] = cls._local.__dict__.setdefault("channels", {})
+        channel = channels.get(address)
+        if channel is None or channel.pid != os.getpid():  # a forked copy never shares its parent's socket
+            channel = channels[address] = _Channel(address)
+        return channel
+
+    def send(self, request: Any) -> Any:
+        from botocore.awsrequest import AWSResponse, HeadersDict
+        from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+
+        frame = pickle.dumps((request.method, request.url, _headers(request.headers), _body(request.body)),
+                             protocol=5)  # fmt: skip
+        try:
+            sock = self._connected()
+            sock.sendall(len(frame).to_bytes(8, "big") + frame)
+            head = _read_exactly(sock, 8)
+            status, headers, content = pickle.loads(_read_exactly(sock, int.from_bytes(head, "big")))
+        except TimeoutError:
+            self._drop()
+            raise ReadTimeoutError(endpoint_url=request.url) from None
+        except OSError as exc:
+            self._drop()
+            raise EndpointConnectionError(endpoint_url=request.url, error=exc) from None
+        if status == 0:  # the child failed to run the request at all: a server error, as over HTTP
+            status, headers = 500, [("Content-Type", "text/plain")]
+        reply = HeadersDict()
+        for name, value in headers:
+            reply[name] = value if name not in reply else f"{reply[name]}, {value}"
+        return AWSResponse(request.url, status, reply, _Raw(content))
+
+    def _connected(self) -> socket.socket:
+        if self.sock is None:
+            self.sock = socket.create_connection(self.address, timeout=CONNECT_TIMEOUT)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.settimeout(READ_TIMEOUT)
+        return self.sock
+
+    def _drop(self) -> None:
+        """A failed exchange leaves the connection out of step: the next request opens a new one."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def _headers(headers: Any) -> list[tuple[str, str]]:
+    return [(str(k), v.decode("latin-1") if isinstance(v, bytes) else str(v)) for k, v in headers.items()]
+
+
+def _body(body: Any) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode()
+    data = body.read()  # a file-like body (botocore rewinds it itself before a retry)
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise ConnectionError(f"the embedded S3 closed the connection {size - left} bytes into a {size}-byte reply")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class _Raw(io.BytesIO):
+    """A reply body as botocore reads one from urllib3: ``read`` and ``stream``."""
+
+    def stream(self, amt: int = 1024, **kwargs: Any) -> Iterator[bytes]:
+        while chunk := self.read(amt):
+            yield chunk
