@@ -117,7 +117,7 @@ def test_other_endpoints_and_async_clients_are_not_taken(store, monkeypatch):
     assert counts == {"direct": 0, "http": 2}
 
 
-def test_a_child_that_does_not_answer_is_a_read_timeout_not_a_hang(monkeypatch):
+def test_a_child_that_does_not_answer_is_a_read_timeout_not_a_hang():
     """Every wait is bounded: a server that accepts and never replies ends the call with botocore's error."""
     import boto3
     from botocore.config import Config
@@ -125,15 +125,16 @@ def test_a_child_that_does_not_answer_is_a_read_timeout_not_a_hang(monkeypatch):
 
     mute = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never reads nor answers
     endpoint = "http://127.0.0.1:9"  # never dialled: the request is sent to the mute server
-    monkeypatch.setattr(s3_direct, "READ_TIMEOUT", 0.3)
     s3_direct.serve(endpoint, mute.getsockname()[:2])
     try:
+        # The client's own read timeout applies, as over HTTP (not the module's 60 s default).
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="a",
-                              aws_secret_access_key="b", config=Config(retries={"total_max_attempts": 2}))  # fmt: skip
+                              aws_secret_access_key="b",
+                              config=Config(read_timeout=0.3, retries={"total_max_attempts": 2}))  # fmt: skip
         started = time.monotonic()
         with pytest.raises(ReadTimeoutError):
             client.list_buckets()
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < 5
     finally:
         s3_direct.forget(endpoint)
         mute.close()
@@ -167,3 +168,40 @@ def test_a_dead_child_is_a_connection_error_and_a_forked_process_opens_its_own_c
             client.list_buckets()
     finally:
         store.close()
+
+
+def test_a_chunked_transfer_header_does_not_empty_the_body(store):
+    """The body travels whole; a Transfer-Encoding header (botocore sets one for a body of unknown length)
+    must not make moto read an empty body."""
+    client = store.client()
+
+    def chunked(request, **kwargs):
+        request.headers["Transfer-Encoding"] = "chunked"
+
+    client.meta.events.register("before-sign.s3.PutObject", chunked)
+    try:
+        client.put_object(Bucket=BUCKET, Key="chunked", Body=b"hello world")
+    finally:
+        client.meta.events.unregister("before-sign.s3.PutObject", chunked)
+    assert client.get_object(Bucket=BUCKET, Key="chunked")["Body"].read() == b"hello world"
+
+
+def test_a_kept_connection_the_child_closed_is_replaced_before_use(store, monkeypatch):
+    """As urllib3 checks a pooled connection: one closed between requests is not used (no failed attempt)."""
+    counts = _counting(monkeypatch)
+    client = store.client()
+    client.list_buckets()
+    channel = s3_direct._Channel.for_this_thread(s3_direct._TARGETS[store.endpoint])
+    ours, theirs = socket.socketpair()
+    theirs.close()  # what the child's side of a dropped connection looks like: readable, at EOF
+    channel.sock.close()
+    channel.sock = ours
+    import boto3
+    from botocore.config import Config
+
+    from xcomsim.env.s3_store import ACCESS_KEY, REGION, SECRET_KEY
+
+    once = boto3.client("s3", endpoint_url=store.endpoint, region_name=REGION, aws_access_key_id=ACCESS_KEY,
+                        aws_secret_access_key=SECRET_KEY, config=Config(retries={"total_max_attempts": 1}))  # fmt: skip
+    assert BUCKET in [b["Name"] for b in once.list_buckets()["Buckets"]]
+    assert channel.sock is not ours and counts["direct"] == 2

@@ -242,7 +242,9 @@ def _serve_direct(listener: socket.socket, app: Any) -> None:
     def answer(frame: bytes) -> bytes:
         method, url, headers, body = pickle.loads(frame)
         parts = urlsplit(url)
-        fields = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-type")]
+        # The body arrives whole: its length is the one werkzeug computes (a Transfer-Encoding header
+        # would leave CONTENT_LENGTH unset and moto would read an empty body).
+        fields = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-type", "transfer-encoding")]
         kind = next((v for k, v in headers if k.lower() == "content-type"), None)
         # The path as sent (still quoted): werkzeug unquotes it into PATH_INFO and keeps it as RAW_URI.
         environ = EnvironBuilder(path=parts.path or "/", base_url=f"{parts.scheme}://{parts.netloc}",

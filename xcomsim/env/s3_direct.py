@@ -9,7 +9,8 @@ so s3fs (aiobotocore) and anything else still speaking HTTP to the endpoint see 
 buckets. A ``before-send`` handler on every botocore client made after the harness starts
 sends a request whose URL is the embedded endpoint's, whole, over one kept connection per
 thread (and process: a forked process opens its own) to a port of the child, which runs it
-through the same WSGI app with the environ werkzeug's server would build. Everything before
+through the same WSGI app with the environ werkzeug's server would build. The client's own
+connect and read timeouts apply, as over HTTP. Everything before
 sending (parameters, signing, checksums, the interception's switch points and faults at
 ``_make_api_call``) and after it (parsing, retries, errors) is botocore's own. Requests to any
 other endpoint (``--xcomsim-s3-endpoint``: a real S3), and those made inside a running event
@@ -23,14 +24,15 @@ import asyncio
 import io
 import os
 import pickle
+import select
 import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-CONNECT_TIMEOUT = 3.0
-READ_TIMEOUT = 60.0  # as botocore's default read timeout: a child that takes longer is reported
+CONNECT_TIMEOUT = 60.0  # botocore's defaults, for a client whose config gives none
+READ_TIMEOUT = 60.0
 
 _TARGETS: dict[str, tuple[str, int]] = {}  # "http://127.0.0.1:PORT" -> the child's direct port
 _installed = False
@@ -59,10 +61,22 @@ def _install() -> None:
     from wrapt import register_post_import_hook
 
     def add(handlers: Any) -> None:
-        if ("before-send", _before_send) not in handlers.BUILTIN_HANDLERS:
-            handlers.BUILTIN_HANDLERS.append(("before-send", _before_send))
+        for entry in (("before-call.s3", _note_timeouts), ("before-send", _before_send)):
+            if entry not in handlers.BUILTIN_HANDLERS:
+                handlers.BUILTIN_HANDLERS.append(entry)
 
     register_post_import_hook(add, "botocore.handlers")
+
+
+_calling = threading.local()  # the timeouts of the client whose call this thread is making
+
+
+def _note_timeouts(context: Any = None, **kwargs: Any) -> None:
+    """Before each S3 call: its client's connect and read timeouts, which the request sent next obeys
+    (``before-send`` is told only the request; ``before-call`` gets the client's config)."""
+    config = (context or {}).get("client_config")
+    _calling.timeouts = (getattr(config, "connect_timeout", None) or CONNECT_TIMEOUT,
+                         getattr(config, "read_timeout", None) or READ_TIMEOUT)  # fmt: skip
 
 
 def _before_send(request: Any, **kwargs: Any) -> Any:
@@ -95,12 +109,19 @@ class _Channel:
 
     def send(self, request: Any) -> Any:
         from botocore.awsrequest import AWSResponse, HeadersDict
-        from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+        from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
+        connect_timeout, read_timeout = getattr(_calling, "timeouts", (CONNECT_TIMEOUT, READ_TIMEOUT))
         frame = pickle.dumps((request.method, request.url, _headers(request.headers), _body(request.body)),
                              protocol=5)  # fmt: skip
         try:
-            sock = self._connected()
+            sock = self._connected(connect_timeout)
+        except TimeoutError:
+            raise ConnectTimeoutError(endpoint_url=request.url) from None
+        except OSError as exc:
+            raise EndpointConnectionError(endpoint_url=request.url, error=exc) from None
+        try:
+            sock.settimeout(read_timeout)
             sock.sendall(len(frame).to_bytes(8, "big") + frame)
             head = _read_exactly(sock, 8)
             status, headers, content = pickle.loads(_read_exactly(sock, int.from_bytes(head, "big")))
@@ -117,11 +138,12 @@ class _Channel:
             reply[name] = value if name not in reply else f"{reply[name]}, {value}"
         return AWSResponse(request.url, status, reply, _Raw(content))
 
-    def _connected(self) -> socket.socket:
+    def _connected(self, timeout: float) -> socket.socket:
+        if self.sock is not None and select.select([self.sock], [], [], 0)[0]:
+            self._drop()  # readable between requests: closed by the child (as urllib3 checks a pooled one)
         if self.sock is None:
-            self.sock = socket.create_connection(self.address, timeout=CONNECT_TIMEOUT)
+            self.sock = socket.create_connection(self.address, timeout=timeout)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sock.settimeout(READ_TIMEOUT)
         return self.sock
 
     def _drop(self) -> None:
