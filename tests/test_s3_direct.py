@@ -205,3 +205,44 @@ def test_a_kept_connection_the_child_closed_is_replaced_before_use(store, monkey
                         aws_secret_access_key=SECRET_KEY, config=Config(retries={"total_max_attempts": 1}))  # fmt: skip
     assert BUCKET in [b["Name"] for b in once.list_buckets()["Buckets"]]
     assert channel.sock is not ours and counts["direct"] == 2
+
+
+def test_boto3s_default_session_made_before_the_harness_joins_once(store, monkeypatch):
+    """A conftest (or a real server's check) may have made boto3's default session first: its later clients
+    go direct too, and a session that has the handler already is not given a second one (every request
+    would be sent twice)."""
+    import boto3
+    import botocore.handlers
+
+    from xcomsim.env.s3_store import ACCESS_KEY, REGION, SECRET_KEY
+
+    def new_client():
+        return boto3.client("s3", endpoint_url=store.endpoint, region_name=REGION, aws_access_key_id=ACCESS_KEY,
+                            aws_secret_access_key=SECRET_KEY)  # fmt: skip
+
+    ours = [h for h in botocore.handlers.BUILTIN_HANDLERS if h[1] in (s3_direct._before_send, s3_direct._note_timeouts)]
+    monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS",
+                        [h for h in botocore.handlers.BUILTIN_HANDLERS if h not in ours])  # fmt: skip
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    boto3.setup_default_session()  # made without the handlers, as before the harness started
+    counts = _counting(monkeypatch)
+    new_client().list_buckets()
+    assert counts == {"direct": 0, "http": 1}
+    s3_direct.serve(store.endpoint, s3_direct._TARGETS[store.endpoint])
+    s3_direct.serve(store.endpoint, s3_direct._TARGETS[store.endpoint])  # joining twice adds nothing
+    new_client().put_object(Bucket=BUCKET, Key="once", Body=b"1", IfNoneMatch="*")  # twice would be refused
+    assert counts == {"direct": 1, "http": 1}
+
+
+def test_a_default_session_that_has_the_handler_is_not_given_a_second(store, monkeypatch):
+    import boto3
+
+    from xcomsim.env.s3_store import ACCESS_KEY, REGION, SECRET_KEY
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    boto3.setup_default_session()  # made after the harness started: botocore's built-in handlers include ours
+    s3_direct.serve(store.endpoint, s3_direct._TARGETS[store.endpoint])
+    counts = _counting(monkeypatch)
+    boto3.client("s3", endpoint_url=store.endpoint, region_name=REGION, aws_access_key_id=ACCESS_KEY,
+                 aws_secret_access_key=SECRET_KEY).put_object(Bucket=BUCKET, Key="not twice", Body=b"1")  # fmt: skip
+    assert counts == {"direct": 1, "http": 0}

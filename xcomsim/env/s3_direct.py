@@ -10,12 +10,12 @@ buckets. A ``before-send`` handler on every botocore client made after the harne
 sends a request whose URL is the embedded endpoint's, whole, over one kept connection per
 thread (and process: a forked process opens its own) to a port of the child, which runs it
 through the same WSGI app with the environ werkzeug's server would build. The client's own
-connect and read timeouts apply, as over HTTP. Everything before
-sending (parameters, signing, checksums, the interception's switch points and faults at
-``_make_api_call``) and after it (parsing, retries, errors) is botocore's own. Requests to any
-other endpoint (``--xcomsim-s3-endpoint``: a real S3), and those made inside a running event
-loop (aiobotocore, which inherits botocore's handlers but awaits its own response type), go
-over HTTP as always.
+connect and read timeouts apply, as over HTTP. Everything before sending (parameters,
+signing, checksums, the interception's switch points and faults at ``_make_api_call``) and
+after it (parsing, retries, errors) is botocore's own. Requests to any other endpoint
+(``--xcomsim-s3-endpoint``: a real S3), and those made inside a running event loop
+(aiobotocore, which inherits botocore's handlers but awaits its own response type), go over
+HTTP as always.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import os
 import pickle
 import select
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -44,6 +45,34 @@ def serve(endpoint: str, address: tuple[str, int]) -> None:
     parts = urlsplit(endpoint)
     _TARGETS[f"{parts.scheme}://{parts.netloc}"] = address
     _install()
+    _join_default_session()
+
+
+_HANDLERS = (("before-call.s3", "_note_timeouts"), ("before-send", "_before_send"))
+
+
+def _join_default_session() -> None:
+    """boto3's default session (``boto3.client(...)``) may have been made before: its later clients too.
+
+    A session copies botocore's built-in handlers when it is made; one made before the harness
+    started (by a conftest, or a server check of the session) would send over HTTP otherwise.
+    """
+    boto3 = sys.modules.get("boto3")
+    session = getattr(getattr(boto3, "DEFAULT_SESSION", None), "_session", None)
+    if session is None or _has_handler(session):
+        return
+    for event, name in _HANDLERS:
+        session.register(event, globals()[name], unique_id=f"xcomsim-s3-direct-{name}")
+
+
+def _has_handler(session: Any) -> bool:
+    """Whether ``session`` has ``_before_send`` already (a second one would send every request twice).
+    When its emitter cannot be read, say yes: such a session only keeps going over HTTP."""
+    emitter = getattr(session._events, "_emitter", session._events)
+    handlers = getattr(emitter, "_handlers", None)
+    if handlers is None or not hasattr(handlers, "prefix_search"):
+        return True
+    return _before_send in handlers.prefix_search("before-send.s3.PutObject")
 
 
 def forget(endpoint: str) -> None:
@@ -61,9 +90,9 @@ def _install() -> None:
     from wrapt import register_post_import_hook
 
     def add(handlers: Any) -> None:
-        for entry in (("before-call.s3", _note_timeouts), ("before-send", _before_send)):
-            if entry not in handlers.BUILTIN_HANDLERS:
-                handlers.BUILTIN_HANDLERS.append(entry)
+        for event, name in _HANDLERS:
+            if (event, globals()[name]) not in handlers.BUILTIN_HANDLERS:
+                handlers.BUILTIN_HANDLERS.append((event, globals()[name]))
 
     register_post_import_hook(add, "botocore.handlers")
 
