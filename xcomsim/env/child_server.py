@@ -261,21 +261,26 @@ def _serve_direct(listener: socket.socket, app: Any) -> None:
         with conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while True:
-                frame = _read_frame(conn)
+                frame = read_frame(conn)
                 if frame is None:
                     return
                 try:
                     reply = answer(frame)
                 except Exception as exc:  # the parent answers it as a server error
                     reply = pickle.dumps((0, [], f"{type(exc).__name__}: {exc}".encode()), protocol=5)
-                conn.sendall(len(reply).to_bytes(8, "big") + reply)
+                write_frame(conn, reply)
 
     while True:
         conn, _ = listener.accept()
         threading.Thread(target=serve, args=(conn,), daemon=True, name="xcomsim-moto-direct").start()
 
 
-def _read_frame(conn: socket.socket) -> bytes | None:
+def write_frame(conn: socket.socket, data: bytes) -> None:
+    """One length-prefixed frame of the direct port (both ends use these two)."""
+    conn.sendall(len(data).to_bytes(8, "big") + data)
+
+
+def read_frame(conn: socket.socket) -> bytes | None:
     """One length-prefixed frame; None when the peer closed the connection between frames."""
     head = _read_exactly(conn, 8)
     return None if head is None else _read_exactly(conn, int.from_bytes(head, "big"), allow_eof=False)

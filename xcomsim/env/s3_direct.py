@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from xcomsim.env.child_server import read_frame, write_frame
+
 CONNECT_TIMEOUT = 60.0  # botocore's defaults, for a client whose config gives none
 READ_TIMEOUT = 60.0
 
@@ -151,9 +153,11 @@ class _Channel:
             raise EndpointConnectionError(endpoint_url=request.url, error=exc) from None
         try:
             sock.settimeout(read_timeout)
-            sock.sendall(len(frame).to_bytes(8, "big") + frame)
-            head = _read_exactly(sock, 8)
-            status, headers, content = pickle.loads(_read_exactly(sock, int.from_bytes(head, "big")))
+            write_frame(sock, frame)
+            reply = read_frame(sock)
+            if reply is None:
+                raise ConnectionError("the embedded S3 closed the connection before replying")
+            status, headers, content = pickle.loads(reply)
         except TimeoutError:
             self._drop()
             raise ReadTimeoutError(endpoint_url=request.url) from None
@@ -195,17 +199,6 @@ def _body(body: Any) -> bytes:
         return body.encode()
     data = body.read()  # a file-like body (botocore rewinds it itself before a retry)
     return data.encode() if isinstance(data, str) else bytes(data)
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    chunks, left = [], size
-    while left:
-        chunk = sock.recv(min(left, 1 << 20))
-        if not chunk:
-            raise ConnectionError(f"the embedded S3 closed the connection {size - left} bytes into a {size}-byte reply")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
 
 
 class _Raw(io.BytesIO):
