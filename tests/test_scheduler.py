@@ -141,6 +141,16 @@ def test_no_switch_while_a_registered_lock_holder_runs():
     assert [e.switch for e in scheduler.timeline.events if e.io == "api SetXCom"] == [False, False]
 
 
+
+def test_a_lock_holder_registered_after_its_code_was_walked_still_counts():
+    """The verdict per code object is memoised; registering a holder must not be hidden by an earlier verdict."""
+
+    def section() -> bool:
+        return interception.holds_lock()
+
+    assert section() is False  # walked once: its code is remembered as no holder
+    interception.register_lock_holder(section)
+    assert section() is True
 def _deadlocking_workers():
     """a holds a lock the scheduler was not told about and pauses at I/O inside it; b needs the lock."""
     lock = threading.Lock()
@@ -394,8 +404,8 @@ def test_each_switch_of_a_run_has_a_span_label_of_its_own_the_same_in_every_exam
     @given(st.data())
     def race(data):
         labels: list[int] = []
-        draw = data.conjecture_data.draw
-        data.conjecture_data.draw = lambda strategy, label=None, **kw: labels.append(label) or draw(strategy, label, **kw)
+        start = data.conjecture_data.start_span
+        data.conjecture_data.start_span = lambda label: labels.append(label) or start(label)
         log: list[str] = []
         Scheduler(hypothesis_chooser(data), max_preemptions=4).run({"a": _io_worker("a", 3, log),
                                                                     "b": _io_worker("b", 3, log)})  # fmt: skip

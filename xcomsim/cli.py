@@ -154,7 +154,7 @@ def _bench(args: argparse.Namespace) -> int:
                     progress.update(bar, description="harness speed, race scheduler, hooks")
                     q = args.quick
                     harness = harness_speed.measure_all(sim, runs=3 if q else 15, examples=5 if q else 30,
-                                                        calls=100 if q else 2000)  # fmt: skip
+                                                        calls=100 if q else 2000, repeat=1 if q else 3)  # fmt: skip
                     step("harness")
         except XcomsimError as exc:
             err.print(f"xcomsim bench: {exc}", highlight=False)

@@ -106,13 +106,14 @@ def report(results: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def measure_all(sim: Simulation, runs: int = 15, examples: int = 100, calls: int = 2000) -> dict[str, Any]:
+def measure_all(sim: Simulation, runs: int = 15, examples: int = 100, calls: int = 2000,
+                repeat: int = 5) -> dict[str, Any]:  # fmt: skip
     """Everything above in one simulation, side by side: harness speed, race examples/s, hook overhead."""
     from xcomsim.bench import overhead, race_speed
 
     with sim.environment() as env:
         costs = overhead.measure(env, calls)
-    race = race_speed.measure(examples, sim)
+    race = race_speed.measure(examples, sim, repeat)
     speed = measure(runs, sim=sim)  # last: the migrations reconfigure Airflow's ORM
     return {
         "speed_s": speed,

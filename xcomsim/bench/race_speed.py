@@ -1,8 +1,10 @@
 """Examples per second of the race scheduler, measured in one run.
 
-Run: ``python -m xcomsim.bench.race_speed [--examples N]``. Each example is a
-Hypothesis-drawn interleaving of a small workload on the reference stores and
-backend. Three kinds of race, each in the shape something in xcomsim runs it:
+Run: ``python -m xcomsim.bench.race_speed [--examples N] [--repeat R]``. Each example
+is a Hypothesis-drawn interleaving of a small workload on the reference stores and
+backend. A rate is the median of ``R`` properties of ``N`` examples each: one property of a
+fast race lasts about 0.1 s, so a single one moves 20-30% with a full garbage collection or
+a neighbour's wake-up. Three kinds of race, each in the shape something in xcomsim runs it:
 
 - *scheduler only*: plain functions racing for a claim (no task instance);
 - *task workers, one task instance*: workers acting as one running task instance, each
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,8 +28,9 @@ from hypothesis import strategies as st
 from xcomsim.env import Simulation
 
 
-def _rate(run_one: Callable[[Any], None], examples: int, warm_up: int = 5) -> float:
-    """Examples per second of ``run_one``, after a few unmeasured ones (first statements, clients, threads)."""
+def _rate(run_one: Callable[[Any], None], examples: int, warm_up: int = 5, repeat: int = 5) -> float:
+    """Examples per second of ``run_one``: the median of ``repeat`` properties of ``examples`` each,
+    after a few unmeasured examples (first statements, clients, threads)."""
     count = {"n": 0}
 
     def body(data: Any) -> None:
@@ -38,16 +42,19 @@ def _rate(run_one: Callable[[Any], None], examples: int, warm_up: int = 5) -> fl
                  suppress_health_check=list(HealthCheck))(given(data=st.data())(body))()  # fmt: skip
 
     run(warm_up)
-    count["n"] = 0
-    started = time.perf_counter()
-    run(examples)
-    return count["n"] / (time.perf_counter() - started)
+    rates = []
+    for _ in range(max(1, repeat)):
+        count["n"] = 0
+        started = time.perf_counter()
+        run(examples)
+        rates.append(count["n"] / (time.perf_counter() - started))
+    return statistics.median(rates)
 
 
-def measure(examples: int = 100, sim: Simulation | None = None) -> dict[str, float]:
+def measure(examples: int = 100, sim: Simulation | None = None, repeat: int = 5) -> dict[str, float]:
     if sim is None:
         with Simulation.start() as own:
-            return measure(examples, own)
+            return measure(examples, own, repeat)
     from xcomsim.backend.claims import RedisClaimStore, SqlClaimStore
     from xcomsim.scheduler import Scheduler, hypothesis_chooser
     from xcomsim.scheduler.workload import WORKLOAD_TASK_ID, run_workload, workload_dag
@@ -68,39 +75,41 @@ def measure(examples: int = 100, sim: Simulation | None = None) -> dict[str, flo
                     {f"w{i}": (lambda i=i: store.try_claim(claim, f"w{i}")) for i in range(3)}
                 )
 
-            results[f"claim race, 3 workers, {name} store, scheduler only"] = _rate(bare, examples)
+            results[f"claim race, 3 workers, {name} store, scheduler only"] = _rate(bare, examples, repeat=repeat)
 
             def as_task(data: Any, store: Any = store) -> None:
                 claim = f"c{next(fresh)}"
                 run_workload([[Claim(claim)]] * 3, dag=dag, claim_store=store, handle=handle,
                              chooser=hypothesis_chooser(data))  # fmt: skip
 
-            results[f"claim race, 3 task workers, {name} store, one task instance"] = _rate(as_task, examples)
+            results[f"claim race, 3 task workers, {name} store, one task instance"] = _rate(as_task, examples, repeat=repeat)
 
         def new_run(data: Any) -> None:
             run_workload([[Claim(f"c{next(fresh)}")]] * 3, dag=dag, claim_store=stores["SQL"],
                          chooser=hypothesis_chooser(data))  # fmt: skip
 
-        results["claim race, 3 task workers, SQL store, a new DAG run each"] = _rate(new_run, examples)
+        results["claim race, 3 task workers, SQL store, a new DAG run each"] = _rate(new_run, examples, repeat=repeat)
         run_workload([[Push("warm", 0)]], dag=dag, handle=handle)  # the S3 client and guard path, warmed
 
         def push(data: Any) -> None:
             key = f"k{next(fresh)}"
             run_workload([[Push(key, 1)], [Push(key, 2)]], dag=dag, handle=handle, chooser=hypothesis_chooser(data))
 
-        results["push race, 2 task workers, ExclusiveXCom on S3, one task instance"] = _rate(push, examples)
+        results["push race, 2 task workers, ExclusiveXCom on S3, one task instance"] = _rate(push, examples, repeat=repeat)
         results["push race, 2 task workers, ExclusiveXCom on S3, a new DAG run each"] = _rate(
             lambda data: run_workload([[Push("k", 1)], [Push("k", 2)]], dag=dag, chooser=hypothesis_chooser(data)),
             examples,
+            repeat=repeat,
         )
     return results
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", type=int, default=100)
+    parser.add_argument("--examples", type=int, default=100, help="examples per property")
+    parser.add_argument("--repeat", type=int, default=5, help="properties per race (the median is reported)")
     args = parser.parse_args(argv)
-    for name, rate in measure(args.examples).items():
+    for name, rate in measure(args.examples, repeat=args.repeat).items():
         print(f"{name:<72}{rate:>8.1f} examples/s")
 
 

@@ -81,9 +81,22 @@ def _lock_holders() -> set[CodeType]:
 _LOCK_HOLDERS: set[CodeType] = _lock_holders()
 
 
+_HOLDER_CODES: dict[CodeType, bool] = {}  # the verdict per code object, memoised (walked at every switch point)
+_MAX_MEMO = 50_000  # code objects remembered before the memo starts over (exec'd code is new each time)
+
+
 def register_lock_holder(function: Callable[..., Any]) -> None:
     """Never switch while ``function`` is on the stack: it holds a lock other workers may need."""
     _LOCK_HOLDERS.add(getattr(function, "__code__", None) or function.__func__.__code__)  # type: ignore[attr-defined]
+    _HOLDER_CODES.clear()
+
+
+def _is_holder(code: CodeType) -> bool:
+    verdict = code in _LOCK_HOLDERS or code.co_filename.startswith("<frozen importlib._bootstrap")
+    if len(_HOLDER_CODES) >= _MAX_MEMO:
+        _HOLDER_CODES.clear()
+    _HOLDER_CODES[code] = verdict
+    return verdict
 
 
 def holds_lock() -> bool:
@@ -91,11 +104,15 @@ def holds_lock() -> bool:
     if getattr(_local, "atomic", 0):
         return True
     frame = sys._getframe(1)
+    memo = _HOLDER_CODES
     for _ in range(_MAX_DEPTH):
         if frame is None:
             return False
         code = frame.f_code
-        if code in _LOCK_HOLDERS or code.co_filename.startswith("<frozen importlib._bootstrap"):
+        verdict = memo.get(code)
+        if verdict is None:
+            verdict = _is_holder(code)
+        if verdict:
             return True
         frame = frame.f_back
     return False
@@ -209,10 +226,16 @@ def _wrap_statements() -> None:
     from sqlalchemy.engine.default import DefaultDialect
 
     def label(dialect: Any, cursor: Any, statement: str, *args: Any, **kwargs: Any) -> str:
-        return "sql " + " ".join(statement.split())[:90]
+        return _statement_label(statement)
 
     for name in STATEMENT_METHODS:
         _wrap(DefaultDialect, name, label, record_only=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _statement_label(statement: str) -> str:
+    """A statement as the timeline shows it; the same few statements recur in every example of a race."""
+    return "sql " + " ".join(statement.split())[:90]
 
 
 def _wrap_redis() -> None:

@@ -222,23 +222,33 @@ def hypothesis_chooser(data: Any) -> Chooser:
 
 
 def _index_drawer(data: Any) -> Callable[[int], int]:
-    """An index from 0 to ``top`` drawn under Hypothesis's ``data`` from ``st.integers(0, top)``.
+    """An index from 0 to ``top``, drawn under Hypothesis's ``data`` as ``st.integers(0, top)`` draws it.
 
-    Drawn through the example's own ``ConjectureData.draw``: the same choice inside a span, as
-    ``data.draw`` makes, so it replays and shrinks alike, without ``data.draw``'s "Draw n:" note
-    (most of its 60 us; this costs about 20), which the timeline makes redundant. Each switch of
-    a run gets a span label of its own (``_switch_label``): with one label for all, Hypothesis's
+    The same integer choice inside a span, straight on the example's ``ConjectureData``
+    (``start_span``, ``draw_integer``, ``stop_span``: what ``data.draw(st.integers(0, top))``
+    records, so it replays and shrinks alike), without the strategy machinery around it or
+    ``data.draw``'s "Draw n:" note, which the timeline makes redundant: about 5 us a switch
+    against 10 through ``ConjectureData.draw`` and 60 through ``data.draw``. Each switch of a
+    run gets a span label of its own (``_switch_label``): with one label for all, Hypothesis's
     generator copies switches onto each other (its mutator duplicates spans of one label), about
     five extra attempts per example that a small race mostly spends on interleavings it has
-    already run (10-40% of a claim race's time). Where there is no such ``draw`` (a stand-in
-    ``data``), the public draw.
+    already run (10-40% of a claim race's time). Where there is no such ``ConjectureData`` (a
+    stand-in ``data``, or a Hypothesis without these methods), the public draw.
     """
     conjecture = getattr(data, "conjecture_data", None)
-    draw = getattr(conjecture, "draw", None)
-    if not callable(draw):
+    start, draw_integer, stop = (getattr(conjecture, name, None) for name in ("start_span", "draw_integer", "stop_span"))
+    if not (callable(start) and callable(draw_integer) and callable(stop)):
         return lambda top: data.draw(_index_strategy(top), label="next worker")
     positions = itertools.count()
-    return lambda top: draw(_index_strategy(top), label=_switch_label(next(positions)))
+
+    def draw_index(top: int) -> int:
+        start(_switch_label(next(positions)))
+        try:
+            return draw_integer(0, top)
+        finally:
+            stop()
+
+    return draw_index
 
 
 @functools.cache
