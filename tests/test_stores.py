@@ -83,3 +83,48 @@ def test_the_embedded_redis_sends_a_large_reply_whole_to_a_slow_client(xcomsim_e
             assert chunk, f"the server closed after {len(received)} bytes: {bytes(received[:80])!r}"
             received += chunk
     assert bytes(received) in whole
+
+
+def test_the_embedded_redis_serves_a_connection_as_a_server_would(xcomsim_env):
+    """Commands split across writes, many in one write, an error that keeps the connection, a message
+    published with nothing sent on the subscriber's connection, and a client that hangs up."""
+    import socket
+    import time
+
+    import redis
+
+    server = xcomsim_env.simulation.redis
+    if not hasattr(server, "_server"):
+        import pytest
+
+        pytest.skip("a real redis-server serves its own connections")
+
+    def read_until(sock: socket.socket, wanted: bytes) -> bytes:
+        received, deadline = b"", time.monotonic() + 10
+        while not received.endswith(wanted):
+            assert time.monotonic() < deadline, f"no {wanted!r} after {received!r}"
+            chunk = sock.recv(1 << 16)
+            assert chunk, f"the server closed after {received!r}"
+            received += chunk
+        return received
+
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        for piece in (b"*3\r\n$3\r\nSET\r\n$1", b"\r\nk\r\n$2\r\nv", b"1\r\n"):  # one command, three writes
+            sock.sendall(piece)
+            time.sleep(0.02)
+        assert read_until(sock, b"+OK\r\n") == b"+OK\r\n"
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n*1\r\n$7\r\nNOSUCHC\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")  # three in one
+        replies = read_until(sock, b"v1\r\n")
+        assert replies.startswith(b"+PONG\r\n-ERR unknown command") and replies.endswith(b"v1\r\n")
+
+    subscriber = redis.Redis(host=server.host, port=server.port, socket_timeout=10).pubsub()
+    subscriber.subscribe("news")
+    assert subscriber.get_message(timeout=5)["type"] == "subscribe"
+    assert xcomsim_env.redis.publish("news", "hello") == 1
+    message = subscriber.get_message(timeout=5)
+    assert message is not None and message["data"] == b"hello"  # pushed by the server, nothing asked
+    subscriber.close()
+    deadline = time.monotonic() + 5  # the hung-up subscriber's connection ends on the server
+    while xcomsim_env.redis.pubsub_numsub("news")[0][1] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert xcomsim_env.redis.pubsub_numsub("news")[0][1] == 0
