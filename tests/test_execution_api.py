@@ -291,3 +291,107 @@ def test_a_forked_process_neither_uses_nor_closes_the_loop_it_inherited(xcomsim_
             time.sleep(0.01)
     assert said == b"own"
     assert _serving_loop(client) is parent and not parent.is_closed()
+
+
+def _starlette_app_with_middleware():
+    """A small Starlette app whose BaseHTTPMiddleware exercises every part of ``call_next`` a dispatch can see."""
+    import contextvars
+
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    seen_by_app = contextvars.ContextVar("seen_by_app", default="unset")
+
+    class Probe(BaseHTTPMiddleware):
+        async def dispatch(self, request, call_next):
+            if request.url.path == "/echo":
+                await request.body()  # read here: the endpoint must still get it
+            try:
+                response = await call_next(request)
+            except ValueError as exc:
+                return PlainTextResponse(f"caught {exc}", status_code=418)
+            response.headers["x-probe"] = f"context after call_next: {seen_by_app.get()}"
+            return response
+
+    async def echo(request):
+        return PlainTextResponse((await request.body()).decode())
+
+    async def context(request):
+        seen_by_app.set("set by the app")
+        return JSONResponse({"in_app": seen_by_app.get()})
+
+    async def fails(request):
+        raise ValueError("from the endpoint")
+
+    async def silent(scope, receive, send):  # an ASGI app that never answers
+        return None
+
+    routes = [Route("/echo", echo, methods=["POST"]), Route("/context", context), Route("/fails", fails),
+              Route("/silent", silent)]  # fmt: skip
+    return Starlette(routes=routes, middleware=[Middleware(Probe)])
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "starlette"])
+def test_a_middlewares_dispatch_sees_what_starlettes_call_next_gives_it(inline: bool):
+    """Served inline, ``call_next`` skips Starlette's task group and streams; a dispatch must not see a difference."""
+    import httpx
+
+    execution_api._install_inline_threadpool()
+    app = _starlette_app_with_middleware()
+    calls: list[str] = []
+    original = execution_api._original_base_http_call
+
+    async def counted(*args):
+        calls.append("starlette")
+        await original(*args)
+
+    async def requests():
+        execution_api._INLINE.set(inline)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            echo = await client.post("/echo", content=b"the body")
+            context = await client.get("/context")
+            fails = await client.get("/fails")
+            silent = await client.get("/silent")
+        return echo, context, fails, silent
+
+    execution_api._original_base_http_call = counted
+    try:
+        echo, context, fails, silent = asyncio.run(requests())
+    finally:
+        execution_api._original_base_http_call = original
+    assert (echo.status_code, echo.text) == (200, "the body")
+    assert context.json() == {"in_app": "set by the app"}
+    assert context.headers["x-probe"] == "context after call_next: unset"  # the app's context stays its own
+    assert (fails.status_code, fails.text) == (418, "caught from the endpoint")
+    assert silent.status_code == 500  # "No response returned." raised in the middleware
+    assert calls == ([] if inline else ["starlette"] * 4)
+
+
+def test_airflows_middleware_answers_alike_inline_and_through_starlette(xcomsim_env):
+    """Airflow's own app: the same status, body and headers (the correlation id echoed by its middleware)."""
+    import httpx
+    from airflow.sdk.execution_time.supervisor import in_process_api_server
+
+    client = execution_api.client()
+    paths = ["health", "xcoms/no_dag/no_run/no_task/no_key"]
+    headers = {"correlation-id": "xcomsim-test-42", **{k: v for k, v in client.headers.items() if k.lower() in
+                                                      ("airflow-api-version", "authorization")}}  # fmt: skip
+
+    async def through_starlette():
+        transport = httpx.ASGITransport(app=in_process_api_server().app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as plain:
+            return [await plain.get(path, headers=headers) for path in paths]
+
+    def shown(response):
+        kept = {k: v for k, v in response.headers.items() if k.lower() not in ("date", "content-length")}
+        return response.status_code, response.content, kept
+
+    inline = [client._transport.handle_request(client.build_request("GET", path, headers=headers)) for path in paths]
+    plain = asyncio.run(through_starlette())
+    assert [shown(r) for r in inline] == [shown(r) for r in plain]
+    assert [r.status_code for r in inline] == [200, 404]
+    assert all(r.headers.get("correlation-id") == "xcomsim-test-42" for r in inline)
