@@ -395,3 +395,43 @@ def test_airflows_middleware_answers_alike_inline_and_through_starlette(xcomsim_
     assert [shown(r) for r in inline] == [shown(r) for r in plain]
     assert [r.status_code for r in inline] == [200, 404]
     assert all(r.headers.get("correlation-id") == "xcomsim-test-42" for r in inline)
+
+
+class _Timeout(BaseException):  # as the run timeout
+    pass
+
+
+@pytest.mark.parametrize("interrupt", [_Timeout, KeyboardInterrupt], ids=["run-timeout", "ctrl-c"])
+def test_an_interrupt_in_a_route_behind_middleware_reaches_the_caller_and_leaves_no_task_behind(caplog, interrupt):
+    """The run timeout or Ctrl-C inside a route: the caller gets it, the loop is dropped, asyncio logs nothing
+    about tasks left pending or exceptions never retrieved, and the next request is served. (asyncio raises a
+    KeyboardInterrupt straight out of the loop, leaving the tasks above the route unfinished.)"""
+    import gc
+    import logging
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    class Passes(BaseHTTPMiddleware):
+        async def dispatch(self, request, call_next):
+            return await call_next(request)
+
+    async def stops(request):
+        raise interrupt("run timeout")
+
+    async def ok(request):
+        return PlainTextResponse("served")
+
+    app = Starlette(routes=[Route("/stops", stops), Route("/ok", ok)], middleware=[Middleware(Passes)] * 2)
+    transport = execution_api.InlineTransport(httpx.ASGITransport(app=app, raise_app_exceptions=False), None)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        with pytest.raises(interrupt, match="run timeout"):
+            transport.handle_request(httpx.Request("GET", "http://test/stops"))
+        assert execution_api._LOOPS.owned is None  # the loop it ran on is not kept
+        gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    assert transport.handle_request(httpx.Request("GET", "http://test/ok")).text == "served"
