@@ -435,3 +435,39 @@ def test_hypothesis_chooser_falls_back_to_the_public_draw():
                                                                 "b": _io_worker("b", 2, log)})  # fmt: skip
     assert data.drawn > 0
     assert log == ["b0", "a0", "b1", "a1"]  # every switch took the other worker
+
+
+def test_a_failure_that_needs_one_preemption_shrinks_to_few_not_to_the_whole_budget():
+    """Every switch point takes one choice (a trivial one where nothing is offered), so an example that
+    spends its preemptions early does not look simpler to Hypothesis than one that spends few."""
+    from hypothesis import HealthCheck, given, seed, settings
+    from hypothesis import strategies as st
+
+    from xcomsim.scheduler import hypothesis_chooser
+
+    shrunk: list[int] = []
+    for which in range(4):
+        last: dict[str, int] = {}
+
+        @settings(max_examples=200, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+        @seed(which)
+        @given(st.data())
+        def lost_update(data):
+            counter = {"n": 0}
+
+            def add_twice() -> None:  # read, I/O, write: a second worker in between loses an update
+                for _ in range(2):
+                    seen = counter["n"]
+                    interception.io_point("api GetXCom counter")
+                    counter["n"] = seen + 1
+                    interception.io_point("api SetXCom counter")
+
+            scheduler = Scheduler(hypothesis_chooser(data), max_preemptions=4)
+            scheduler.run({name: add_twice for name in ("a", "b", "c")})
+            last["preemptions"] = scheduler.timeline.preemptions
+            assert counter["n"] == 6
+
+        with pytest.raises(AssertionError):
+            lost_update()
+        shrunk.append(last["preemptions"])  # Hypothesis ends by replaying the shrunk example
+    assert max(shrunk) <= 2 and min(shrunk) == 1, shrunk

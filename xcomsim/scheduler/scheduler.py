@@ -4,10 +4,11 @@ Each worker is a function run in its own thread. A worker runs until its next
 I/O point (see ``interception``), then stops and the controller asks the
 chooser which worker goes next. With a chooser backed by Hypothesis
 (``hypothesis_chooser``) an interleaving is a plain draw: it replays from the
-example alone, and shrinking it makes the choices few and small (small: the
-current worker goes on), so a failure ends as a short story that still breaks.
-Choosing stops once the preemption budget is spent, so a shrunk story may use
-the whole budget where fewer preemptions would do.
+example alone, and shrinking it makes the choices small (small: the current
+worker goes on), so a failure ends as a story with few preemptions that still
+breaks. Every switch point takes one choice in the example, a trivial one where
+nothing is offered, so spending the preemption budget early does not make an
+example look simpler to Hypothesis.
 
 Preemptions are bounded (CHESS-style): once ``max_preemptions`` switches away
 from a worker that could have continued are spent, workers run to their next
@@ -204,21 +205,36 @@ def first_runnable(options: Sequence[str], current: str | None) -> str:
     return current if current in options else options[0]
 
 
-def hypothesis_chooser(data: Any) -> Chooser:
-    """Draw each switch from Hypothesis: the current worker first, so a shrunk choice means "go on".
+class HypothesisChooser:
+    """Draws each switch from Hypothesis: the current worker first, so a shrunk choice means "go on".
 
     The draw is an index into that order, which shrinks towards the current worker; the
-    timeline says who ran.
+    timeline says who ran. A switch point where nothing is offered (no preemption left, or
+    nobody else left to run) takes a trivial choice (``unchosen``), so every switch point of a
+    worker takes one choice in the example, whatever the interleaving. Otherwise an example
+    that spent its preemptions early took fewer choices, and Hypothesis, which shrinks towards
+    fewer choices first, shrank failures to stories that spend the whole budget: a claim store
+    broken by one preemption shrank to four (of four allowed) on every seed tried, now to one
+    on most and two on the rest.
     """
-    draw_index = _index_drawer(data)
 
-    def choose(options: Sequence[str], current: str | None) -> str:
+    def __init__(self, data: Any):
+        self._draw_index = _index_drawer(data)
+
+    def __call__(self, options: Sequence[str], current: str | None) -> str:
         ordered = ([current] if current in options else []) + [o for o in options if o != current]
         if len(ordered) == 1:
             return ordered[0]
-        return ordered[draw_index(len(ordered) - 1)]
+        return ordered[self._draw_index(len(ordered) - 1)]
 
-    return choose
+    def unchosen(self) -> None:
+        """A switch point the scheduler offers no choice at: recorded as the only possible choice."""
+        self._draw_index(0)
+
+
+def hypothesis_chooser(data: Any) -> Chooser:
+    """A ``HypothesisChooser`` drawing from ``data`` (``st.data()``)."""
+    return HypothesisChooser(data)
 
 
 def _index_drawer(data: Any) -> Callable[[int], int]:
@@ -298,7 +314,12 @@ class Scheduler:
         worker = self._running
         assert worker is not None and threading.current_thread() is worker.thread
         self.timeline.events.append(Event(len(self.timeline.events), worker.name, worker.operation, io, preemptible))
-        if not preemptible or not self._choice_left(worker):
+        if not preemptible:
+            return
+        if not self._choice_left(worker):
+            unchosen = getattr(self.chooser, "unchosen", None)  # a chooser that records every switch point
+            if unchosen is not None:
+                unchosen()
             return
         self._running = None
         self._back.release()
