@@ -215,7 +215,7 @@ class HypothesisChooser:
     that spent its preemptions early took fewer choices, and Hypothesis, which shrinks towards
     fewer choices first, shrank failures to stories that spend the whole budget: a claim store
     broken by one preemption shrank to four (of four allowed) on every seed tried, now to one
-    on most and two on the rest.
+    (9 of 16 seeds) or two.
     """
 
     def __init__(self, data: Any):
