@@ -16,6 +16,7 @@ a neighbour's wake-up. Three kinds of race, each in the shape something in xcoms
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import statistics
 import time
@@ -62,6 +63,7 @@ def measure(examples: int = 100, sim: Simulation | None = None, repeat: int = 5)
     from xcomsim.task_context import start_task_instances, thread_local_task_state
 
     results = {}
+    rate = functools.partial(_rate, examples=examples, repeat=repeat)
     fresh = itertools.count()
     with sim.environment() as env, thread_local_task_state():
         dag = workload_dag("xcomsim_bench_race")
@@ -75,31 +77,29 @@ def measure(examples: int = 100, sim: Simulation | None = None, repeat: int = 5)
                     {f"w{i}": (lambda i=i: store.try_claim(claim, f"w{i}")) for i in range(3)}
                 )
 
-            results[f"claim race, 3 workers, {name} store, scheduler only"] = _rate(bare, examples, repeat=repeat)
+            results[f"claim race, 3 workers, {name} store, scheduler only"] = rate(bare)
 
             def as_task(data: Any, store: Any = store) -> None:
                 claim = f"c{next(fresh)}"
                 run_workload([[Claim(claim)]] * 3, dag=dag, claim_store=store, handle=handle,
                              chooser=hypothesis_chooser(data))  # fmt: skip
 
-            results[f"claim race, 3 task workers, {name} store, one task instance"] = _rate(as_task, examples, repeat=repeat)
+            results[f"claim race, 3 task workers, {name} store, one task instance"] = rate(as_task)
 
         def new_run(data: Any) -> None:
             run_workload([[Claim(f"c{next(fresh)}")]] * 3, dag=dag, claim_store=stores["SQL"],
                          chooser=hypothesis_chooser(data))  # fmt: skip
 
-        results["claim race, 3 task workers, SQL store, a new DAG run each"] = _rate(new_run, examples, repeat=repeat)
+        results["claim race, 3 task workers, SQL store, a new DAG run each"] = rate(new_run)
         run_workload([[Push("warm", 0)]], dag=dag, handle=handle)  # the S3 client and guard path, warmed
 
         def push(data: Any) -> None:
             key = f"k{next(fresh)}"
             run_workload([[Push(key, 1)], [Push(key, 2)]], dag=dag, handle=handle, chooser=hypothesis_chooser(data))
 
-        results["push race, 2 task workers, ExclusiveXCom on S3, one task instance"] = _rate(push, examples, repeat=repeat)
-        results["push race, 2 task workers, ExclusiveXCom on S3, a new DAG run each"] = _rate(
-            lambda data: run_workload([[Push("k", 1)], [Push("k", 2)]], dag=dag, chooser=hypothesis_chooser(data)),
-            examples,
-            repeat=repeat,
+        results["push race, 2 task workers, ExclusiveXCom on S3, one task instance"] = rate(push)
+        results["push race, 2 task workers, ExclusiveXCom on S3, a new DAG run each"] = rate(
+            lambda data: run_workload([[Push("k", 1)], [Push("k", 2)]], dag=dag, chooser=hypothesis_chooser(data))
         )
     return results
 

@@ -50,9 +50,6 @@ def serve(endpoint: str, address: tuple[str, int]) -> None:
     _join_default_session()
 
 
-_HANDLERS = (("before-call.s3", "_note_timeouts"), ("before-send", "_before_send"))
-
-
 def _join_default_session() -> None:
     """boto3's default session (``boto3.client(...)``) may have been made before: its later clients too.
 
@@ -63,8 +60,8 @@ def _join_default_session() -> None:
     session = getattr(getattr(boto3, "DEFAULT_SESSION", None), "_session", None)
     if session is None or _has_handler(session):
         return
-    for event, name in _HANDLERS:
-        session.register(event, globals()[name], unique_id=f"xcomsim-s3-direct-{name}")
+    for event, handler in _HANDLERS:
+        session.register(event, handler, unique_id=f"xcomsim-s3-direct-{handler.__name__}")
 
 
 def _has_handler(session: Any) -> bool:
@@ -92,9 +89,9 @@ def _install() -> None:
     from wrapt import register_post_import_hook
 
     def add(handlers: Any) -> None:
-        for event, name in _HANDLERS:
-            if (event, globals()[name]) not in handlers.BUILTIN_HANDLERS:
-                handlers.BUILTIN_HANDLERS.append((event, globals()[name]))
+        for entry in _HANDLERS:
+            if entry not in handlers.BUILTIN_HANDLERS:
+                handlers.BUILTIN_HANDLERS.append(entry)
 
     register_post_import_hook(add, "botocore.handlers")
 
@@ -118,6 +115,10 @@ def _before_send(request: Any, **kwargs: Any) -> Any:
     if asyncio._get_running_loop() is not None:
         return None  # aiobotocore (s3fs) inherits botocore's handlers but awaits its own response type: HTTP
     return _Channel.for_this_thread(address).send(request)
+
+
+# What a session registers: the client's timeouts before each S3 call, then the send itself.
+_HANDLERS = (("before-call.s3", _note_timeouts), ("before-send", _before_send))
 
 
 class _Channel:

@@ -292,6 +292,7 @@ class Scheduler:
 
     def __init__(self, chooser: Chooser = first_runnable, max_preemptions: int = 3, step_timeout: float = 30.0):
         self.chooser = chooser
+        self._unchosen = getattr(chooser, "unchosen", None)  # a chooser that records every switch point
         self.max_preemptions = max_preemptions
         self.step_timeout = step_timeout
         self.timeline = Timeline()
@@ -317,9 +318,8 @@ class Scheduler:
         if not preemptible:
             return
         if not self._choice_left(worker):
-            unchosen = getattr(self.chooser, "unchosen", None)  # a chooser that records every switch point
-            if unchosen is not None:
-                unchosen()
+            if self._unchosen is not None:
+                self._unchosen()
             return
         self._running = None
         self._back.release()
