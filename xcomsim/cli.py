@@ -179,6 +179,38 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _soak(args: argparse.Namespace) -> int:
+    from xcomsim.soak import SoakError
+    from xcomsim.soak import run as soak_run
+
+    faults = frozenset(f for f in (args.faults or "").split(",") if f)
+    unknown = sorted(faults - set(soak_run.nemesis.KINDS))
+    if unknown:
+        print(f"xcomsim soak: unknown fault kind(s) {unknown}; use {','.join(soak_run.nemesis.KINDS)}", file=sys.stderr)
+        return 2
+    options = soak_run.Options(minutes=args.minutes, backend=args.backend, workers=args.workers, seed=args.seed,
+                               faults=faults, runs_in_flight=args.runs, airflow_url=args.airflow_url,
+                               db_url=args.db, s3_endpoint=args.s3_endpoint, dags_folder=args.dags_folder,
+                               history_dir=args.history_dir)  # fmt: skip
+    try:
+        result = soak_run.soak(options)
+    except SoakError as exc:
+        print(f"xcomsim soak: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xcomsim soak: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    print(soak_run.describe(result))
+    if args.json:
+        soak_run.write_json(result, args.json)
+        print(f"wrote {args.json}")
+    if args.report:
+        from xcomsim.soak import report
+
+        print(f"wrote {report.write(args.report, result)}")
+    return 1 if result.broken else 0
+
+
 # command-line option (argparse dest) -> HarnessSettings field, as the pytest plugin's --xcomsim-db etc.
 _REAL_SERVICES = {"db": "db_url", "redis": "redis_url", "s3_endpoint": "s3_endpoint"}
 
@@ -251,6 +283,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--redis", metavar="URL", help="a real Redis, e.g. redis://127.0.0.1:6379/0")
     bench.add_argument("--s3-endpoint", metavar="URL", help="a real S3 endpoint, e.g. http://127.0.0.1:9000")
     bench.set_defaults(run=_bench)
+    soak = commands.add_parser(
+        "soak", help="run a real Airflow deployment (Celery, PostgreSQL, Redis, S3) under load and faults, and "
+                     "judge the XCom backend with the kit's invariants",
+        description="Starts a Celery deployment on loopback from installed packages (PostgreSQL and redis-server: "
+                    "apt-get install -y postgresql redis-server faketime), or drives an existing one, triggers "
+                    "generated DAGs, injects faults on a schedule drawn from the seed, and prints the verdict "
+                    "table. Everything it started is stopped at the end, on Ctrl-C and on a crash.",
+    )  # fmt: skip
+    soak.add_argument("--minutes", type=float, default=3.0, help="how long the workload runs (default 3)")
+    soak.add_argument("--backend", default="xcomsim.backend.ExclusiveXCom", help="the XCom backend (dotted path)")
+    soak.add_argument("--workers", type=_positive, default=2, help="Celery workers (default 2)")
+    soak.add_argument("--seed", type=int, default=0, help="reproduces the workload and the fault schedule")
+    soak.add_argument("--faults", default="kill,pause,skew,restart",
+                      help="fault kinds, comma-separated: kill,pause,skew,restart (empty: none)")
+    soak.add_argument("--runs", type=_positive, default=6, help="DAG runs kept in flight (default 6)")
+    soak.add_argument("--report", metavar="PATH.html", help="also write the HTML report (one lane per worker)")
+    soak.add_argument("--json", metavar="PATH", help="also write verdicts, figures and the whole history as JSON")
+    soak.add_argument("--airflow-url", help="drive this existing deployment instead of starting one")
+    soak.add_argument("--db", metavar="URL", help="with --airflow-url: its metadata DB (SQLAlchemy URL)")
+    soak.add_argument("--s3-endpoint", metavar="URL", help="with --airflow-url: its S3 endpoint")
+    soak.add_argument("--dags-folder", help="with --airflow-url: its dags folder, as this machine sees it")
+    soak.add_argument("--history-dir", help="with --airflow-url: a folder its workers and this machine share")
+    soak.set_defaults(run=_soak)
     return parser
 
 
