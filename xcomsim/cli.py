@@ -188,6 +188,8 @@ def _soak(args: argparse.Namespace) -> int:
     if unknown:
         print(f"xcomsim soak: unknown fault kind(s) {unknown}; use {','.join(soak_run.nemesis.KINDS)}", file=sys.stderr)
         return 2
+    if args.compare:
+        return _soak_compare(args)
     options = soak_run.Options(minutes=args.minutes, backend=args.backend, workers=args.workers, seed=args.seed,
                                faults=faults, runs_in_flight=args.runs, airflow_url=args.airflow_url,
                                db_url=args.db, s3_endpoint=args.s3_endpoint, dags_folder=args.dags_folder,
@@ -209,6 +211,29 @@ def _soak(args: argparse.Namespace) -> int:
 
         print(f"wrote {report.write(args.report, result)}")
     return 1 if result.broken else 0
+
+
+def _soak_compare(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from xcomsim.soak import SoakError, throughput
+
+    try:
+        result = throughput.compare([args.backend, args.compare], args.minutes, args.rounds, args.seed, args.runs,
+                                    lambda line: print(line, file=sys.stderr))  # fmt: skip
+    except SoakError as exc:
+        print(f"xcomsim soak: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xcomsim soak: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    print(throughput.table(result))
+    print(f"{args.rounds} round(s) of {args.minutes:g} min each, alternating; medians. machine: {result['machine']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
 
 
 # command-line option (argparse dest) -> HarnessSettings field, as the pytest plugin's --xcomsim-db etc.
@@ -305,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--s3-endpoint", metavar="URL", help="with --airflow-url: its S3 endpoint")
     soak.add_argument("--dags-folder", help="with --airflow-url: its dags folder, as this machine sees it")
     soak.add_argument("--history-dir", help="with --airflow-url: a folder its workers and this machine share")
+    soak.add_argument("--compare", metavar="BACKEND", help="measure instead: the same workload, without faults, "
+                      "with --backend and this one on one deployment, alternating (e.g. airflow.sdk.bases.xcom.BaseXCom)")
+    soak.add_argument("--rounds", type=_positive, default=2, help="with --compare: rounds per backend (default 2)")
     soak.set_defaults(run=_soak)
     return parser
 

@@ -292,13 +292,24 @@ def _cached_client(kind: str, conn_id: str, factory: Any) -> Any:
 
 
 def _make_s3_client(conn_id: str) -> Any:
+    """A boto3 S3 client for the Airflow connection, as ``S3Hook.get_conn`` builds it, without its telemetry.
+
+    The hook's own ``get_conn`` adds a user-agent field naming the operator that
+    called it, found with ``inspect.stack()``, which reads the source of every
+    frame: in a task process (a deep stack, every task a fresh process) that was
+    most of a multi-second first push. The session (credentials, role, profile)
+    and the endpoint still come from the hook, so the connection means the same.
+    """
     try:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     except ImportError:
         raise XComStoreError(
             "an s3:// object store needs apache-airflow-providers-amazon (pip install 'xcomsim[providers]')"
         ) from None
-    return S3Hook(aws_conn_id=conn_id).get_conn()
+    hook = S3Hook(aws_conn_id=conn_id)
+    session = hook.get_session(region_name=hook.region_name)
+    return session.client("s3", endpoint_url=hook.conn_config.get_service_endpoint_url(service_name="s3"),
+                          config=hook.config, verify=hook.verify)  # fmt: skip
 
 
 def _make_redis_client(conn_id: str) -> Any:

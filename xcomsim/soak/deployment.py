@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import shutil
 import sys
 import tempfile
@@ -24,7 +25,15 @@ from typing import Any
 
 from xcomsim.soak import services
 from xcomsim.soak.errors import SoakError
-from xcomsim.soak.processes import Reaper, Started, Supervisor, free_port, port_in_use, wait_for_port
+from xcomsim.soak.processes import (
+    Reaper,
+    Started,
+    Supervisor,
+    free_port,
+    port_in_use,
+    signal_marked,
+    wait_for_port,
+)
 
 S3_CONN = "xcomsim_soak_s3"
 REDIS_CONN = "xcomsim_soak_redis"
@@ -172,6 +181,20 @@ class LocalDeployment(Deployment):
             self.wait_until(deadline, lambda w=worker: "ready." in self.airflow[w].log.read_text(errors="replace"),
                             f"Celery {worker}")  # fmt: skip
         self.started_in["airflow"] = time.monotonic() - began
+
+    def switch_backend(self, backend: str, history_dir: Path) -> None:
+        """Restart Airflow's processes (not the stores) with another XCom backend and history folder."""
+        for name, process in self.airflow.items():
+            process.stop()
+            self.supervisor.started.remove(process)
+            signal_marked(self.soak_id, signal.SIGKILL, role=name)  # task processes it forked
+        self.airflow.clear()
+        self.backend = backend
+        history_dir.mkdir(exist_ok=True)
+        self.history_dir = history_dir
+        self.env.update({"AIRFLOW__CORE__XCOM_BACKEND": backend, "XCOMSIM_SOAK_HISTORY": str(history_dir)})
+        self.check_backend_imports()
+        self.start_airflow()
 
     def start_worker(self, worker: str) -> Started:
         argv = [*airflow_command(), "celery", "worker", "--concurrency", str(self.settings.concurrency),

@@ -54,6 +54,8 @@ def read(spec: dict[str, Any]) -> dict[str, Any]:
                 "try_number": try_number, "start": start.timestamp() if start else None,
                 "end": end.timestamp() if end else None, "duration": duration, "hostname": host})  # fmt: skip
         out["xcom_table_bytes"] = conn.execute(text("SELECT pg_total_relation_size('xcom')")).scalar()
+        out["xcom_value_bytes"] = conn.execute(text(
+            "SELECT coalesce(sum(pg_column_size(value)), 0) FROM xcom WHERE dag_id = ANY(:ids)"), {"ids": ids}).scalar()  # fmt: skip
     engine.dispose()
     out["objects"] = _objects()
     return out

@@ -46,6 +46,7 @@ def push(context: dict[str, Any], plan: dict[str, Any], index: int) -> None:
         with probe.operation("push", key=key, digest=probe.digest(value), size=len(json.dumps(value))):
             ti.xcom_push(key=key, value=value)
         time.sleep(plan["pause"])
+    probe.record("task", phase="pushed", cpu=time.process_time())  # this process's CPU since its fork
     if first_try and chosen(plan, "flaky", ti.run_id, index) < plan["flaky_rate"]:
         probe.record("task", phase="fail-on-purpose")
         raise RuntimeError("failing on purpose after its pushes, so that the next try pushes again")
