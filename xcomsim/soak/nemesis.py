@@ -104,7 +104,7 @@ class Nemesis:
         """SIGKILL a task process that has begun a push and not ended it; if none is pushing, retry in 1 s."""
         victim = self._pushing()
         if victim is None:
-            self.pending.insert(0, Fault(fault.at + 1, "kill"))
+            self._later(fault)
             return
         pid, what = victim
         import os
@@ -112,11 +112,17 @@ class Nemesis:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
-            self.pending.insert(0, Fault(fault.at + 0.5, "kill"))
+            self._later(fault)
             return
         self._event("kill", f"pid {pid}", during=what)["ended"] = time.time()
 
-    def _pushing(self) -> tuple[int, str] | None:
+    def _later(self, fault: Fault) -> None:
+        """Try a kill again a second later (no task is pushing now), in its place among the other faults,
+        for at most a minute: a kill that finds no push to interrupt is dropped, never holds the rest back."""
+        first = fault.target or str(fault.at)
+        if fault.at + 1 - float(first) <= 60:
+            self.pending.append(Fault(fault.at + 1, "kill", first))
+            self.pending.sort(key=lambda f: f.at)
         folder: Path = self.deployment.history_dir
         candidates = []
         for path in folder.glob("*.jsonl"):
