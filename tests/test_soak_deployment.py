@@ -120,3 +120,33 @@ def test_the_deployment_comes_up_with_two_celery_workers_and_goes_down_clean():
         deployment.close()
     assert _leftovers(deployment) == ([], False)
     assert not any(port_in_use(p) for p in ports)
+
+
+@pytest.mark.soak
+def test_a_claim_store_survives_its_connections_being_dropped(tmp_path: Path):
+    """PostgreSQL connections dropped under a task (the nemesis's ``drop-db``): the next claim reconnects."""
+    import tempfile
+
+    import psycopg
+
+    from xcomsim.backend.claims import SqlClaimStore
+    from xcomsim.soak.processes import Reaper, Supervisor
+
+    data = Path(tempfile.mkdtemp(prefix="xcomsim-soak-"))  # PostgreSQL's own user must reach it
+    soak_id = f"soak-test-pg-{os.getpid()}"
+    reaper, supervisor = Reaper(soak_id, data), Supervisor(soak_id, tmp_path)
+    try:
+        pg = services.start_postgres(supervisor, data)
+        store = SqlClaimStore(pg.url())
+        assert store.try_claim("item0", "a", lease_seconds=30) is not None
+        with psycopg.connect(host="127.0.0.1", port=pg.port, user=pg.user, password=pg.password, dbname="postgres",
+                             autocommit=True) as conn:  # fmt: skip
+            dropped = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s "
+                                   "AND pid <> pg_backend_pid()", (pg.database,)).fetchone()[0]  # fmt: skip
+        assert dropped >= 1  # the store's pooled connection
+        assert store.try_claim("item1", "a", lease_seconds=30) is not None
+        assert store.try_claim("item0", "b", lease_seconds=30) is None
+    finally:
+        supervisor.stop_all()
+        reaper.close()
+    assert marked(soak_id) == [] and not data.exists()

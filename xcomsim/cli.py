@@ -193,7 +193,7 @@ def _soak(args: argparse.Namespace) -> int:
     options = soak_run.Options(minutes=args.minutes, backend=args.backend, workers=args.workers, seed=args.seed,
                                faults=faults, runs_in_flight=args.runs, airflow_url=args.airflow_url,
                                db_url=args.db, s3_endpoint=args.s3_endpoint, dags_folder=args.dags_folder,
-                               history_dir=args.history_dir)  # fmt: skip
+                               history_dir=args.history_dir, logs_to=args.logs)  # fmt: skip
     try:
         result = soak_run.soak(options)
     except SoakError as exc:
@@ -325,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--runs", type=_positive, default=6, help="DAG runs kept in flight (default 6)")
     soak.add_argument("--report", metavar="PATH.html", help="also write the HTML report (one lane per worker)")
     soak.add_argument("--json", metavar="PATH", help="also write verdicts, figures and the whole history as JSON")
+    soak.add_argument("--logs", metavar="DIR", help="copy the deployment's logs here before it is removed")
     soak.add_argument("--airflow-url", help="drive this existing deployment instead of starting one")
     soak.add_argument("--db", metavar="URL", help="with --airflow-url: its metadata DB (SQLAlchemy URL)")
     soak.add_argument("--s3-endpoint", metavar="URL", help="with --airflow-url: its S3 endpoint")

@@ -282,6 +282,14 @@ class LocalDeployment(Deployment):
             self.reaper.close()
             shutil.rmtree(self.data, ignore_errors=True)
 
+    def save_logs(self, target: Path) -> None:
+        """Copy every process's log (and the task logs Airflow wrote) out of the data directory before it goes."""
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(self.data / "logs", target / "processes", dirs_exist_ok=True)
+        tasks = self.data / "airflow" / "logs"
+        if tasks.is_dir():
+            shutil.copytree(tasks, target / "tasks", dirs_exist_ok=True)
+
     def memory_mib(self) -> float:
         """Resident memory of every process of the deployment, in MiB (PSS where the kernel gives it)."""
         from xcomsim.soak.processes import marked

@@ -30,6 +30,7 @@ from xcomsim.soak.processes import signal_marked
 KINDS = ("kill", "pause", "skew", "restart")
 PAUSE_SECONDS = 35.0  # longer than the heartbeat timeout (20 s) and the guard lease (15 s)
 DOWN_SECONDS = 6.0
+KILL_PATIENCE = 60.0  # seconds a kill waits for a push in flight before it is dropped
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,15 @@ class Nemesis:
         self.events: list[dict[str, Any]] = []
         self.rng = random.Random(f"nemesis-targets/{seed}")
         self.resume: list[tuple[float, Callable[[], None], dict[str, Any]]] = []
+        self.elapsed = 0.0
+        self.dropped: list[Fault] = []  # kills that found no push in flight within KILL_PATIENCE
         for worker, offset in deployment.skewed.items():
             self.events.append({"t": time.time(), "fault": "skew", "target": worker, "offset": offset,
                                 "ended": None})  # fmt: skip
 
     def tick(self, elapsed: float) -> None:
         """Inject what is due, end what has run its time (called every second or so; never blocks long)."""
+        self.elapsed = elapsed
         now = time.monotonic()
         for due in [r for r in self.resume if r[0] <= now]:
             self.resume.remove(due)
@@ -117,18 +121,25 @@ class Nemesis:
         self._event("kill", f"pid {pid}", during=what)["ended"] = time.time()
 
     def _later(self, fault: Fault) -> None:
-        """Try a kill again a second later (no task is pushing now), in its place among the other faults,
-        for at most a minute: a kill that finds no push to interrupt is dropped, never holds the rest back."""
-        first = fault.target or str(fault.at)
-        if fault.at + 1 - float(first) <= 60:
-            self.pending.append(Fault(fault.at + 1, "kill", first))
+        """Try a kill again a second from now (no task is pushing), in its place among the other faults, for
+        at most a minute after it was first due: a kill that finds no push to interrupt is dropped, never
+        holds the rest back, and never spins (the retry is due after the current tick, however late it runs)."""
+        first = float(fault.target or fault.at)
+        again = max(fault.at, self.elapsed) + 1
+        if again - first <= KILL_PATIENCE:
+            self.pending.append(Fault(again, "kill", str(first)))
             self.pending.sort(key=lambda f: f.at)
+        else:
+            self.dropped.append(fault)
+
+    def _pushing(self) -> tuple[int, str] | None:
+        """A task process whose last recorded event begins a push (or its row write): (pid, what it does)."""
         folder: Path = self.deployment.history_dir
         candidates = []
         for path in folder.glob("*.jsonl"):
             lines = path.read_text(errors="replace").splitlines()
             last = _last_event(lines)
-            if last and last.get("op") in ("push", "row") and last.get("phase") == "begin":
+            if last and last.get("op") in ("push", "row") and last.get("phase") == "begin" and _alive(last["pid"]):
                 candidates.append((last["pid"], f"{last.get('op')} {last.get('key') or last.get('coordinate')} "
                                                 f"of {last.get('task_id')}[{last.get('map_index')}] {last.get('run_id')}"))  # fmt: skip
         return self.rng.choice(sorted(candidates)) if candidates else None
@@ -175,6 +186,10 @@ class Nemesis:
             dropped = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                    "WHERE datname = %s AND pid <> pg_backend_pid()", (pg.database,)).fetchone()[0]  # fmt: skip
         self._event("drop-connections", "PostgreSQL", connections=dropped)["ended"] = time.time()
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
 
 
 def _last_event(lines: list[str]) -> dict[str, Any] | None:

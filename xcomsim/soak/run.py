@@ -33,7 +33,7 @@ class Options:
     s3_endpoint: str | None = None
     dags_folder: str | None = None
     history_dir: str | None = None
-    keep: bool = False
+    logs_to: str | None = None  # the deployment's logs are copied here when it stops
 
 
 @dataclass
@@ -58,6 +58,8 @@ def soak(options: Options, say: Callable[[str], None] = lambda line: print(line,
             return _soak(deployment, options, say)
         finally:
             say("stopping the deployment")
+            if options.logs_to and isinstance(deployment, LocalDeployment):
+                deployment.save_logs(Path(options.logs_to))
             deployment.close()
 
 
