@@ -56,3 +56,22 @@ def test_the_schedule_holds_every_chosen_kind_and_is_the_seeds():
     assert all(18 <= f.at <= 18 + 0.7 * 180 for f in schedule.faults)
     assert Schedule.draw(3, set(nemesis.KINDS), 180, workers) == schedule
     assert Schedule.draw(4, set(nemesis.KINDS), 180, workers) != schedule
+
+
+def test_a_skewed_process_sees_the_offset_and_can_sleep():
+    """A skewed worker's task sleeps between its pushes; under libfaketime that once failed with EINVAL."""
+    import shutil
+    import sys
+
+    import pytest
+
+    from xcomsim.soak import services
+
+    if shutil.which("faketime") is None:
+        pytest.skip("no faketime on this machine (Debian: apt-get install faketime)")
+    code = "import time; a = time.time(); time.sleep(0.05); print(round(a))"
+    for offset in (600, -300):
+        out = subprocess.run(services.skewed([sys.executable, "-c", code], offset), capture_output=True, text=True,
+                             timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("FAKETIME")})  # fmt: skip
+        assert out.returncode == 0, out.stderr[-500:]
+        assert abs(int(out.stdout) - time.time() - offset) < 30

@@ -199,12 +199,31 @@ class LocalDeployment(Deployment):
     def start_worker(self, worker: str) -> Started:
         argv = [*airflow_command(), "celery", "worker", "--concurrency", str(self.settings.concurrency),
                 "--celery-hostname", f"{worker}@{self.soak_id}", "--skip-serve-logs"]  # fmt: skip
-        env = {}
         if worker in self.skewed:
-            argv = [services.faketime(), "-f", f"{self.skewed[worker]:+d}s", *argv]
-            env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
-        self.airflow[worker] = process = self.supervisor.start(worker, argv, env)
+            argv = services.skewed(argv, self.skewed[worker])
+        self.airflow[worker] = process = self.supervisor.start(worker, argv)
         return process
+
+    def revive(self) -> list[tuple[str, int | None, str]]:
+        """Start again every Airflow process that exited, as a service manager (systemd, Kubernetes) would.
+
+        Airflow's scheduler exits on some database errors (a connection dropped
+        mid-transaction); a deployment restarts it, and so does the soak.
+        Returns (name, exit code, last log lines) of each one revived.
+        """
+        revived = []
+        for name, process in list(self.airflow.items()):
+            if process.alive():
+                continue
+            code, tail = process.popen.returncode, process.tail(3)
+            if process in self.supervisor.started:
+                self.supervisor.started.remove(process)
+            if name in self.workers:
+                self.start_worker(name)
+            else:
+                self.airflow[name] = self.supervisor.start(name, list(process.popen.args))
+            revived.append((name, code, tail))
+        return revived
 
     def wait_until(self, deadline: float, ready: Any, what: str) -> None:
         while not ready():

@@ -98,6 +98,10 @@ class Nemesis:
             event["ended"] = time.time()
         self.resume.clear()
 
+    def observed(self, what: str, target: str, **extra: Any) -> None:
+        """Something the deployment did on its own (an exit), on the same timeline as the faults."""
+        self._event(what, target, **extra)["ended"] = time.time()
+
     def _event(self, fault: str, target: str, **extra: Any) -> dict[str, Any]:
         event = {"t": time.time(), "fault": fault, "target": target, "ended": None, **extra}
         self.events.append(event)

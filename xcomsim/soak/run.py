@@ -15,6 +15,7 @@ from xcomsim.soak.deployment import THRESHOLD, Deployment, ExternalDeployment, L
 from xcomsim.soak.errors import SoakError
 from xcomsim.soak.processes import signals_as_exit
 
+OBSERVED_EXIT = "airflow-exit"  # not injected: an Airflow process the soak had to start again
 GC_EVERY = 60.0  # seconds between sweeps during the workload
 DRAIN_SECONDS = 180.0  # how long runs still in flight at the end may take to finish
 
@@ -75,8 +76,19 @@ def _deployment(options: Options) -> Deployment:
     skew = options.skew_seconds
     if "skew" in options.faults and not skew:
         skew = [-600, 600][options.seed % 2]  # minutes behind or ahead, from the seed
+    skew = max(skew, -max_behind())
     return LocalDeployment(Settings(backend=options.backend, workers=options.workers,
                                     skew_seconds=skew if "skew" in options.faults else 0))  # fmt: skip
+
+
+def max_behind() -> int:
+    """How far behind a worker's clocks may be set: libfaketime shifts the monotonic clock too, which must
+    stay positive (a machine up for less than ten minutes cannot hold a worker ten minutes behind)."""
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 600
+    return max(0, int(uptime) - 60)
 
 
 def _soak(deployment: Deployment, options: Options, say: Callable[[str], None]) -> Result:
@@ -108,6 +120,7 @@ def _soak(deployment: Deployment, options: Options, say: Callable[[str], None]) 
         tracker.refresh()
         tracker.top_up(choose)
         chaos.tick(elapsed)
+        _revive(deployment, chaos, say)
         if time.monotonic() - last_gc > GC_EVERY and _sweeper(deployment):
             gc_events += _gc(deployment, grace=None)
             last_gc = time.monotonic()
@@ -121,6 +134,7 @@ def _soak(deployment: Deployment, options: Options, say: Callable[[str], None]) 
     deadline = time.monotonic() + DRAIN_SECONDS
     while tracker.active() and time.monotonic() < deadline:
         time.sleep(2)
+        _revive(deployment, chaos, say)
         tracker.refresh()
     end_state = _readback(deployment, list(ids.values()), gc=_sweeper(deployment))
     if end_state.get("gc"):
@@ -130,6 +144,15 @@ def _soak(deployment: Deployment, options: Options, say: Callable[[str], None]) 
     judged = checks.judge(found, end_state, plan.as_dict(), checks.Claims(**end_state["claims"]))
     figures.update(_throughput(tracker, end_state, found, workload_seconds))
     return Result(judged, found, end_state, figures, tracker.triggered, chaos.events)
+
+
+def _revive(deployment: Deployment, chaos: nemesis.Nemesis, say: Callable[[str], None]) -> None:
+    """An Airflow process that exited is started again and the exit is an event of the history."""
+    if not isinstance(deployment, LocalDeployment):
+        return
+    for name, code, tail in deployment.revive():
+        say(f"  Airflow's {name} exited (code {code}); started again. Its last lines: {tail[-300:]}")
+        chaos.observed(OBSERVED_EXIT, name, exit=code, tail=tail[-500:])
 
 
 def _sweeper(deployment: Deployment) -> bool:
@@ -194,8 +217,12 @@ def _throughput(tracker: workload.RunTracker, end_state: dict[str, Any], found: 
 def describe(result: Result) -> str:
     lines = [result.judged.verdicts.table().replace("xcomsim conformance verdict", "xcomsim soak verdict", 1)]
     lines += [f"  note: {note}" for note in result.judged.notes]
-    kinds = sorted({e["fault"] for e in result.faults})
-    lines.append(f"faults injected: {len(result.faults)} ({', '.join(kinds) or 'none'})")
+    injected = [e for e in result.faults if e["fault"] != OBSERVED_EXIT]
+    kinds = sorted({e["fault"] for e in injected})
+    lines.append(f"faults injected: {len(injected)} ({', '.join(kinds) or 'none'})")
+    exits = [e["target"] for e in result.faults if e["fault"] == OBSERVED_EXIT]
+    if exits:
+        lines.append(f"Airflow processes that exited and were started again: {', '.join(exits)}")
     f = result.figures
     lines.append(f"runs: {f.get('run_states')}; {f.get('runs_per_minute')} runs/min, "
                  f"{f.get('task_instances_per_second')} task instances/s; pull p50/p90 {f.get('pull_ms_p50')}/"

@@ -55,6 +55,16 @@ def faketime() -> str:
     return path
 
 
+def skewed(argv: list[str], seconds: int) -> list[str]:
+    """``argv`` run with its clocks ``seconds`` off (``faketime``), the monotonic clock shifted too.
+
+    With ``FAKETIME_DONT_FAKE_MONOTONIC=1``, libfaketime 0.9.10 fails every
+    ``time.sleep`` with EINVAL (an absolute monotonic ``clock_nanosleep``): every
+    task failed and the Celery consumer crashed on its first reconnect.
+    """
+    return [faketime(), "-f", f"{seconds:+d}s", *argv]
+
+
 @dataclass
 class Postgres:
     port: int
