@@ -150,3 +150,25 @@ def test_a_claim_store_survives_its_connections_being_dropped(tmp_path: Path):
         supervisor.stop_all()
         reaper.close()
     assert marked(soak_id) == [] and not data.exists()
+
+
+def test_a_process_that_sets_its_title_keeps_its_mark(tmp_path: Path):
+    """Celery's worker, its pool and Airflow's task processes set process titles (setproctitle), which by default
+    write over the environ area: without SPT_NOENV, a pause hit one process of a worker and strays went unseen."""
+    from xcomsim.soak.processes import Supervisor
+
+    soak_id = f"soak-test-title-{os.getpid()}"
+    supervisor = Supervisor(soak_id, tmp_path)
+    code = ("import os, sys, time, setproctitle; setproctitle.setproctitle('airflow supervisor: ' + 'x' * 300); "
+            "pid = os.fork(); setproctitle.setproctitle('child ' + 'y' * 300) if pid == 0 else None; "
+            "print('titled', flush=True); time.sleep(60)")  # fmt: skip
+    try:
+        started = supervisor.start("titled", [sys.executable, "-c", code])
+        deadline = time.monotonic() + 20
+        while "titled" not in started.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.3)
+        assert len(marked(soak_id, role="titled")) == 2  # the process and its forked child, both retitled
+    finally:
+        supervisor.stop_all(grace=2)
+    assert marked(soak_id) == []

@@ -190,6 +190,8 @@ def _soak(args: argparse.Namespace) -> int:
         return 2
     if args.compare:
         return _soak_compare(args)
+    if args.mutants:
+        return _soak_mutants(args, faults)
     options = soak_run.Options(minutes=args.minutes, backend=args.backend, workers=args.workers, seed=args.seed,
                                faults=faults, runs_in_flight=args.runs, airflow_url=args.airflow_url,
                                db_url=args.db, s3_endpoint=args.s3_endpoint, dags_folder=args.dags_folder,
@@ -234,6 +236,36 @@ def _soak_compare(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def _soak_mutants(args: argparse.Namespace, faults: frozenset[str]) -> int:
+    """Each named backend (mutants of the catalogue, the reference too if named) through the same soak."""
+    import json
+    from pathlib import Path
+
+    from xcomsim.soak import SoakError, modelcheck
+    from xcomsim.soak import run as soak_run
+
+    backends = list(modelcheck.SOAKABLE) if args.mutants == "all" else [b for b in args.mutants.split(",") if b]
+    options = soak_run.Options(minutes=args.minutes, workers=args.workers, seed=args.seed, faults=faults,
+                               runs_in_flight=args.runs, logs_to=args.logs)  # fmt: skip
+    try:
+        found = modelcheck.model_check(backends, options, lambda line: print(line, file=sys.stderr))
+    except SoakError as exc:
+        print(f"xcomsim soak: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xcomsim soak: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    for detection in found:
+        print(detection.verdicts)
+    print(modelcheck.table(found))
+    if args.json:
+        Path(args.json).write_text(json.dumps([d.as_dict() for d in found], indent=1) + "\n")
+        print(f"wrote {args.json}")
+    missed = [d.backend for d in found if d.invariant and not d.caught]
+    reference_broke = [d.backend for d in found if not d.invariant and d.broken]
+    return 1 if missed or reference_broke else 0
 
 
 # command-line option (argparse dest) -> HarnessSettings field, as the pytest plugin's --xcomsim-db etc.
@@ -334,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--compare", metavar="BACKEND", help="measure instead: the same workload, without faults, "
                       "with --backend and this one on one deployment, alternating (e.g. airflow.sdk.bases.xcom.BaseXCom)")
     soak.add_argument("--rounds", type=_positive, default=2, help="with --compare: rounds per backend (default 2)")
+    soak.add_argument("--mutants", metavar="all|BACKEND,...", help="model check instead: each backend (mutants of "
+                      "the catalogue; the reference too if named) through the same soak on one deployment; exits 1 "
+                      "when a mutant is not caught or the reference breaks a guarantee")  # fmt: skip
     soak.set_defaults(run=_soak)
     return parser
 

@@ -55,6 +55,31 @@ def record(op: str, **fields: Any) -> None:
         os.fsync(_file.fileno())  # a SIGKILL right after must not lose the line
 
 
+PROFILE = "XCOMSIM_PROFILE_FIRST_PUSH"  # a folder: each task process's first push is profiled there
+_profiled = False
+
+
+@contextmanager
+def first_push_profiled() -> Iterator[None]:
+    """cProfile the first push of this process into ``$XCOMSIM_PROFILE_FIRST_PUSH`` (a diagnosis aid: what a
+    fresh task process pays); does nothing when unset or after the first push."""
+    global _profiled
+    folder = os.environ.get(PROFILE)
+    if not folder or _profiled:
+        yield
+        return
+    import cProfile
+
+    _profiled = True
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
+        profile.dump_stats(str(Path(folder) / f"push-{os.getpid()}.prof"))
+
+
 def coordinate(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> str:
     return f"{dag_id}/{run_id}/{task_id}/{map_index}/{key}"
 

@@ -139,11 +139,14 @@ class Supervisor:
     def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, *,
               user: str | None = None, cwd: str | Path | None = None,
               stop_signal: int = signal.SIGTERM) -> Started:  # fmt: skip
-        full_env = {**inherited_env(), **self.base_env, **(env or {}), MARK: self.soak_id, ROLE: name}
+        # SPT_NOENV: setproctitle (Celery's and Airflow's process titles) would otherwise write the title over
+        # the environ area, and the worker, its pool and every task process would lose their mark
+        full_env = {**inherited_env(), **self.base_env, **(env or {}), MARK: self.soak_id, ROLE: name,
+                    "SPT_NOENV": "1"}  # fmt: skip
         command = list(argv)
         if user is not None:
             command = ["runuser", "-u", user, "--", "env", *[f"{k}={v}" for k, v in (
-                (MARK, self.soak_id), (ROLE, name))], *command]  # fmt: skip
+                (MARK, self.soak_id), (ROLE, name), ("SPT_NOENV", "1"))], *command]  # fmt: skip
         log = self.logs / f"{name}.log"
         with open(log, "ab") as out:
             try:

@@ -98,14 +98,29 @@ def _objects() -> dict[str, int]:
     return found
 
 
-def _gc(db_url: str, grace: float | None) -> dict[str, Any]:
-    from xcomsim.backend import config
-    from xcomsim.backend.gc import sweep
-    from xcomsim.backend.stores import open_store
+def _gc(db_url: str, grace: float | None) -> dict[str, Any] | None:
+    """The sweeper the configured backend declares (as the kit finds it), run as its ``gc`` would be."""
+    from types import SimpleNamespace
 
+    from airflow.sdk.execution_time.xcom import resolve_xcom_backend
+    from sqlalchemy import create_engine
+
+    from xcomsim.backend import config
+    from xcomsim.conformance.liveness import declared_sweeper, reference_sweeper
+
+    backend = resolve_xcom_backend()
+    sweeper = declared_sweeper(backend)
+    if sweeper is None:
+        return None
     began = time.time()
-    report = sweep(open_store(config.load().path), db_url, dry_run=False, grace_seconds=grace)
-    return {"began": began, "ended": time.time(), "deleted": list(report.orphan_values) + list(report.stale_guards)}
+    if sweeper is reference_sweeper:  # the backend's own sweep (a mutant may override it), with the grace asked
+        report = backend.sweep(config.load().path, db_url, dry_run=False, grace_seconds=grace)
+    else:
+        engine = create_engine(db_url)
+        report = sweeper(SimpleNamespace(backend=backend, engine=engine))
+        engine.dispose()
+    deleted = (list(report.orphan_values) + list(report.stale_guards)) if hasattr(report, "orphan_values") else list(report or [])
+    return {"began": began, "ended": time.time(), "deleted": deleted}
 
 
 if __name__ == "__main__":

@@ -73,12 +73,15 @@ def _deployment(options: Options) -> Deployment:
             raise SoakError(f"--airflow-url needs {', '.join(missing)} too")
         return ExternalDeployment(options.airflow_url, options.db_url, options.s3_endpoint, options.dags_folder,
                                   options.history_dir, options.backend)  # fmt: skip
-    skew = options.skew_seconds
-    if "skew" in options.faults and not skew:
-        skew = [-600, 600][options.seed % 2]  # minutes behind or ahead, from the seed
-    skew = max(skew, -max_behind())
-    return LocalDeployment(Settings(backend=options.backend, workers=options.workers,
-                                    skew_seconds=skew if "skew" in options.faults else 0))  # fmt: skip
+    return LocalDeployment(Settings(backend=options.backend, workers=options.workers, skew_seconds=skew_for(options)))
+
+
+def skew_for(options: Options) -> int:
+    """The last worker's clock offset: none without the skew fault, else ten minutes behind or ahead (seed)."""
+    if "skew" not in options.faults:
+        return 0
+    skew = options.skew_seconds or [-600, 600][options.seed % 2]
+    return max(skew, -max_behind())
 
 
 def max_behind() -> int:
@@ -104,8 +107,17 @@ def _soak(deployment: Deployment, options: Options, say: Callable[[str], None]) 
         figures["memory_mib"] = round(deployment.memory_mib())
     say(f"deployment up in {figures['start_seconds']}s: {len(deployment.workers)} Celery workers"
         + (f", {figures.get('memory_mib')} MiB" if "memory_mib" in figures else ""))  # fmt: skip
+    result = phase(deployment, options, deployment.soak_id, plan, files, say)
+    result.figures = {**figures, **result.figures}
+    return result
+
+
+def phase(deployment: Deployment, options: Options, dags: str, plan: workload.Plan, files: dict[str, Path],
+          say: Callable[[str], None], drain: float = DRAIN_SECONDS) -> Result:  # fmt: skip
+    """The workload and the nemesis for ``options.minutes`` on DAGs of their own (named after ``dags``), then
+    the runs in flight drained (at most ``drain`` seconds), the end state read and the history judged."""
     client = deployment.client()
-    ids = workload.dag_ids(deployment.soak_id)
+    ids = workload.dag_ids(dags)
     workload.wait_for_dags(client, list(ids.values()), time.monotonic() + 120, files)
     seconds = options.minutes * 60
     schedule = nemesis.Schedule.draw(options.seed, set(options.faults), seconds, deployment.workers)
@@ -113,7 +125,7 @@ def _soak(deployment: Deployment, options: Options, say: Callable[[str], None]) 
     chaos = nemesis.Nemesis(deployment, schedule, options.seed)
     tracker = workload.RunTracker(client, list(ids.values()), options.runs_in_flight)
     gc_events: list[dict[str, Any]] = []
-    start = time.monotonic()
+    start, began = time.monotonic(), time.time()
     last_gc, last_say = start, start
     choose = lambda n: ids["claims"] if n % 3 == 2 else ids["push"]  # noqa: E731 - two pushes per claim race
     while (elapsed := time.monotonic() - start) < seconds:
@@ -130,19 +142,20 @@ def _soak(deployment: Deployment, options: Options, say: Callable[[str], None]) 
         time.sleep(1)
     chaos.finish()
     workload_seconds = time.monotonic() - start
-    say(f"workload done; waiting for {len(tracker.active())} run(s) in flight (at most {DRAIN_SECONDS:.0f}s)")
-    deadline = time.monotonic() + DRAIN_SECONDS
+    say(f"workload done; waiting for {len(tracker.active())} run(s) in flight (at most {drain:.0f}s)")
+    deadline = time.monotonic() + drain
     while tracker.active() and time.monotonic() < deadline:
         time.sleep(2)
         _revive(deployment, chaos, say)
         tracker.refresh()
+    client.close()
     end_state = _readback(deployment, list(ids.values()), gc=_sweeper(deployment))
     if end_state.get("gc"):
         gc_events += _gc_ops(end_state["gc"])
     events = history.load_events(deployment.history_dir, deployment.skewed) + gc_events
     found = history.build(events, chaos.events)
     judged = checks.judge(found, end_state, plan.as_dict(), checks.Claims(**end_state["claims"]))
-    figures.update(_throughput(tracker, end_state, found, workload_seconds))
+    figures = {"workload_began": began, **_throughput(tracker, end_state, found, workload_seconds)}
     return Result(judged, found, end_state, figures, tracker.triggered, chaos.events)
 
 
@@ -178,7 +191,7 @@ def _gc(deployment: Deployment, grace: float | None) -> list[dict[str, Any]]:
         state = _readback(deployment, [], gc=True, only_gc=True, grace=grace)
     except SoakError:
         return []  # a sweep that failed (a store down by the nemesis) deleted nothing
-    return _gc_ops(state["gc"])
+    return _gc_ops(state["gc"]) if state.get("gc") else []
 
 
 def _gc_ops(gc: dict[str, Any]) -> list[dict[str, Any]]:
