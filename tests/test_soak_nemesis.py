@@ -75,3 +75,23 @@ def test_a_skewed_process_sees_the_offset_and_can_sleep():
                              timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("FAKETIME")})  # fmt: skip
         assert out.returncode == 0, out.stderr[-500:]
         assert abs(int(out.stdout) - time.time() - offset) < 30
+
+
+def test_an_api_that_does_not_answer_is_tried_again_then_named_in_one_line():
+    import socket
+
+    import pytest
+
+    from xcomsim.soak import SoakError
+    from xcomsim.soak.deployment import ApiClient
+
+    with socket.socket() as mute:  # accepts connections (the backlog) and never answers
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        client = ApiClient(f"http://127.0.0.1:{mute.getsockname()[1]}", timeout=0.2)
+        client._token = "t"
+        began = time.monotonic()
+        with pytest.raises(SoakError, match=r"Airflow API GET dags: no answer after 2 attempts: ReadTimeout"):
+            client.request("GET", "dags", attempts=2)
+        assert time.monotonic() - began < 10
+        client.close()

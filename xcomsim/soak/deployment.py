@@ -91,9 +91,21 @@ class ApiClient:
             self._token = response.json()["access_token"]
         return self._token
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, f"{self.base}/api/v2/{path.lstrip('/')}",
-                                     headers={"Authorization": f"Bearer {self.token()}"}, **kwargs)  # fmt: skip
+    def request(self, method: str, path: str, attempts: int = 4, **kwargs: Any) -> Any:
+        """One API call; a timeout or a refused connection (an API server busy or restarting) is tried again
+        up to ``attempts`` times, then is one line naming the call."""
+        import httpx
+
+        for attempt in range(attempts):
+            try:
+                response = self.http.request(method, f"{self.base}/api/v2/{path.lstrip('/')}",
+                                             headers={"Authorization": f"Bearer {self.token()}"}, **kwargs)  # fmt: skip
+                break
+            except httpx.TransportError as exc:
+                if attempt == attempts - 1:
+                    raise SoakError(f"Airflow API {method} {path}: no answer after {attempts} attempts: "
+                                    f"{type(exc).__name__} {exc}") from None  # fmt: skip
+                time.sleep(2)
         if response.status_code >= 400:
             raise SoakError(f"Airflow API {method} {path}: HTTP {response.status_code} {response.text[:200]}")
         return response.json() if response.content else None
