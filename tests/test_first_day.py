@@ -105,3 +105,21 @@ def test_ctrl_c_inside_a_running_task_stops_the_session_and_leaves_nothing_runni
     while (alive := [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive, f"left running after Ctrl-C: {[c.cmdline() for c in alive]}"
+
+
+@pytest.mark.parametrize(
+    "typed, expected",
+    [("my_xcm.MyXCom", "no module named 'my_xcm' (did you mean 'my_xcom'?)"),
+     ("my_xcom.MyXCm", "module 'my_xcom' has no attribute 'MyXCm' (did you mean 'MyXCom'?)"),
+     ("my_xcom.Unrelated", "module 'my_xcom' has no attribute 'Unrelated' (the session's")],
+)  # fmt: skip
+def test_a_backend_path_that_does_not_import_is_one_line_before_anything_runs(tmp_path, typed, expected):
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\nxcomsim = true\n")
+    (tmp_path / "my_xcom.py").write_text("from airflow.sdk.bases.xcom import BaseXCom\n\n\nclass MyXCom(BaseXCom):\n    pass\n")
+    (tmp_path / "test_mine.py").write_text("def test_mine():\n    open('ran', 'w').close()\n")
+    proc = subprocess.run([str(BIN / "pytest"), f"--xcomsim-backend={typed}", "-p", "no:cacheprovider"],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, lines
+    assert len(lines) == 1 and lines[0].startswith("ERROR: xcomsim: XCom backend") and expected in lines[0], lines
+    assert not (tmp_path / "ran").exists()  # nothing was collected or run first
