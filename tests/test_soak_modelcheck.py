@@ -61,3 +61,11 @@ def test_the_soakable_mutants_and_the_rest_cover_the_catalogue_exactly():
 def test_a_backend_outside_the_catalogue_is_refused_before_anything_starts():
     with pytest.raises(SoakError, match="not in the mutant catalogue: pkg.Mine"):
         modelcheck.model_check(["pkg.Mine"], Options(), print)
+
+
+def test_claimers_started_apart_claim_at_one_instant():
+    from xcomsim.soak.tasks import until_next
+
+    starts = [1000.3, 1001.1, 1002.9, 1003.95]
+    assert {round(t + until_next(4.0, t), 6) for t in starts} == {1004.0}
+    assert until_next(0, 1000.3) == 0.0

@@ -6,7 +6,9 @@ existing one driven by URL; ``services`` and ``processes`` under it),
 run inside the deployment's task processes), ``nemesis`` (faults on a seeded
 schedule), ``history`` (the recorded operations, gathered and ordered),
 ``checks`` (the invariants registry and end-state checks, into verdicts),
-``report`` (the HTML page's swim lanes) and ``run`` (one soak, start to end).
+``report`` (the HTML page's swim lanes), ``run`` (one soak, start to end),
+``throughput`` (two backends compared on one deployment) and ``modelcheck``
+(the mutant catalogue through the soak).
 """
 
 from __future__ import annotations

@@ -184,7 +184,8 @@ def judge(history: History, end_state: dict[str, Any], plan: dict[str, Any], cla
                                                 pushed_sizes={coordinate: values.size(winner)}), [winner.index]))  # fmt: skip
     record("offload-threshold", claims.offload_threshold is not None, "the backend declares no offload",
            offload_obs, "no value was pushed")  # fmt: skip
-    whole = Observation(rows=raw_rows, objects=objects, threshold=claims.offload_threshold or 0, bucket=bucket)
+    whole = Observation(rows=raw_rows, objects=objects, threshold=claims.offload_threshold or 0, bucket=bucket,
+                        objects_before=frozenset(end_state.get("objects_elsewhere", ())))  # fmt: skip
     stored_anything = bool(end_state["rows"])
     for name in ("purge-leaves-no-orphan", "no-dangling-reference"):
         record(name, claims.offload_threshold is not None, "the backend declares no offload",

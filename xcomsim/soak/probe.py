@@ -143,27 +143,29 @@ def _recorded(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _wrap_row_writes() -> None:
-    """The supervisor channel's ``send``: a ``SetXCom`` is the row write; kill points act just before it."""
+    """The supervisor channel's ``send``: a ``SetXCom`` is the row write; kill points act just before it.
+
+    The channel is a slotted attrs class, so its ``send`` is wrapped on the class (this process runs one task;
+    an instance attribute cannot be set, and the kill point was silently never installed).
+    """
     try:
         from airflow.sdk.execution_time import task_runner
     except Exception:  # noqa: BLE001
         return
     comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
-    if comms is None or getattr(comms, "_xcomsim_soak", False):
+    channel = type(comms)
+    if comms is None or getattr(channel, "_xcomsim_soak", False):
         return
-    original = comms.send
+    original = channel.send
 
-    def send(message: Any, *args: Any, **kwargs: Any) -> Any:
+    def send(self: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
         if type(message).__name__ == "SetXCom":
             where = coordinate(message.dag_id, message.run_id, message.task_id, message.map_index, message.key)
             record("row", phase="begin", coordinate=where)
             if where in _kill_before_row:
                 record("nemesis", fault="kill-before-row", coordinate=where)
                 os.kill(os.getpid(), signal.SIGKILL)
-        return original(message, *args, **kwargs)
+        return original(self, message, *args, **kwargs)
 
-    try:
-        comms.send = send
-        comms._xcomsim_soak = True
-    except (AttributeError, TypeError):  # a frozen or slotted channel: no kill point, nothing else changes
-        return
+    channel.send = send
+    channel._xcomsim_soak = True

@@ -21,6 +21,7 @@ def read(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow.sdk.execution_time.comms import XComResult
     from airflow.sdk.execution_time.xcom import resolve_xcom_backend
 
+    from xcomsim.checks.values import refers_to
     from xcomsim.soak import probe
 
     backend = resolve_xcom_backend()
@@ -56,8 +57,12 @@ def read(spec: dict[str, Any]) -> dict[str, Any]:
         out["xcom_table_bytes"] = conn.execute(text("SELECT pg_total_relation_size('xcom')")).scalar()
         out["xcom_value_bytes"] = conn.execute(text(
             "SELECT coalesce(sum(pg_column_size(value)), 0) FROM xcom WHERE dag_id = ANY(:ids)"), {"ids": ids}).scalar()  # fmt: skip
+        others = conn.execute(text("SELECT value FROM xcom WHERE NOT dag_id = ANY(:ids)"), {"ids": ids}).scalars().all()
     engine.dispose()
     out["objects"] = _objects()
+    # Objects other DAGs' rows reference (an earlier phase of a model check, the deployment's own DAGs): not this
+    # soak's to judge
+    out["objects_elsewhere"] = sorted(n for n in out["objects"] if any(refers_to(v, n) for v in others))
     return out
 
 

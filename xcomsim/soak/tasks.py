@@ -91,6 +91,7 @@ def claim(context: dict[str, Any], plan: dict[str, Any], index: int) -> None:
         probe.record("claim", phase="not-claimed")
         return
     worker_id = f"{ti.map_index}.{me['try_number']}.{me['ti_id'][:8]}"
+    time.sleep(until_next(plan.get("claim_barrier", 0), time.time()))
     for round_ in range(plan["claim_rounds"]):
         for item in range(plan["items"]):
             claim_id = f"{ti.run_id}:item{item}"
@@ -104,6 +105,12 @@ def claim(context: dict[str, Any], plan: dict[str, Any], index: int) -> None:
                 with probe.operation("release", claim_id=claim_id, holder=worker_id) as out:
                     out["released"] = bool(store.release(claim_id, worker_id))
         time.sleep(plan["pause"])
+
+
+def until_next(period: float, now: float) -> float:
+    """Seconds to the next multiple of ``period`` on the wall clock: claimers of a run started a second or two
+    apart all claim at that instant, so they race (a worker's skew is whole minutes: the instants still agree)."""
+    return 0.0 if period <= 0 else period - now % period
 
 
 def _claim_store() -> Any:

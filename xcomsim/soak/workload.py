@@ -90,6 +90,7 @@ class Plan:
     claim_rounds: int = 2
     lease: float = 6.0
     hold: float = 0.5
+    claim_barrier: float = 4.0  # claimers wait for the next multiple of this many seconds, then race
 
     @classmethod
     def draw(cls, seed: int, threshold: int, kill_before_row: bool) -> Plan:
