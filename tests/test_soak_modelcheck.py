@@ -69,3 +69,11 @@ def test_claimers_started_apart_claim_at_one_instant():
     starts = [1000.3, 1001.1, 1002.9, 1003.95]
     assert {round(t + until_next(4.0, t), 6) for t in starts} == {1004.0}
     assert until_next(0, 1000.3) == 0.0
+
+
+def test_the_docs_list_every_mutant_the_soak_cannot_exercise_with_what_it_would_need():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "soak.md").read_text()
+    for path, need in modelcheck.NOT_SOAKABLE.items():
+        assert f"| `{path.removeprefix('xcomsim.mutants.')}` | {need} |" in page, path

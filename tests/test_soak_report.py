@@ -99,3 +99,13 @@ def test_a_soak_page_opens_in_a_headless_browser(tmp_path: Path):
     rendered = _tags(dom.stdout)
     assert len(rendered.having("rect", "lane")) == 3 and len(rendered.having("g", "nemesis")) == 3
     assert len(rendered.having("g", "violating")) == 2
+
+
+def test_the_summary_counts_the_faults_tasks_injected_on_themselves():
+    from xcomsim.soak import run
+
+    r = _result()
+    result = run.Result(r.judged, r.history, {}, {}, {}, r.faults)
+    line = next(x for x in run.describe(result).splitlines() if x.startswith("faults injected"))
+    assert line == "faults injected: 3 (kill-before-row, pause, restart)"
+    assert [f["fault"] for f in run.as_json(result)["faults"]] == ["pause", "restart", "kill-before-row"]

@@ -45,7 +45,7 @@ NOT_SOAKABLE = {
     "xcomsim.mutants.xcom.ThresholdOffByOneXCom": "a value of exactly the threshold's size (the workload's sizes are drawn away from it)",
     "xcomsim.mutants.xcom.SizeBeforeSerialisationXCom": "a value whose escapes cross the threshold",
     "xcomsim.mutants.xcom.TupleToListXCom": "tuples in values (history digests are of JSON, which cannot tell them from lists)",
-    "xcomsim.mutants.objectstorage.PurgeForgetsObjectXCom": "an XCom deleted through the backend (Airflow 3 clears a retried task's rows in SQL)",
+    "xcomsim.mutants.objectstorage.PurgeForgetsObjectXCom": "the Common IO provider's object storage ([common.io] xcom_objectstorage_path; the soak's deployment configures only the reference's store)",
     "xcomsim.mutants.xcom.ReferenceBeforeObjectXCom": "a crash between its row and its upload (the soak's kill point is before the row)",
     "xcomsim.mutants.liveness.UndoAfterLostReplyXCom": "a row write whose reply is lost (an API fault the nemesis lacks)",
     "xcomsim.mutants.liveness.PurgeWhateverRowNamesXCom": "forged rows (the kit writes them)",

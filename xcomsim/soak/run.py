@@ -230,7 +230,8 @@ def _throughput(tracker: workload.RunTracker, end_state: dict[str, Any], found: 
 def describe(result: Result) -> str:
     lines = [result.judged.verdicts.table().replace("xcomsim conformance verdict", "xcomsim soak verdict", 1)]
     lines += [f"  note: {note}" for note in result.judged.notes]
-    injected = [e for e in result.faults if e["fault"] != OBSERVED_EXIT]
+    in_task = [e for e in result.history.nemesis if e not in result.faults]  # tasks that killed themselves
+    injected = [e for e in result.faults if e["fault"] != OBSERVED_EXIT] + in_task
     kinds = sorted({e["fault"] for e in injected})
     lines.append(f"faults injected: {len(injected)} ({', '.join(kinds) or 'none'})")
     exits = [e["target"] for e in result.faults if e["fault"] == OBSERVED_EXIT]
@@ -248,7 +249,8 @@ def describe(result: Result) -> str:
 def as_json(result: Result) -> dict[str, Any]:
     verdicts = [{"name": e.name, "verdict": e.verdict, "detail": e.counterexample or e.reason,
                  "violating": result.judged.violating.get(e.name, [])} for e in result.judged.verdicts.ordered()]  # fmt: skip
-    return {"verdicts": verdicts, "notes": result.judged.notes, "figures": result.figures, "faults": result.faults,
+    return {"verdicts": verdicts, "notes": result.judged.notes, "figures": result.figures,
+            "faults": result.faults + [e for e in result.history.nemesis if e not in result.faults],
             "runs": result.runs, "operations": [vars(o) for o in result.history.operations]}  # fmt: skip
 
 

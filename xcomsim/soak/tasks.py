@@ -92,7 +92,10 @@ def claim(context: dict[str, Any], plan: dict[str, Any], index: int) -> None:
         return
     worker_id = f"{ti.map_index}.{me['try_number']}.{me['ti_id'][:8]}"
     time.sleep(until_next(plan.get("claim_barrier", 0), time.time()))
+    began = time.time()
     for round_ in range(plan["claim_rounds"]):
+        if round_:  # later rounds after the first round's leases ran out: what was left to its lease is free again
+            time.sleep(max(0.0, began + plan["lease"] * round_ + 0.5 - time.time()))
         for item in range(plan["items"]):
             claim_id = f"{ti.run_id}:item{item}"
             with probe.operation("claim", claim_id=claim_id, holder=worker_id, lease=plan["lease"]) as out:
