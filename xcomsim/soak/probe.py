@@ -158,14 +158,15 @@ def _wrap_row_writes() -> None:
         return
     original = channel.send
 
-    def send(self: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
+    def send(self: Any, *args: Any, **kwargs: Any) -> Any:  # Airflow calls send(msg=...) and send(msg)
+        message = args[0] if args else kwargs.get("msg")
         if type(message).__name__ == "SetXCom":
             where = coordinate(message.dag_id, message.run_id, message.task_id, message.map_index, message.key)
             record("row", phase="begin", coordinate=where)
             if where in _kill_before_row:
                 record("nemesis", fault="kill-before-row", coordinate=where)
                 os.kill(os.getpid(), signal.SIGKILL)
-        return original(self, message, *args, **kwargs)
+        return original(self, *args, **kwargs)
 
     channel.send = send
     channel._xcomsim_soak = True

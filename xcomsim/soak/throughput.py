@@ -38,7 +38,8 @@ def compare(backends: list[str], minutes: float, rounds: int, seed: int, runs_in
             deployment.start_airflow()
             results: dict[str, list[dict[str, Any]]] = {b: [] for b in backends}
             for index, (round_, backend) in enumerate(phases):
-                deployment.switch_backend(backend, deployment.data / f"history-{index}")
+                if index:  # the first phase runs on the deployment as it started (its backend, its history)
+                    deployment.switch_backend(backend, deployment.data / f"history-{index}")
                 say(f"round {round_ + 1}/{rounds}: {backend} for {minutes:g} min")
                 results[backend].append(_phase(deployment, plan, f"{deployment.soak_id}-p{index}", files[index],
                                                minutes, runs_in_flight))  # fmt: skip
