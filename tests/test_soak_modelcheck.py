@@ -37,7 +37,7 @@ def _result(replaced: bool) -> run.Result:
 def test_a_mutant_is_caught_at_the_end_of_the_first_operation_that_breaks_its_guarantee():
     mutant = "xcomsim.mutants.xcom.OverwriteAllowedXCom"
     found = modelcheck.detect(mutant, _result(replaced=True))
-    assert found.caught and found.invariant == "push-once"
+    assert found.caught and found.invariant == "push-once" and "round-trip-exact" in found.kept
     assert found.seconds == 30.5  # try 1's push ended at 1030.5, the workload began at 1000
     assert found.runs == 1 and found.runs_total == 4  # soak_00001 was triggered at 1020, soak_00002 at 1040
     row = modelcheck.table([found]).splitlines()[-1]

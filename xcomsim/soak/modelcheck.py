@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xcomsim.conformance.verdict import KEPT
 from xcomsim.mutants.catalogue import CATALOGUE
 from xcomsim.soak import run, workload
 from xcomsim.soak.deployment import THRESHOLD, LocalDeployment, Settings
@@ -71,6 +72,7 @@ class Detection:
     runs: int | None  # DAG runs triggered by then
     runs_total: int
     verdicts: str
+    kept: list[str] = dataclasses.field(default_factory=list)  # guarantees judged and kept
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,8 +91,9 @@ def detect(backend: str, result: run.Result) -> Detection:
         at = min(ends) if ends else max(e.get("ended") or time.time() for e in result.runs.values())
         seconds = round(max(0.0, at - began), 1)
         runs = sum(1 for e in result.runs.values() if e["triggered"] <= at)
-    return Detection(backend, invariant, broken, caught, seconds, runs, len(result.runs),
-                     run.describe(result))  # fmt: skip
+    kept = [e.name for e in result.judged.verdicts.ordered() if e.verdict == KEPT]
+    return Detection(backend, invariant, broken, caught, seconds, runs, len(result.runs), run.describe(result),
+                     kept)  # fmt: skip
 
 
 def model_check(backends: list[str], options: run.Options, say: Callable[[str], None],
@@ -135,6 +138,8 @@ def table(found: list[Detection]) -> str:
         name = d.backend.removeprefix("xcomsim.mutants.").removeprefix("xcomsim.backend.")
         kit = f"yes: `{d.invariant}`" if d.invariant else "(reference)"
         soak = ("yes" if d.caught else "no") if d.invariant else ("kept all" if not d.broken else "BROKEN")
+        if not d.kept and not d.broken:  # nothing was judged: a harness problem, never a verdict
+            soak = "not judged (empty history)"
         when = f"{d.seconds:.0f} s" if d.seconds is not None else "-"
         runs = f"{d.runs} of {d.runs_total}" if d.runs is not None else "-"
         lines.append(f"| `{name}` | {kit} | {soak} | {when} | {runs} | {', '.join(d.broken) or 'none'} |")
