@@ -95,3 +95,18 @@ def test_an_api_that_does_not_answer_is_tried_again_then_named_in_one_line():
             client.request("GET", "dags", attempts=2)
         assert time.monotonic() - began < 10
         client.close()
+
+
+def test_a_killed_process_is_not_struck_again_before_it_is_reaped(tmp_path: Path):
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        event = {"op": "push", "phase": "begin", "pid": victim.pid, "key": "small", "task_id": "pushers",
+                 "map_index": 0, "run_id": "soak_00001"}  # fmt: skip
+        (tmp_path / f"worker1-{victim.pid}.jsonl").write_text(json.dumps(event) + "\n")
+        chaos = _nemesis(tmp_path, Fault(1.0, "kill"), Fault(1.0, "kill"), Fault(1.0, "kill"))
+        chaos.tick(1.0)  # unreaped, the victim is still in /proc
+        assert [e["target"] for e in chaos.events] == [f"pid {victim.pid}"]
+        assert [f.at for f in chaos.pending] == [2.0, 2.0]  # the others wait for another push in flight
+    finally:
+        victim.kill()
+        victim.wait()

@@ -75,6 +75,7 @@ class Nemesis:
         self.resume: list[tuple[float, Callable[[], None], dict[str, Any]]] = []
         self.elapsed = 0.0
         self.dropped: list[Fault] = []  # kills that found no push in flight within KILL_PATIENCE
+        self.killed: set[int] = set()  # a killed process stays in /proc until it is reaped: never struck twice
         for worker, offset in deployment.skewed.items():
             self.events.append({"t": time.time(), "fault": "skew", "target": worker, "offset": offset,
                                 "ended": None})  # fmt: skip
@@ -122,6 +123,7 @@ class Nemesis:
         except ProcessLookupError:
             self._later(fault)
             return
+        self.killed.add(pid)
         self._event("kill", f"pid {pid}", during=what)["ended"] = time.time()
 
     def _later(self, fault: Fault) -> None:
@@ -143,7 +145,7 @@ class Nemesis:
         for path in folder.glob("*.jsonl"):
             lines = path.read_text(errors="replace").splitlines()
             last = _last_event(lines)
-            if last and last.get("op") in ("push", "row") and last.get("phase") == "begin" and _alive(last["pid"]):
+            if last and last.get("op") in ("push", "row") and last.get("phase") == "begin" and last["pid"] not in self.killed and _alive(last["pid"]):
                 candidates.append((last["pid"], f"{last.get('op')} {last.get('key') or last.get('coordinate')} "
                                                 f"of {last.get('task_id')}[{last.get('map_index')}] {last.get('run_id')}"))  # fmt: skip
         return self.rng.choice(sorted(candidates)) if candidates else None

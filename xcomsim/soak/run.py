@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,6 +126,7 @@ def phase(deployment: Deployment, options: Options, dags: str, plan: workload.Pl
     chaos = nemesis.Nemesis(deployment, schedule, options.seed)
     tracker = workload.RunTracker(client, list(ids.values()), options.runs_in_flight)
     gc_events: list[dict[str, Any]] = []
+    sweeping: threading.Thread | None = None
     start, began = time.monotonic(), time.time()
     last_gc, last_say = start, start
     choose = lambda n: ids["claims"] if n % 3 == 2 else ids["push"]  # noqa: E731 - two pushes per claim race
@@ -133,14 +135,18 @@ def phase(deployment: Deployment, options: Options, dags: str, plan: workload.Pl
         tracker.top_up(choose)
         chaos.tick(elapsed)
         _revive(deployment, chaos, say)
-        if time.monotonic() - last_gc > GC_EVERY and _sweeper(deployment):
-            gc_events += _gc(deployment, grace=None)
+        if time.monotonic() - last_gc > GC_EVERY and _sweeper(deployment) and not (sweeping and sweeping.is_alive()):
+            # in a thread: a sweep's readback takes seconds to a minute under load, and the nemesis keeps its time
+            sweeping = threading.Thread(target=lambda: gc_events.extend(_gc(deployment, grace=None)), daemon=True)
+            sweeping.start()
             last_gc = time.monotonic()
         if time.monotonic() - last_say > 30:
             say(f"  {elapsed:.0f}s: runs {tracker.states()}; faults so far {len(chaos.events)}")
             last_say = time.monotonic()
         time.sleep(1)
     chaos.finish()
+    if sweeping is not None:
+        sweeping.join(timeout=300)
     workload_seconds = time.monotonic() - start
     say(f"workload done; waiting for {len(tracker.active())} run(s) in flight (at most {drain:.0f}s)")
     deadline = time.monotonic() + drain
