@@ -75,11 +75,12 @@ def violate(context: dict[str, Any], plan: dict[str, Any]) -> None:
     except Exception:  # noqa: BLE001 - recorded; the refusal is what is expected
         pass
     source, key = FORBIDDEN_PULL
-    try:
-        with probe.operation("scope", kind="pull", source=source, key=key):
-            ti.xcom_pull(task_ids=source, key=key, map_indexes=0)
-    except Exception:  # noqa: BLE001
-        pass
+    for map_indexes in (0, None):  # one index, and every index at once (a different read path in Airflow)
+        try:
+            with probe.operation("scope", kind="pull", source=source, key=key):
+                ti.xcom_pull(task_ids=source, key=key, **({} if map_indexes is None else {"map_indexes": map_indexes}))
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def claim(context: dict[str, Any], plan: dict[str, Any], index: int) -> None:
