@@ -78,7 +78,9 @@ def violate(context: dict[str, Any], plan: dict[str, Any]) -> None:
     for map_indexes in (0, None):  # one index, and every index at once (a different read path in Airflow)
         try:
             with probe.operation("scope", kind="pull", source=source, key=key):
-                ti.xcom_pull(task_ids=source, key=key, **({} if map_indexes is None else {"map_indexes": map_indexes}))
+                got = ti.xcom_pull(task_ids=source, key=key, **({} if map_indexes is None else {"map_indexes": map_indexes}))
+                if got is not None and not isinstance(got, (str, bytes, dict)):
+                    list(got)  # a lazy sequence reads its values only when iterated
         except Exception:  # noqa: BLE001
             pass
 
