@@ -129,3 +129,19 @@ def test_a_skewed_workers_times_are_moved_onto_this_machines_clock(tmp_path: Pat
     events = history.load_events(tmp_path, {"worker2": 600})
     assert [e["t"] for e in events] == [pytest.approx(400.0), pytest.approx(400.1)]
     assert events[1]["began"] == pytest.approx(400.0)
+
+
+def test_a_claim_whose_reply_was_lost_may_hold_it_so_a_refusal_after_it_is_no_lost_claim():
+    """pg_terminate_backend can drop a claimant's connection after its claim committed: the claim errors, the
+    row says claimed, the next claimant is refused. The errored claim is a possible holder, never a certain one."""
+    base = {"op": "claim", "pid": 1, "worker": "worker1", "claim_id": f"{RUN}:item0", "holder": "a", "lease": 6.0,
+            "try_number": 1, "mono": 0}  # fmt: skip
+    lost = [{**base, "phase": "begin", "t": 10.0},
+            {**base, "phase": "error", "t": 10.1, "began": 10.0, "error_type": "OperationalError",
+             "error": "terminating connection due to administrator command"}]  # fmt: skip
+    _, judged = _judge(lost + _claim(2, "b", 11.0, won=False), [])
+    assert _verdict(judged, "no-lost-claim") == "kept"
+    _, judged = _judge(lost + _claim(2, "b", 11.0, won=True), [])
+    assert _verdict(judged, "exactly-one-claim-winner") == "kept"
+    _, judged = _judge(lost + _claim(2, "b", 17.0, won=False), [])  # after the lease: a lost claim
+    assert _verdict(judged, "no-lost-claim") == "broken"

@@ -14,6 +14,7 @@ the soak holds the backend to whichever rule is named there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -164,8 +165,10 @@ def judge(history: History, end_state: dict[str, Any], plan: dict[str, Any], cla
                [(Observation(scope_attempts=mine), scope_ops[kind])] if mine else [], f"no {kind} was attempted")
 
     # claims, judged per claim id on this machine's clock (the clock of the servers that keep leases)
-    claim_obs = _claim_observations(history, clock)
     for name in ("exactly-one-claim-winner", "no-lost-claim"):
+        # A claim that failed or died may have taken effect (its connection dropped after the commit): never a
+        # certain winner, but a possible holder when judging whether a refusal had a reason
+        claim_obs = _claim_observations(history, clock, unknown_wins=name == "no-lost-claim")
         record(name, claims.claims, "the backend declares no claim store", claim_obs, "no claim was attempted")
 
     # stores, at the end (after gc)
@@ -334,7 +337,7 @@ def _scope_attempts(history: History) -> tuple[list[ScopeAttempt], dict[str, lis
 
 
 # ------------------------------------------------------------------ claims
-def _claim_observations(history: History, clock: _Clock) -> list[tuple[Observation, list[int]]]:
+def _claim_observations(history: History, clock: _Clock, unknown_wins: bool = False) -> list[tuple[Observation, list[int]]]:
     by_claim: dict[str, list[Operation]] = defaultdict(list)
     for op in history.of("claim") + history.of("release"):
         by_claim[op.fields["claim_id"]].append(op)
@@ -343,7 +346,10 @@ def _claim_observations(history: History, clock: _Clock) -> list[tuple[Observati
         steps = []
         for op in sorted(ops, key=lambda o: o.start):
             holder = op.fields["holder"]
-            if op.op == "claim":
+            if op.op == "claim" and unknown_wins and op.outcome != "ok":  # indeterminate: counted as possibly won
+                step = _step(op, clock, Claim(claim_id, op.fields.get("lease")), holder, True)
+                steps.append(dataclasses.replace(step, error=None, error_type=None))
+            elif op.op == "claim":
                 steps.append(_step(op, clock, Claim(claim_id, op.fields.get("lease")), holder, op.fields.get("won")))
             else:
                 steps.append(_step(op, clock, Release(claim_id), holder, op.fields.get("released")))
