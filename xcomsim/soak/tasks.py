@@ -100,7 +100,7 @@ def claim(context: dict[str, Any], plan: dict[str, Any], index: int) -> None:
         if round_:  # later rounds after the first round's leases ran out: what was left to its lease is free again
             time.sleep(max(0.0, began + plan["lease"] * round_ + 0.5 - time.time()))
         for item in range(plan["items"]):
-            claim_id = f"{ti.run_id}:item{item}"
+            claim_id = f"{ti.dag_id}:{ti.run_id}:item{item}"  # run ids repeat across a model check's phases
             with probe.operation("claim", claim_id=claim_id, holder=worker_id, lease=plan["lease"]) as out:
                 won = store.try_claim(claim_id, worker_id, lease_seconds=plan["lease"])
                 out["won"] = won is not None
