@@ -17,9 +17,9 @@ class DagFolder:
 
     def _parse(self) -> Any:
         if self._bag is None:
-            from airflow.dag_processing.dagbag import BundleDagBag
+            from xcomsim.compat.dagbag import bundle_dag_bag
 
-            self._bag = BundleDagBag(dag_folder=str(self.path), bundle_path=self.path, bundle_name="dags-folder")
+            self._bag = bundle_dag_bag(self.path, "dags-folder")
         return self._bag
 
     def get(self, dag_id: str) -> Any:

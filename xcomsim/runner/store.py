@@ -72,7 +72,7 @@ def _module_dags(path: str) -> list[Any]:
 
 
 def _parse_file(path: str) -> list[Any]:
-    from airflow.dag_processing.dagbag import DagBag
+    from xcomsim.compat.names import DagBag
 
     try:
         return list(DagBag(dag_folder=path, safe_mode=False, load_op_links=False).dags.values())

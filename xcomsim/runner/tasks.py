@@ -49,17 +49,18 @@ def run_in_process(ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
     the run timeout.
     """
     from airflow.sdk.execution_time.comms import DeferTask
-    from airflow.sdk.execution_time.supervisor import run_task_in_process
-    from airflow.sdk.serde import deserialize, serialize
     from airflow.utils.session import create_session
     from airflow.utils.state import State, TaskInstanceState
+
+    from xcomsim.compat.names import deserialize, serialize
+    from xcomsim.compat.supervisor import run_task_in_process
 
     while True:
         ti.set_state(TaskInstanceState.QUEUED)
         sdk_ti = sdk_task_instance(ti)
         try:
             with ctx.deadline.armed():
-                result = run_task_in_process(ti=sdk_ti, task=task, client=execution_api.client(task.dag))
+                result = run_task_in_process(sdk_ti, task, execution_api.client(task.dag))
         except RunTimeout:
             _fail_if_unfinished(ti)
             raise
@@ -73,7 +74,7 @@ def run_in_process(ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
         if ti.state == TaskInstanceState.DEFERRED and isinstance(result.msg, DeferTask):
             ti.set_state(TaskInstanceState.QUEUED)
             msg = result.msg
-            from airflow.sdk._shared.module_loading import import_string
+            from xcomsim.compat.names import import_string
 
             trigger = import_string(msg.classpath)(**deserialize(msg.trigger_kwargs))
             ctx.before_trigger()
@@ -167,8 +168,9 @@ class WorkerProcess:
 
     def __call__(self, ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
         from airflow.sdk.api.datamodels._generated import BundleInfo
-        from airflow.sdk.execution_time.supervisor import supervise_task
         from airflow.utils.state import TaskInstanceState
+
+        from xcomsim.compat.names import supervise_task
 
         ti.set_state(TaskInstanceState.QUEUED)
         log_path = self.log_dir / f"{ti.dag_id}.{ti.task_id}.{ti.map_index}.{ti.try_number}.{ti.id}.log"
