@@ -172,3 +172,56 @@ def test_a_lifespan_that_never_starts_is_a_bounded_clear_error(monkeypatch: pyte
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+def test_an_airflow_outside_the_supported_range_gets_one_line_naming_it(monkeypatch: pytest.MonkeyPatch):
+    from xcomsim.compat import support
+
+    monkeypatch.setattr(support, "supported_airflow", lambda: "!=3.2.0,<=3.3.2,>=3.1.8")
+    monkeypatch.setattr(support, "installed_airflow", lambda: "3.0.6")
+    line = support.unsupported_line()
+    assert line is not None and "\n" not in line
+    assert line.startswith("xcomsim: Airflow 3.0.6 is not supported (xcomsim supports apache-airflow>=3.1.8,<=3.3.2,!=3.2.0)")
+    monkeypatch.setattr(support, "installed_airflow", lambda: "3.2.0")
+    assert "3.2.0 is not supported" in support.unsupported_line()
+    monkeypatch.setattr(support, "installed_airflow", lambda: "3.3.2")
+    assert support.unsupported_line() is None
+
+
+def test_the_session_says_so_at_its_start(clean_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    """Through the plugin: one line at session start, once, and the tests still run."""
+    clean_pytester.makeconftest(
+        "from xcomsim.compat import support\nsupport.installed_airflow = lambda: '3.0.6'\n"
+    )
+    clean_pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = clean_pytester.runpytest_subprocess("--xcomsim", "-q", "-p", "no:randomly")
+    lines = [line for line in result.outlines if "is not supported" in line]
+    assert len(lines) == 1 and "xcomsim supports apache-airflow>=" in lines[0], result.outlines
+    assert result.ret == 0
+
+
+def test_pyproject_allows_exactly_the_versions_the_matrix_passed():
+    """Every cell of the last matrix run is admitted by xcomsim's own requirement on apache-airflow, and the
+    newest one is its upper bound: a version the matrix never ran is not claimed."""
+    import json
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parent.parent
+    requirement = next(Requirement(r) for r in tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+                       if Requirement(r).name == "apache-airflow")  # fmt: skip
+    cells = json.loads((root / "docs" / "airflow-matrix.json").read_text())["cells"]
+    versions = {cell["airflow"] for cell in cells}
+    assert all(" passed" in cell["result"] or cell["result"] == "passed" for cell in cells), cells
+    assert all(requirement.specifier.contains(v) for v in versions), (str(requirement.specifier), versions)
+    upper = [s.version for s in requirement.specifier if s.operator in ("<=", "==")]
+    assert upper == [max(versions, key=lambda v: tuple(map(int, v.split("."))))], (str(requirement.specifier), versions)
+
+
+def test_every_difference_is_documented():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "compat.md").read_text()
+    assert [d.name for d in compat.DIFFERENCES if f"`{d.name}`" not in page] == []

@@ -98,6 +98,19 @@ def test_readme_is_a_front_page_with_the_ci_command():
     assert command == "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest -n auto --dist worksteal"
 
 
+def test_readmes_airflow_matrix_is_the_last_runs_record():
+    """README's matrix table is rendered from docs/airflow-matrix.json (what .ci/airflow-matrix wrote),
+    never typed: ``python -m xcomsim.compat.matrix --readme`` makes them agree."""
+    import json
+
+    from xcomsim.compat import matrix
+
+    record = json.loads((ROOT / "docs" / "airflow-matrix.json").read_text())
+    shown = matrix.readme_section((ROOT / "README.md").read_text())
+    assert shown is not None, "README.md has lost its generated matrix section"
+    assert shown == matrix.table(record), "README's matrix table is not docs/airflow-matrix.json's: rerun --readme"
+
+
 def test_every_docs_page_is_in_the_index():
     index = (ROOT / "docs" / "index.md").read_text()
     missing = [p.name for p in PAGES if p.parent.name == "docs" and p.name != "index.md" and f"({p.name})" not in index]
@@ -230,6 +243,8 @@ def _check_command(tokens: list[str], help_text: str) -> list[str]:
         extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
         asked = [e for a in args if a.startswith(".[") for e in a[2:-1].split(",")]
         return [f"pyproject.toml has no extra {e!r}" for e in asked if e not in extras]
+    if program == "bash" and args:  # a script of this repository (CI's)
+        return [] if (ROOT / args[0]).is_file() else [f"{args[0]} is not a script in this repository"]
     if program == "pytest-benchmark":
         found = shutil.which(program) or (Path(sys.executable).parent / program).exists()
         return [] if found else ["pytest-benchmark is not installed"]
