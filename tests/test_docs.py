@@ -111,6 +111,23 @@ def test_readmes_airflow_matrix_is_the_last_runs_record():
     assert shown == matrix.table(record), "README's matrix table is not docs/airflow-matrix.json's: rerun --readme"
 
 
+def test_pyproject_allows_exactly_the_versions_the_matrix_passed():
+    """Every cell of the last matrix run is admitted by xcomsim's own requirement on apache-airflow, and the
+    newest one is its upper bound: a version the matrix never ran is not claimed."""
+    import json
+
+    from packaging.requirements import Requirement
+
+    requirement = next(Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+                       if Requirement(r).name == "apache-airflow")  # fmt: skip
+    cells = json.loads((ROOT / "docs" / "airflow-matrix.json").read_text())["cells"]
+    versions = {cell["airflow"] for cell in cells}
+    assert all(cell["result"].endswith("(exit 0)") or cell["result"] == "passed" for cell in cells), cells
+    assert all(requirement.specifier.contains(v) for v in versions), (str(requirement.specifier), versions)
+    upper = [s.version for s in requirement.specifier if s.operator in ("<=", "==")]
+    assert upper == [max(versions, key=lambda v: tuple(map(int, v.split("."))))], (str(requirement.specifier), versions)
+
+
 def test_every_docs_page_is_in_the_index():
     index = (ROOT / "docs" / "index.md").read_text()
     missing = [p.name for p in PAGES if p.parent.name == "docs" and p.name != "index.md" and f"({p.name})" not in index]

@@ -2,8 +2,8 @@
 
 ``.ci/airflow-matrix`` calls this in each cell's own venv (``--cell``: that venv's Airflow and
 Python, the differences xcomsim met there, what ran and how it ended), then writes the cells
-as ``docs/airflow-matrix.json`` (``--write``). README's table is ``table()`` of that file
-between two markers (``--readme`` rewrites it), and the docs test holds the two equal: the
+as ``docs/airflow-matrix.json`` (``--write``). README's table is ``table()`` of that file,
+right after a marker (``--readme`` rewrites it), and the docs test holds the two equal: the
 table says what a run said, never what someone typed.
 """
 
@@ -21,8 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-BEGIN = "<!-- airflow-matrix: generated from docs/airflow-matrix.json by `python -m xcomsim.compat.matrix --readme` -->"
-END = "<!-- /airflow-matrix -->"
+BEGIN = "<!-- airflow-matrix: generated from docs/airflow-matrix.json by python -m xcomsim.compat.matrix --readme -->"
 
 
 def cell(what: str, summary: str, seconds: int | None, not_run: str = "") -> dict[str, Any]:
@@ -47,11 +46,9 @@ def record(cells: list[dict[str, Any]], when: datetime.date | None = None) -> di
 
 
 def table(data: dict[str, Any]) -> str:
-    """README's matrix table (markdown) for a record."""
+    """README's matrix table (markdown): one row per cell, the run's date in the header."""
     lines = [
-        f"Last run of `.ci/airflow-matrix`: {data['date']}.",
-        "",
-        "| Airflow | Python | what ran | result | time | differences xcomsim met |",
+        f"| Airflow (run of {data['date']}) | Python | what ran | result | time | differences xcomsim met |",
         "|---|---|---|---|---:|---|",
     ]
     for c in data["cells"]:
@@ -63,17 +60,25 @@ def table(data: dict[str, Any]) -> str:
 
 
 def readme_section(text: str) -> str | None:
-    """The generated part of README (between the markers), or None when the markers are missing."""
-    found = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), text, re.S)
-    return found.group(1) if found else None
+    """The generated table in README (after the marker's line and one blank line), or None without the marker."""
+    if BEGIN not in text:
+        return None
+    after = text[text.index(BEGIN) + len(BEGIN):].split("\n")[2:]
+    rows = []
+    for line in after:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    return "\n".join(rows)
 
 
 def rewrite_readme(readme: Path, data: dict[str, Any]) -> None:
     text = readme.read_text()
-    if readme_section(text) is None:
-        raise SystemExit(f"{readme} has no matrix section between {BEGIN!r} and {END!r}")
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + table(data) + "\n" + text[end:])
+    old = readme_section(text)
+    if old is None:
+        raise SystemExit(f"{readme} has no matrix marker {BEGIN!r}")
+    at = text.index(BEGIN) + len(BEGIN) + 2  # the marker's line ends, then one blank line
+    readme.write_text(text[:at] + table(data) + ("\n\n" if not old else "") + text[at + len(old):])
 
 
 def main(argv: list[str] | None = None) -> int:
