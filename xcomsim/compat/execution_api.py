@@ -61,5 +61,9 @@ def started_transport(api: Any) -> Any:
                 "(its lifespan set no svcs registry)"
             )
         # The lifespan's start-up runs without pausing once scheduled: a turn of its loop after it is done.
-        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout=left)
+        turn = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop)
+        try:
+            turn.result(timeout=left)
+        except TimeoutError:  # the loop did not turn in time: the deadline above says so
+            turn.cancel()
     return transport
