@@ -37,6 +37,8 @@ def cell(what: str, summary: str, seconds: int | None, not_run: str = "") -> dic
         "seconds": seconds,
         "not_run": not_run.split(),
         "differences": [difference.name for difference, applies in compat.differences() if applies],
+        # The machine's 15-minute load average as the cell ends: a time measured on a shared machine says so.
+        "load": round(os.getloadavg()[2], 1) if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -53,6 +55,8 @@ def table(data: dict[str, Any]) -> str:
     ]
     for c in data["cells"]:
         seconds = f"{c['seconds'] // 60} min {c['seconds'] % 60:02d} s" if c.get("seconds") else "–"
+        if c.get("seconds") and c.get("load") is not None:
+            seconds += f" (load {c['load']:g})"
         what = c["what"] + (f" (not run: {', '.join(f'`{p}`' for p in c['not_run'])})" if c.get("not_run") else "")
         met = ", ".join(f"`{d}`" for d in c["differences"]) or "none"
         lines.append(f"| {c['airflow']} | {c['python']} | {what} | {c['result']} | {seconds} | {met} |")
