@@ -11,7 +11,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, task
 from xcomsim.backend import XComOverwriteError, XComPolicy
 from xcomsim.backend.stores import open_store
-from xcomsim.backend.xcom import _Guard
+from xcomsim.backend.guard import Guard
 
 with DAG("push_twice", start_date=datetime(2024, 1, 1), schedule=None) as push_twice:
 
@@ -76,7 +76,7 @@ def test_racing_pushers_exactly_one_wins(xcomsim_env, store_kind):
     outcomes: list[str] = []
 
     def pusher(n: int) -> None:
-        guard = _Guard(store, "dag", "run", "task", -1, "k")
+        guard = Guard(store, "dag", "run", "task", -1, "k")
         barrier.wait()
         try:
             guard.acquire(try_number=1, retry_replaces=False)
@@ -95,10 +95,10 @@ def test_racing_pushers_exactly_one_wins(xcomsim_env, store_kind):
 
 def test_guard_release_undoes_a_failed_write(xcomsim_env):
     store = open_store(f"s3://aws_default@{xcomsim_env.bucket}/release")
-    guard = _Guard(store, "dag", "run", "task", -1, "k")
+    guard = Guard(store, "dag", "run", "task", -1, "k")
     guard.acquire(try_number=1, retry_replaces=False)
     guard.release()
-    again = _Guard(store, "dag", "run", "task", -1, "k")
+    again = Guard(store, "dag", "run", "task", -1, "k")
     again.acquire(try_number=1, retry_replaces=False)  # would raise if the first had stayed
     with pytest.raises(XComOverwriteError):
-        _Guard(store, "dag", "run", "task", -1, "k").acquire(try_number=1, retry_replaces=False)
+        Guard(store, "dag", "run", "task", -1, "k").acquire(try_number=1, retry_replaces=False)

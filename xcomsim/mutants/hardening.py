@@ -13,7 +13,8 @@ from typing import Any
 from xcomsim.backend import codec
 from xcomsim.backend.claims import SqlClaimStore
 from xcomsim.backend.stores import open_store
-from xcomsim.backend.xcom import ExclusiveXCom, _Guard
+from xcomsim.backend.guard import Guard
+from xcomsim.backend.xcom import ExclusiveXCom
 
 
 class ForeignReferencePurgeXCom(ExclusiveXCom):
@@ -60,9 +61,9 @@ class TrustedTaskIdXCom(ExclusiveXCom):
 
     @classmethod
     def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str) -> Any:
-        from xcomsim.backend.xcom import _running_task
+        from xcomsim.backend.caller import running_task
 
-        return _running_task()
+        return running_task()
 
 
 class CallbackPullXCom(ExclusiveXCom):
@@ -104,13 +105,13 @@ class UnguardedSerializeXCom(ExclusiveXCom):
                         dag_id: str | None = None, run_id: str | None = None,
                         map_index: int | None = None) -> Any:  # type: ignore[override]  # fmt: skip
         from xcomsim.backend.config import load
-        from xcomsim.backend.xcom import _store_value
+        from xcomsim.backend.push import store_value
 
         config = load()
         encoded = codec.encode(value, key=key or "", task_id=task_id or "")
         if not config.offloads(encoded.size):
             return codec.inline(encoded)
-        return _store_value(open_store(config.path), config, encoded, dag_id or "", run_id or "", task_id or "",
+        return store_value(open_store(config.path), config, encoded, dag_id or "", run_id or "", task_id or "",
                             -1 if map_index is None else map_index, key or "")  # fmt: skip
 
 
@@ -127,7 +128,7 @@ class UndoAfterCommitXCom(ExclusiveXCom):
         return False
 
 
-class _TryBlindGuard(_Guard):
+class _TryBlindGuard(Guard):
     """The guard as it was: whoever holds it, with or without a row, a later try is refused."""
 
     def acquire(self, try_number: int, retry_replaces: bool, **_: Any) -> None:
@@ -143,7 +144,7 @@ class StaleGuardXCom(ExclusiveXCom):
     """
 
     @classmethod
-    def _guard_type(cls, *args: Any) -> _Guard:
+    def _guard_type(cls, *args: Any) -> Guard:
         return _TryBlindGuard(*args)
 
 

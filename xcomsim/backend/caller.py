@@ -1,0 +1,210 @@
+"""Who is calling, and what they name: the running task instance and the XCom coordinate.
+
+Every check here runs before any I/O. The caller is the task instance Airflow
+is running in this process, found where task code cannot swap it for another
+object; a coordinate is checked for what Airflow's Execution API would make of
+it, and its map index normalised to the ``int`` every name is built from.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from xcomsim.backend.config import BackendConfig, Undeclared, load
+from xcomsim.backend.errors import XComScopeError, XComValueError
+from xcomsim.backend.policy import policy_for
+
+MAX_KEY_LEN = 512  # the xcom.key column
+_TASK_RUNNER = "airflow.sdk.execution_time.task_runner"
+_URL_RESERVED = "/?#%\\"
+
+
+def running_task() -> Any | None:
+    """The task instance whose code is running in this process; None outside any task.
+
+    Task code runs inside Airflow's task context. Callbacks (``on_success_callback``,
+    ``on_failure_callback``, ...) and listeners run outside it, from the task
+    runner's ``finalize``: there the task instance being finalised is the caller,
+    found on the task runner's own frames. Code the task runner runs where no task
+    instance can be found is refused, never treated as "not task code".
+    """
+    from airflow.sdk.definitions._internal.contextmanager import _CURRENT_CONTEXT
+
+    if _CURRENT_CONTEXT:
+        return _CURRENT_CONTEXT[-1]["ti"]
+    return _finalising_task()
+
+
+def _finalising_task() -> Any | None:
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    in_runner = False
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == _TASK_RUNNER:
+            in_runner = True
+            local = frame.f_locals
+            context = local.get("context")
+            for candidate in (local.get("ti"), context.get("ti") if isinstance(context, Mapping) else None):
+                if isinstance(candidate, RuntimeTaskInstance):
+                    return candidate
+        frame = frame.f_back
+    if in_runner:
+        raise XComScopeError(
+            "XCom call from code Airflow's task runner runs outside any task instance (no caller to check "
+            "the XCom policy against): refused"
+        )
+    return None
+
+
+def run_identity(caller: Any) -> str:
+    """Which run of a run_id this is: a run deleted and triggered again under the same id is another run."""
+    dag_run = getattr(getattr(caller, "_ti_context_from_server", None), "dag_run", None)
+    run_after = getattr(dag_run, "run_after", None)
+    return "" if run_after is None else f"{run_after.isoformat()}#{getattr(dag_run, 'clear_number', 0) or 0}"
+
+
+def check_url_part(what: str, part: Any) -> None:
+    if not isinstance(part, str) or not part:
+        raise XComValueError(f"{what} must be a non-empty string, got {part!r}")
+    shown = repr(part) if len(part) <= 60 else f"{part[:40]!r}... ({len(part)} chars)"
+    for char in part:
+        if char in _URL_RESERVED or not " " <= char <= "~":
+            raise XComValueError(
+                f"{what} {shown} contains {char!r} (U+{ord(char):04X}): refused before anything was read or "
+                "written. Airflow's task SDK puts DAG id, run_id, task_id and key into Execution API URLs "
+                "unquoted, so they may hold printable ASCII only, without / ? # % or backslash"
+            )
+    if part in (".", ".."):
+        raise XComValueError(f"{what} {shown} is a relative path segment; Execution API URLs would resolve it")
+
+
+def check_key(key: str, task_id: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise XComValueError(f"task {task_id!r} pushed an XCom with an empty or non-string key {key!r}")
+    if len(key) > MAX_KEY_LEN:
+        raise XComValueError(
+            f"task {task_id!r} pushed XCom key {key[:40]!r}... of {len(key)} chars; Airflow's xcom.key holds {MAX_KEY_LEN}"
+        )
+
+
+def _skip_mixins() -> tuple[type, ...]:
+    """The SkipMixin classes of the installed Airflow (task SDK, and the standard provider's own)."""
+    import importlib
+
+    found = []
+    for module in ("airflow.sdk.bases.skipmixin", "airflow.providers.standard.utils.skipmixin"):
+        try:
+            found.append(importlib.import_module(module).SkipMixin)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+class CallerChecks:
+    """The backend's checks of caller and coordinate; each a classmethod a mutant can replace."""
+
+    @classmethod
+    def _check_coordinate(cls, dag_id: str, run_id: str, task_id: str, key: str) -> None:
+        """Refuse, before any I/O, what would change the meaning of an Execution API URL.
+
+        The task SDK builds ``xcoms/{dag_id}/{run_id}/{task_id}/{key}`` without
+        quoting: a ``/`` shifts the segments (``run_id="r/other_task/secret?"``
+        reads another task's key), ``..`` walks up, ``?``/``#`` cut the path, ``%``
+        is decoded by the server (``%2e%2e``), NUL breaks the request, and
+        characters outside ASCII fail deep in the HTTP client.
+        """
+        try:
+            for what, part in (("DAG id", dag_id), ("run_id", run_id), ("task_id", task_id), ("XCom key", key)):
+                check_url_part(what, part)
+        except XComValueError as exc:  # name who asked, for what, as every refusal does
+            try:
+                caller = running_task()
+            except XComScopeError:
+                caller = None
+            who = f"task {caller.task_id!r}" if caller is not None else "a caller outside any task"
+            raise XComValueError(f"{exc} [{who}; source task {task_id!r}; key {key!r}]") from None
+
+    @classmethod
+    def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str) -> Any:
+        """The running task instance, which must be the coordinate pushed to: identity is never an argument."""
+        caller = running_task()
+        if caller is None:
+            raise XComScopeError(
+                f"XCom push of key {key!r} as task {task_id!r} of DAG {dag_id!r} from outside any running task: "
+                "refused (the pusher is the running task instance, never an argument)"
+            )
+        mine = (caller.dag_id, caller.task_id, caller.run_id, caller.map_index)
+        if (dag_id, task_id, run_id, map_index) != mine:
+            raise XComScopeError(
+                f"XCom push refused: task {caller.task_id!r} of DAG {caller.dag_id!r} (run {caller.run_id!r}, "
+                f"map_index {caller.map_index}) may push only as itself, not as task {task_id!r} of DAG "
+                f"{dag_id!r} (run {run_id!r}, map_index {map_index}); key {key!r}"
+            )
+        return caller
+
+    @classmethod
+    def _check_push_scope(cls, config: BackendConfig, dag_id: str, task_id: str, key: str) -> None:
+        policy = policy_for(dag_id)
+        if policy is None:
+            if config.undeclared_dags is Undeclared.DENY:
+                raise XComScopeError(
+                    f"DAG {dag_id!r} declares no XCom policy and [xcomsim] undeclared_dags=deny: "
+                    f"task {task_id!r} may not push key {key!r}"
+                )
+            return
+        if not policy.may_push(task_id, key):
+            allowed = sorted(policy.pushes.get(task_id, ()))
+            raise XComScopeError(
+                f"XCom push refused: DAG {dag_id!r}, task {task_id!r} may not push key {key!r} "
+                f"(its policy allows {allowed})"
+            )
+
+    @classmethod
+    def _check_pull_scope(cls, dag_id: str, task_id: str, key: str) -> None:
+        try:
+            caller = running_task()
+        except XComScopeError as exc:  # the caller is unknowable: name what was asked for
+            raise XComScopeError(f"{exc} [caller unknown; source task {task_id!r} of DAG {dag_id!r}; key {key!r}]") from None
+        if caller is None:
+            return  # not task code: the harness, a script, a test reading results
+        policy = policy_for(caller.dag_id)
+        if policy is None:
+            if load().undeclared_dags is Undeclared.DENY:
+                raise XComScopeError(
+                    f"XCom pull refused: DAG {caller.dag_id!r} declares no XCom policy and "
+                    f"[xcomsim] undeclared_dags=deny (caller {caller.task_id!r}, source {task_id!r}, key {key!r})"
+                )
+            return
+        if not policy.may_pull(caller.task_id, dag_id, task_id, key):
+            source = task_id if dag_id == caller.dag_id else f"{dag_id}/{task_id}"
+            raise XComScopeError(
+                f"XCom pull refused: in DAG {caller.dag_id!r}, task {caller.task_id!r} may not pull "
+                f"key {key!r} from task {source!r}"
+            )
+
+    @classmethod
+    def _check_bookkeeping(cls, caller: Any, key: str, value: Any) -> None:
+        """``skipmixin_key`` skips push-scope and the guard, so only what Airflow's branching writes is let in.
+
+        That is a task whose operator is a ``SkipMixin`` (branch and short-circuit
+        operators) pushing ``{"skipped": [task ids]}`` or ``{"followed": [task ids]}``
+        naming tasks of its own DAG.
+        """
+        task = getattr(caller, "task", None)
+        dag_tasks = set(getattr(getattr(task, "dag", None), "task_ids", ()))
+        shape_ok = (
+            isinstance(value, dict)
+            and len(value) == 1
+            and next(iter(value)) in ("skipped", "followed")
+            and isinstance(ids := next(iter(value.values())), list)
+            and all(isinstance(i, str) and i in dag_tasks for i in ids)
+        )
+        if not (isinstance(task, _skip_mixins()) and shape_ok):
+            raise XComScopeError(
+                f"XCom push refused: key {key!r} is Airflow's branching bookkeeping; only a branching "
+                f"operator (SkipMixin) writes it, as {{'skipped' or 'followed': [task ids of its DAG]}}. "
+                f"Task {caller.task_id!r} ({type(task).__name__}) pushed {type(value).__name__} {str(value)[:80]!r}"
+            )

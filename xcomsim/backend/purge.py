@@ -1,0 +1,87 @@
+"""Deleting XComs: Airflow's delete before a retry, purge of a row's object, and the sweeper."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from xcomsim.backend import codec
+from xcomsim.backend.config import load
+from xcomsim.backend.guard import Guard, retry_replaces
+from xcomsim.backend.policy import AIRFLOW_INTERNAL_KEYS
+from xcomsim.backend.stores import open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    key: str
+    value: Any
+
+
+class Purge:
+    """``delete``, ``purge`` and ``sweep``: what removes values, each only the XCom's own."""
+
+    @classmethod
+    def sweep(cls, store: Any, engine: Any, *, dry_run: bool = True, grace_seconds: float | None = None) -> Any:
+        """``xcomsim gc`` for this backend's store: see ``xcomsim.backend.gc``."""
+        from xcomsim.backend.gc import sweep
+
+        return sweep(store, engine, dry_run=dry_run, grace_seconds=grace_seconds)
+
+    @classmethod
+    def delete(cls, key: str, task_id: str, dag_id: str, run_id: str, map_index: int | None = None) -> None:
+        """Delete a row and its object, unless push-once protects it.
+
+        Airflow calls this when a task is retried, before the new try runs, for
+        every key the earlier try pushed. Under push-once the first value must
+        stay intact, so it is kept and the new try's push raises
+        XComOverwriteError; with ``retry_replaces`` it is deleted so the new try
+        can write it again. The object deleted is this coordinate's own, at its
+        fixed name, whatever the row says: a row can be written by other code.
+        """
+        from airflow.sdk.execution_time.comms import DeleteXCom
+        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+        cls._check_coordinate(dag_id, run_id, task_id, key)
+        if not cls._retry_replaces_for(dag_id, key):
+            log.info("push-once: keeping XCom %r of %s.%s for run %s", key, dag_id, task_id, run_id)
+            return
+        index = -1 if map_index is None else map_index
+        row = cls._get_xcom_db_ref(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index)
+        # The row goes first: if deleting the object fails after it, an orphan is left for gc, never a dangling row.
+        SUPERVISOR_COMMS.send(DeleteXCom(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index))
+        cls.purge(Row(dag_id, run_id, task_id, index, key, row.value))
+        if key not in AIRFLOW_INTERNAL_KEYS:  # a later try may write it afresh: leave nothing of it
+            Guard(open_store(load().path), dag_id, run_id, task_id, index, key).forget()
+
+    @staticmethod
+    def _retry_replaces_for(dag_id: str, key: str) -> bool:
+        """Whether a retry's delete of ``key`` really deletes (Airflow's own keys always do)."""
+        return key in AIRFLOW_INTERNAL_KEYS or retry_replaces(dag_id)
+
+    @classmethod
+    def purge(cls, xcom: Any, *args: Any) -> None:
+        """Delete the offloaded object of a row being deleted: its own object, at its fixed name.
+
+        The name comes from the row's coordinate, never from the reference it
+        holds (a forged reference must not make a retry delete someone else's
+        object). Given a row without its coordinate (Airflow's ``XComResult``
+        carries only key and value), nothing is deleted: ``xcomsim gc`` collects
+        what is left. The push-once guard stays: a cleared task pushing again is
+        an overwrite unless its policy sets ``retry_replaces``.
+        """
+        if not codec.is_reference(getattr(xcom, "value", None)):
+            return
+        coordinate = [getattr(xcom, name, None) for name in ("dag_id", "run_id", "task_id", "map_index", "key")]
+        if any(part is None for part in coordinate):
+            log.warning("purge: row without its coordinate; its object is left for xcomsim gc")
+            return
+        dag_id, run_id, task_id, map_index, key = coordinate
+        open_store(load().path).delete(codec.object_name(dag_id, run_id, task_id, map_index, key))
