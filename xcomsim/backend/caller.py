@@ -8,6 +8,7 @@ it, and its map index normalised to the ``int`` every name is built from.
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -24,39 +25,82 @@ _URL_RESERVED = "/?#%\\"
 def running_task() -> Any | None:
     """The task instance whose code is running in this process; None outside any task.
 
-    Task code runs inside Airflow's task context. Callbacks (``on_success_callback``,
-    ``on_failure_callback``, ...) and listeners run outside it, from the task
-    runner's ``finalize``: there the task instance being finalised is the caller,
-    found on the task runner's own frames. Code the task runner runs where no task
-    instance can be found is refused, never treated as "not task code".
+    In a task process it is the one Airflow's task runner holds: the ``ti`` of its
+    outermost frame that has both a ``ti`` and a ``context`` (``main``, ``run``,
+    ``finalize``), never a parameter of a helper task code called, so a copy
+    (``context["ti"].model_copy(update={"task_id": ...})``) pushing or deleting
+    is still its own task. Where the runner also kept the supervisor's startup
+    message, the task instance must still match it: edited in place, it is
+    refused. Without the task runner on the stack (a task instance the harness
+    runs as, in ``xcomsim.task_context``) it is Airflow's current task context.
+    Code the task runner runs where no task instance can be found is refused,
+    never treated as "not task code".
     """
     from airflow.sdk.definitions._internal.contextmanager import _CURRENT_CONTEXT
 
+    held, in_runner = _runner_task()
+    if held is not None:
+        return held
     if _CURRENT_CONTEXT:
         return _CURRENT_CONTEXT[-1]["ti"]
-    return _finalising_task()
-
-
-def _finalising_task() -> Any | None:
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-    in_runner = False
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_globals.get("__name__") == _TASK_RUNNER:
-            in_runner = True
-            local = frame.f_locals
-            context = local.get("context")
-            for candidate in (local.get("ti"), context.get("ti") if isinstance(context, Mapping) else None):
-                if isinstance(candidate, RuntimeTaskInstance):
-                    return candidate
-        frame = frame.f_back
     if in_runner:
         raise XComScopeError(
             "XCom call from code Airflow's task runner runs outside any task instance (no caller to check "
             "the XCom policy against): refused"
         )
     return None
+
+
+_IDENTITY = ("dag_id", "task_id", "run_id", "map_index", "try_number")
+
+
+def _runner_task() -> tuple[Any | None, bool]:
+    """(the task instance the task runner holds, or None; whether any task-runner frame is on the stack)."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    held, startup, in_runner = None, None, False
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == _TASK_RUNNER:
+            in_runner = True
+            local = frame.f_locals
+            ti, context = local.get("ti"), local.get("context")
+            if not isinstance(ti, RuntimeTaskInstance) and isinstance(context, Mapping) and "ti" not in local:
+                ti = context.get("ti")
+            if isinstance(ti, RuntimeTaskInstance) and context is not None:
+                held = ti  # the outermost wins: it is the runner's own
+            startup = local.get("startup_details", startup)
+        frame = frame.f_back
+    sent = getattr(startup, "ti", None)
+    if held is not None and sent is not None:
+        edited = [n for n in _IDENTITY if getattr(sent, n, None) != getattr(held, n, None)]
+        if edited:
+            raise XComScopeError(
+                f"XCom call refused: the running task instance was edited ({', '.join(edited)} no longer what "
+                f"the supervisor started: task {sent.task_id!r} of DAG {sent.dag_id!r}); identity is the running "
+                "task's, never an object task code can change"
+            )
+    return held, in_runner
+
+
+def normalise_map_index(map_index: Any, task_id: Any = None, key: Any = None) -> int:
+    """The map index as the ``int`` every guard, object name and row is built from.
+
+    ``None`` is -1 (not mapped); an integer of any integer type (numpy's too) is
+    its ``int``. ``bool`` and ``float`` are refused: ``True == 1`` and ``-1.0 == -1``
+    would pass an equality check yet name another guard and object.
+    """
+    if map_index is None:
+        return -1
+    if isinstance(map_index, bool) or not hasattr(type(map_index), "__index__"):
+        raise XComValueError(
+            f"map_index must be an int (-1 when not mapped), got {type(map_index).__name__} {map_index!r}: "
+            f"refused before anything was read or written [task {task_id!r}; key {key!r}]"
+        )
+    index = operator.index(map_index)
+    if index < -1:
+        raise XComValueError(f"map_index {index} is below -1 (not mapped) [task {task_id!r}; key {key!r}]")
+    return int(index)
 
 
 def run_identity(caller: Any) -> str:
@@ -88,6 +132,12 @@ def check_key(key: str, task_id: str) -> None:
         raise XComValueError(
             f"task {task_id!r} pushed XCom key {key[:40]!r}... of {len(key)} chars; Airflow's xcom.key holds {MAX_KEY_LEN}"
         )
+
+
+def extra_link_keys(task: Any) -> frozenset[str]:
+    """The XCom keys Airflow's ``finalize`` writes for the task's operator extra links (``_link_<Class>``)."""
+    links = getattr(task, "operator_extra_links", None) or ()
+    return frozenset(key for link in links if isinstance(key := getattr(link, "xcom_key", None), str))
 
 
 def _skip_mixins() -> tuple[type, ...]:
@@ -128,19 +178,28 @@ class CallerChecks:
             raise XComValueError(f"{exc} [{who}; source task {task_id!r}; key {key!r}]") from None
 
     @classmethod
-    def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str) -> Any:
-        """The running task instance, which must be the coordinate pushed to: identity is never an argument."""
+    def _map_index(cls, map_index: Any, task_id: Any, key: Any) -> Any:
+        """The coordinate's map index, normalised before any I/O (see ``normalise_map_index``)."""
+        return normalise_map_index(map_index, task_id, key)
+
+    @classmethod
+    def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str,
+                      verb: str = "push") -> Any:  # fmt: skip
+        """The running task instance, which must be the coordinate written to: identity is never an argument.
+
+        ``verb``: what is being done (``push``, ``delete``, ``purge``); deleting a value is writing it.
+        """
         caller = running_task()
         if caller is None:
             raise XComScopeError(
-                f"XCom push of key {key!r} as task {task_id!r} of DAG {dag_id!r} from outside any running task: "
-                "refused (the pusher is the running task instance, never an argument)"
+                f"XCom {verb} of key {key!r} as task {task_id!r} of DAG {dag_id!r} from outside any running task: "
+                f"refused (who may {verb} is the running task instance, never an argument)"
             )
         mine = (caller.dag_id, caller.task_id, caller.run_id, caller.map_index)
         if (dag_id, task_id, run_id, map_index) != mine:
             raise XComScopeError(
-                f"XCom push refused: task {caller.task_id!r} of DAG {caller.dag_id!r} (run {caller.run_id!r}, "
-                f"map_index {caller.map_index}) may push only as itself, not as task {task_id!r} of DAG "
+                f"XCom {verb} refused: task {caller.task_id!r} of DAG {caller.dag_id!r} (run {caller.run_id!r}, "
+                f"map_index {caller.map_index}) may {verb} only as itself, not as task {task_id!r} of DAG "
                 f"{dag_id!r} (run {run_id!r}, map_index {map_index}); key {key!r}"
             )
         return caller

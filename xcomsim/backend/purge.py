@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from xcomsim.backend import codec
+from xcomsim.backend.caller import extra_link_keys
 from xcomsim.backend.config import load
 from xcomsim.backend.guard import Guard, retry_replaces
 from xcomsim.backend.policy import AIRFLOW_INTERNAL_KEYS
@@ -39,6 +40,9 @@ class Purge:
     def delete(cls, key: str, task_id: str, dag_id: str, run_id: str, map_index: int | None = None) -> None:
         """Delete a row and its object, unless push-once protects it.
 
+        Deleting is writing: the caller must be the running task instance the
+        coordinate belongs to, and may delete only keys it may push (Airflow's own
+        keys aside), checked exactly as ``set`` checks a push, before any I/O.
         Airflow calls this when a task is retried, before the new try runs, for
         every key the earlier try pushed. Under push-once the first value must
         stay intact, so it is kept and the new try's push raises
@@ -49,17 +53,26 @@ class Purge:
         from airflow.sdk.execution_time.comms import DeleteXCom
         from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
-        cls._check_coordinate(dag_id, run_id, task_id, key)
+        index = cls._check_deleter(key, task_id, dag_id, run_id, map_index)
         if not cls._retry_replaces_for(dag_id, key):
             log.info("push-once: keeping XCom %r of %s.%s for run %s", key, dag_id, task_id, run_id)
             return
-        index = -1 if map_index is None else map_index
-        row = cls._get_xcom_db_ref(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index)
+        row = cls._get_xcom_db_ref(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=index)
         # The row goes first: if deleting the object fails after it, an orphan is left for gc, never a dangling row.
-        SUPERVISOR_COMMS.send(DeleteXCom(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index))
+        SUPERVISOR_COMMS.send(DeleteXCom(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=index))
         cls.purge(Row(dag_id, run_id, task_id, index, key, row.value))
         if key not in AIRFLOW_INTERNAL_KEYS:  # a later try may write it afresh: leave nothing of it
             Guard(open_store(load().path), dag_id, run_id, task_id, index, key).forget()
+
+    @classmethod
+    def _check_deleter(cls, key: Any, task_id: Any, dag_id: Any, run_id: Any, map_index: Any) -> int:
+        """The checks ``set`` makes, for a delete: coordinate, map index, caller, push-scope. Returns the map index."""
+        cls._check_coordinate(dag_id, run_id, task_id, key)
+        index = cls._map_index(map_index, task_id, key)
+        caller = cls._check_pusher(dag_id, task_id, run_id, index, key, verb="delete")
+        if not airflow_key(caller, key):
+            cls._check_push_scope(load(), dag_id, task_id, key)
+        return index
 
     @staticmethod
     def _retry_replaces_for(dag_id: str, key: str) -> bool:
@@ -70,12 +83,13 @@ class Purge:
     def purge(cls, xcom: Any, *args: Any) -> None:
         """Delete the offloaded object of a row being deleted: its own object, at its fixed name.
 
-        The name comes from the row's coordinate, never from the reference it
-        holds (a forged reference must not make a retry delete someone else's
-        object). Given a row without its coordinate (Airflow's ``XComResult``
-        carries only key and value), nothing is deleted: ``xcomsim gc`` collects
-        what is left. The push-once guard stays: a cleared task pushing again is
-        an overwrite unless its policy sets ``retry_replaces``.
+        Public, so checked like ``delete``: the row's coordinate must be the
+        running task instance's own. The name comes from the row's coordinate,
+        never from the reference it holds (a forged reference must not make a
+        retry delete someone else's object). Given a row without its coordinate
+        (Airflow's ``XComResult`` carries only key and value), nothing is deleted:
+        ``xcomsim gc`` collects what is left. The push-once guard stays: a cleared
+        task pushing again is an overwrite unless its policy sets ``retry_replaces``.
         """
         if not codec.is_reference(getattr(xcom, "value", None)):
             return
@@ -84,4 +98,12 @@ class Purge:
             log.warning("purge: row without its coordinate; its object is left for xcomsim gc")
             return
         dag_id, run_id, task_id, map_index, key = coordinate
-        open_store(load().path).delete(codec.object_name(dag_id, run_id, task_id, map_index, key))
+        cls._check_coordinate(dag_id, run_id, task_id, key)
+        index = cls._map_index(map_index, task_id, key)
+        cls._check_pusher(dag_id, task_id, run_id, index, key, verb="purge")
+        open_store(load().path).delete(codec.object_name(dag_id, run_id, task_id, index, key))
+
+
+def airflow_key(caller: Any, key: str) -> bool:
+    """Whether ``key`` is Airflow's own bookkeeping for this task: branching's, or one of its extra links'."""
+    return key in AIRFLOW_INTERNAL_KEYS or key in extra_link_keys(getattr(caller, "task", None))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from xcomsim.backend import codec
@@ -85,20 +86,16 @@ class PushPath:
 
     @classmethod
     def _prepare_push(cls, key, value, dag_id, task_id, run_id, map_index, dag_result, mapped_length):
+        """The row message and the undo of what was written for it; the message is built (and so validated
+        by Airflow's ``SetXCom`` model) before the guard is taken, so its refusal leaves nothing."""
         from airflow.sdk.execution_time.comms import SetXCom
 
-        stored, undo = cls._write(key, value, dag_id, task_id, run_id, map_index)
-        message = SetXCom(
-            key=key,
-            value=stored,
-            dag_id=dag_id,
-            task_id=task_id,
-            run_id=run_id,
-            map_index=map_index,
-            dag_result=dag_result,
-            mapped_length=mapped_length,
-        )
-        return message, undo
+        def message(stored: Any, index: int) -> Any:
+            return SetXCom(key=key, value=stored, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=index,
+                           dag_result=dag_result, mapped_length=mapped_length)  # fmt: skip
+
+        _, undo, built = cls._write(key, value, dag_id, task_id, run_id, map_index, message)
+        return built, undo
 
     @classmethod
     def _landed_or_undone(cls, message: Any, exc: BaseException, undo: Any, read: Any) -> bool:
@@ -126,11 +123,16 @@ class PushPath:
         return False
 
     @classmethod
-    def _write(cls, key: Any, value: Any, dag_id: Any, task_id: Any, run_id: Any, map_index: Any) -> tuple[Any, Any]:
-        """Every check, the guard and the object: the one way anything is written. Returns (stored form, undo)."""
+    def _write(cls, key: Any, value: Any, dag_id: Any, task_id: Any, run_id: Any, map_index: Any,
+               message: Callable[[Any, int], Any] | None = None) -> tuple[Any, Any, Any]:  # fmt: skip
+        """Every check, the guard and the object: the one way anything is written.
+
+        Returns (stored form, undo, ``message(stored form, map index)``). Everything that can refuse runs
+        before the guard is taken; whatever fails after it undoes this push's object and guard.
+        """
         config = load()
-        map_index = -1 if map_index is None else map_index
         cls._check_coordinate(dag_id, run_id, task_id, key)
+        map_index = cls._map_index(map_index, task_id, key)
         caller = cls._check_pusher(dag_id, task_id, run_id, map_index, key)
         if key in AIRFLOW_INTERNAL_KEYS:
             cls._check_bookkeeping(caller, key, value)
@@ -138,18 +140,20 @@ class PushPath:
         check_key(key, task_id)
         encoded = codec.encode(value, key=key, task_id=task_id)
         store = open_store(config.path)
+        stored, upload = plan_value(store, config, encoded, dag_id, run_id, task_id, map_index, key)
+        built = None if message is None else message(stored, map_index)
         guard = cls._guard_type(store, dag_id, run_id, task_id, map_index, key)
         if key not in AIRFLOW_INTERNAL_KEYS:  # Airflow rewrites its own bookkeeping keys
             guard.acquire(int(caller.try_number or 0), retry_replaces(dag_id, config), ti_id=str(caller.id),
                           run=run_identity(caller), lease_seconds=config.guard_lease_seconds,
                           row_exists=lambda: row_exists(dag_id, run_id, task_id, map_index, key))  # fmt: skip
         try:
-            stored = store_value(store, config, encoded, dag_id, run_id, task_id, map_index, key)
+            if upload is not None:
+                store.put(*upload)
         except BaseException:
             guard.release()
             raise
-        undo = Undo(store, stored, guard, config.guard_lease_seconds)
-        return stored, undo
+        return stored, Undo(store, stored, guard, config.guard_lease_seconds), built
 
     @classmethod
     def serialize_value(  # type: ignore[override]
@@ -167,7 +171,7 @@ class PushPath:
         Public, so it is a write path like ``set``: the same coordinate, identity
         and scope checks and the push-once guard; the caller writes the row.
         """
-        stored, _ = cls._write(key, value, dag_id, task_id, run_id, map_index)
+        stored, _, _ = cls._write(key, value, dag_id, task_id, run_id, map_index)
         return stored
 
 
@@ -198,16 +202,24 @@ class Undo:
             )
 
 
-def store_value(store: ObjectStore, config: BackendConfig, encoded: codec.Encoded, dag_id: str, run_id: str,
-                task_id: str, map_index: int, key: str) -> Any:  # fmt: skip
+def plan_value(store: ObjectStore, config: BackendConfig, encoded: codec.Encoded, dag_id: str, run_id: str,
+               task_id: str, map_index: int, key: str) -> tuple[Any, tuple[str, bytes] | None]:  # fmt: skip
+    """The stored form, and the object to upload for it (None: inline), known before anything is written."""
     if not config.offloads(encoded.size):
-        return codec.inline(encoded)
+        return codec.inline(encoded), None
     data = codec.compress(encoded.data, config.compression)
     name = codec.object_name(dag_id, run_id, task_id, map_index, key)
     reference = codec.Reference(str(store.location), name, codec.digest(data), encoded.size, config.compression)
-    uri = reference.to_uri()  # checks the length before anything is written
-    store.put(name, data)
-    return uri
+    return reference.to_uri(), (name, data)  # to_uri checks the length
+
+
+def store_value(store: ObjectStore, config: BackendConfig, encoded: codec.Encoded, dag_id: str, run_id: str,
+                task_id: str, map_index: int, key: str) -> Any:  # fmt: skip
+    """Plan and upload at once (no guard, no checks): what the unguarded mutants write with."""
+    stored, upload = plan_value(store, config, encoded, dag_id, run_id, task_id, map_index, key)
+    if upload is not None:
+        store.put(*upload)
+    return stored
 
 
 def get_row(message: Any) -> Any:

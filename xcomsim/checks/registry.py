@@ -267,6 +267,28 @@ def _retry_can_push(obs: Observation) -> list[str]:
     return problems
 
 
+def _refusal_leaves_nothing(obs: Observation) -> list[str]:
+    """A push refused by the backend, with no value stored, must not stop the same try pushing the key again."""
+    obs.need("refusal-leaves-nothing", "history")
+    steps = sorted(obs.history.steps, key=lambda s: s.end)  # type: ignore[union-attr]
+    problems = []
+    for n, step in enumerate(steps):
+        if not (isinstance(step.op, Push) and step.error and step.error_type != "Crash") or _INJECTED in step.error:
+            continue
+        for later in steps[n + 1:]:
+            if later.worker != step.worker or isinstance(later.op, Retry):
+                break
+            if isinstance(later.op, Push) and later.op.key == step.op.key and later.error and (
+                    step.op.key not in obs.stored_values):  # fmt: skip
+                problems.append(
+                    f"{step.worker}'s push of {step.op.key!r} was refused ({step.error_type}), nothing is stored, "
+                    f"and its next push of {step.op.key!r} (step #{later.index}) failed too: {later.error_type}: "
+                    f"{later.error}"
+                )
+                break
+    return problems
+
+
 def _purge_deletes_only_its_own(obs: Observation) -> list[str]:
     obs.need("purge-deletes-only-its-own", "objects", "foreign")
     gone = sorted(n for n in obs.foreign or () if n not in (obs.objects or {}))
@@ -310,6 +332,8 @@ INVARIANTS: dict[str, Invariant] = {
                   _no_dangling_reference),
         Invariant("retry-can-push", "after a crashed or failed push, the task's next try can push the key when "
                   "no value is stored", _retry_can_push),
+        Invariant("refusal-leaves-nothing", "a push the backend refuses leaves nothing behind: the same try can "
+                  "push the key again", _refusal_leaves_nothing),
         Invariant("purge-deletes-only-its-own", "purge and the sweeper never delete an object that is not the "
                   "XCom's own, even when a row holds a forged reference", _purge_deletes_only_its_own),
         Invariant("gc-safe-with-inflight-pushes", "a sweep concurrent with pushes deletes no value whose row lands",

@@ -60,7 +60,7 @@ class TrustedTaskIdXCom(ExclusiveXCom):
     """
 
     @classmethod
-    def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str) -> Any:
+    def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str, **_: Any) -> Any:
         from xcomsim.backend.caller import running_task
 
         return running_task()
