@@ -103,13 +103,6 @@ def normalise_map_index(map_index: Any, task_id: Any = None, key: Any = None) ->
     return int(index)
 
 
-def run_identity(caller: Any) -> str:
-    """Which run of a run_id this is: a run deleted and triggered again under the same id is another run."""
-    dag_run = getattr(getattr(caller, "_ti_context_from_server", None), "dag_run", None)
-    run_after = getattr(dag_run, "run_after", None)
-    return "" if run_after is None else f"{run_after.isoformat()}#{getattr(dag_run, 'clear_number', 0) or 0}"
-
-
 def check_url_part(what: str, part: Any) -> None:
     if not isinstance(part, str) or not part:
         raise XComValueError(f"{what} must be a non-empty string, got {part!r}")

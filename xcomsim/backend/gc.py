@@ -79,8 +79,9 @@ def referenced_names(engine: Engine, store: ObjectStore) -> set[str]:
                 place = StoreLocation.parse(codec.Reference.parse(value).store_path)
             except XComStoreError:
                 continue  # not a reference this backend wrote: it owns nothing
-            if place.same_place(store.location):
-                names.add(codec.object_name(dag_id, run_id, task_id, map_index, key))
+            name = codec.Reference.parse(value).name
+            if place.same_place(store.location) and codec.owned_by(name, dag_id, run_id, task_id, map_index, key):
+                names.add(name)
     return names
 
 
@@ -108,7 +109,7 @@ def sweep(store: ObjectStore | str, engine: Engine | str, *, dry_run: bool = Tru
     for name in sorted(set(values) - referenced):
         modified = values[name].modified
         if modified is None:  # Redis keeps no time: the guard's is the push's
-            modified = guards.get("guards/" + name.removeprefix("values/"), {}).get("created_at")
+            modified = guards.get("guards/" + name.removeprefix("values/").partition(".t")[0], {}).get("created_at")
         (report.orphan_values if modified is not None and now - modified >= grace else report.young).append(name)
     runs = _live_runs(engine)
     report.stale_guards = sorted(n for n, g in guards.items() if (g.get("dag_id"), g.get("run_id")) not in runs)

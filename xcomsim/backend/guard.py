@@ -1,17 +1,44 @@
-"""The push-once guard: one marker object per XCom coordinate, taken atomically before anything is written."""
+"""The push-once guard: one marker object per XCom coordinate, and the fencing of tries by their try number.
+
+A guard records who holds its coordinate: the task instance's try (Airflow's
+try number, which only grows, across retries and clears alike), the run it
+belongs to (a run deleted and triggered again under the same ``run_id`` is
+another run), the run's clear generation, and what that try is pushing. Every
+change is atomic at the store (create-if-absent, compare-and-swap on the
+object's version), so the try number is a fencing token checked where the
+guard is written, and no worker's clock is read.
+
+Who may take a guard someone else holds (the retry rule):
+
+* the same try: never (push-once within a try);
+* a later try of the same run and clear generation (a retry: Airflow started
+  it, so Airflow ended the earlier try, which did not succeed): always, and it
+  replaces the earlier try's value;
+* a later try after a clear: only when nothing is stored, or with the
+  identical value (accepted, nothing rewritten), or with ``retry_replaces``;
+* an earlier try: never; it is fenced off and its late writes are refused;
+* another run of the same run_id: when nothing is stored.
+
+A push marks its guard ``writing`` (with its stored form) right before its row,
+and reads it again after: a try that lost its guard in between restores the
+holder's row and fails (see ``Fence``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from xcomsim.backend import codec
 from xcomsim.backend.config import BackendConfig, load
-from xcomsim.backend.errors import XComOverwriteError
+from xcomsim.backend.errors import XComOverwriteError, XComStoreError
 from xcomsim.backend.policy import policy_for
 from xcomsim.backend.stores import ObjectStore
+
+RECORDED = 4096  # a stored form up to this many characters is kept in the guard, to restore a row from
+_SWAP_ATTEMPTS = 8  # concurrent takeovers of one guard: each lost swap is another try's progress
 
 
 def retry_replaces(dag_id: str, config: BackendConfig | None = None) -> bool:
@@ -23,82 +50,170 @@ def retry_replaces(dag_id: str, config: BackendConfig | None = None) -> bool:
     return (config or load()).retry_replaces
 
 
-class Guard:
-    """The push-once marker of one coordinate: created atomically, never check-then-act.
+@dataclasses.dataclass(frozen=True)
+class Holder:
+    """One try of one task instance, as Airflow identifies it: the fencing token and the run it belongs to."""
 
-    It records the task instance, try and run that took it, and when. A guard
-    whose coordinate has no row and that was left by a try that is over (one that
-    crashed between guard and row, or whose release failed in a store outage; or
-    a deleted run whose ``run_id`` was triggered again) is taken over by
-    compare-and-swap; see ``_may_take_over`` for when a try counts as over.
-    """
+    try_number: int
+    ti_id: str = ""
+    run: str = ""  # the run's run_after: another run of a reused run_id has another
+    clear: int = 0  # the run's clear_number: a clear starts a new generation
+
+    @classmethod
+    def of(cls, caller: Any) -> Holder:
+        dag_run = getattr(getattr(caller, "_ti_context_from_server", None), "dag_run", None)
+        run_after = getattr(dag_run, "run_after", None)
+        return cls(int(caller.try_number or 0), str(getattr(caller, "id", "")),
+                   "" if run_after is None else run_after.isoformat(),
+                   int(getattr(dag_run, "clear_number", 0) or 0))  # fmt: skip
+
+
+TAKE, SAME = "take", "same"  # acquire's outcomes: write the value; the identical value is already stored
+
+
+class Guard:
+    """The push-once marker of one coordinate: created atomically, changed only by compare-and-swap."""
 
     def __init__(self, store: ObjectStore, dag_id: str, run_id: str, task_id: str, map_index: int, key: str):
         self.store = store
         self.coordinate = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, "key": key}
         self.name = codec.object_name(dag_id, run_id, task_id, map_index, key, kind="guards")
         self._previous: tuple[bytes, str] | None = None
+        self._mine: tuple[bytes, str] | None = None  # (body, version) as this push last wrote it
         self._held = False
 
-    def _body(self, try_number: int, ti_id: str, run: str) -> bytes:
-        holder = {"try_number": try_number, "ti_id": ti_id, "run": run, "created_at": time.time()}
-        return json.dumps({**self.coordinate, **holder}).encode()
+    # ------------------------------------------------------------------ bodies
+    def _body(self, holder: Holder, state: str, **what: Any) -> bytes:
+        return json.dumps({**self.coordinate, **dataclasses.asdict(holder), "state": state, **what}).encode()
 
-    def acquire(self, try_number: int, retry_replaces: bool, *, ti_id: str = "", run: str = "",
-                lease_seconds: float = 0.0, row_exists: Callable[[], bool] | None = None) -> None:  # fmt: skip
-        body = self._body(try_number, ti_id, run)
-        if self.store.create(self.name, body):
-            self._held = True
-            return
-        existing = self.store.read(self.name)
-        if existing is None and self.store.create(self.name, body):  # forgotten in between
-            self._held = True
-            return
-        if existing is not None and self._may_take_over(json.loads(existing[0]), try_number, retry_replaces,
-                                                        ti_id, run, lease_seconds, row_exists):  # fmt: skip
+    def _version(self) -> tuple[bytes, str] | None:
+        return self.store.read(self.name)
+
+    def current(self) -> dict[str, Any] | None:
+        found = self._version()
+        return None if found is None else json.loads(found[0])
+
+    # ------------------------------------------------------------------ taking it
+    def acquire(self, holder: Holder, *, digest: str, stored: Any, obj: str | None, replaces: bool,
+                row_exists: Callable[[], bool]) -> tuple[str, dict[str, Any] | None]:  # fmt: skip
+        """Take the guard for ``holder``'s push of a value (``digest``; ``stored`` form; object ``obj``).
+
+        Returns (TAKE, the earlier holder's record or None) when the value is to be written, or
+        (SAME, the earlier record) when an earlier try already stored the identical value.
+        Raises XComOverwriteError when push-once keeps what is there.
+        """
+        recorded = stored if len(json.dumps(stored)) <= RECORDED else None
+        body = self._body(holder, "pushing", digest=digest, object=obj, stored=recorded)
+        for _ in range(_SWAP_ATTEMPTS):
+            if self.store.create(self.name, body):
+                self._mine, self._held = (body, ""), True
+                return TAKE, None
+            existing = self._version()
+            if existing is None:
+                continue  # forgotten in between: create again
+            earlier = json.loads(existing[0])
+            decision = self._decide(earlier, holder, digest, replaces, row_exists)
+            if decision == SAME:  # this try now holds the key, with the earlier try's stored value
+                body = self._body(holder, "writing", digest=digest, object=earlier.get("object"),
+                                  stored=earlier.get("stored"))  # fmt: skip
             if self.store.swap(self.name, existing[1], body):
-                self._previous, self._held = existing, True
-                return
+                self._previous, self._mine, self._held = existing, (body, ""), True
+                return decision, earlier
+        raise XComStoreError(f"guard {self.name}: {_SWAP_ATTEMPTS} takeovers raced this one; try again")
+
+    def _decide(self, earlier: dict[str, Any], me: Holder, digest: str, replaces: bool,
+                row_exists: Callable[[], bool]) -> str:  # fmt: skip
+        """TAKE or SAME, or raise: the retry rule of the module docstring."""
+        before = int(earlier.get("try_number", 0))
+        if earlier.get("state") == "deleted":  # a try's delete of the key (Airflow's clear before a retry)
+            if before <= me.try_number:
+                return TAKE
+            self._refuse(f"try {before} of the task instance deleted it; this try ({me.try_number}) is over")
+        other_run = bool(me.run and earlier.get("run") and earlier["run"] != me.run)
+        if other_run:  # the run was deleted and triggered again under its run_id: its rows went with it
+            if not row_exists():
+                return TAKE
+            self._refuse("it was pushed in this run")
+        if before > me.try_number:
+            self._refuse(f"try {before} of the task instance holds it: this try ({me.try_number}) is over in "
+                         "Airflow's view and is fenced off", fenced=True)  # fmt: skip
+        if before == me.try_number:
+            self._refuse("this try already pushed it")
+        if not row_exists():
+            return TAKE  # an earlier try that crashed between guard and row, was undone, or is still pushing
+        if earlier.get("digest") == digest:
+            return SAME
+        if replaces or int(earlier.get("clear", 0)) == me.clear:
+            return TAKE  # a retry of the try that pushed it (that try failed), or retry_replaces
+        self._refuse(f"try {before} pushed it before the task instance was cleared; push-once keeps that value "
+                     "(the identical value is accepted)", hint=True)  # fmt: skip
+
+    def _refuse(self, why: str, fenced: bool = False, hint: bool = False) -> None:
         c = self.coordinate
         where = f"map_index {c['map_index']} " if c["map_index"] >= 0 else ""
-        raise XComOverwriteError(
-            f"XCom key {c['key']!r} of DAG {c['dag_id']!r}, task {c['task_id']!r} {where}in run "
-            f"{c['run_id']!r} was already pushed; push-once keeps the first value"
-            + ("" if retry_replaces else " (an XComPolicy with retry_replaces=True lets a later try replace it)")
-        )
+        text = (f"XCom key {c['key']!r} of DAG {c['dag_id']!r}, task {c['task_id']!r} {where}in run "
+                f"{c['run_id']!r} was already pushed: {why}")  # fmt: skip
+        if hint:
+            text += " (an XComPolicy with retry_replaces=True lets a later try replace it)"
+        raise (XComStoreError if fenced else XComOverwriteError)(text)
 
-    @staticmethod
-    def _may_take_over(earlier: dict[str, Any], try_number: int, retry_replaces: bool, ti_id: str, run: str,
-                       lease_seconds: float, row_exists: Callable[[], bool] | None) -> bool:  # fmt: skip
-        """Whether a guard someone else holds belongs to a try that is over and left no row.
+    # ------------------------------------------------------------------ holding it
+    def fence(self) -> None:
+        """Right before the row: still ours? Mark it ``writing`` by compare-and-swap; raise if it was taken."""
+        found = self._version()
+        if found is None or self._mine is None or json.loads(found[0]) != json.loads(self._mine[0]):
+            raise XComStoreError(self._lost(found))
+        body = json.loads(found[0])
+        if body.get("state") == "writing":
+            self._mine = found
+            return
+        marked = json.dumps({**body, "state": "writing"}).encode()
+        if not self.store.swap(self.name, found[1], marked):
+            raise XComStoreError(self._lost(self._version()))
+        self._mine = (marked, "")
 
-        Never the same try (a push of it may be in flight). Another run of the
-        same run_id (deleted and triggered again): at once. An earlier try of this
-        run: once the guard is older than the lease, since until then that try may
-        still be pushing (a zombie); a push that outlives the lease undoes itself.
+    def still_mine(self) -> dict[str, Any] | None:
+        """After the row: None if this push still holds the guard, else the holder's record (or {} if none)."""
+        found = self._version()
+        if found is not None and self._mine is not None and json.loads(found[0]) == json.loads(self._mine[0]):
+            return None
+        return {} if found is None else json.loads(found[0])
+
+    def _lost(self, found: tuple[bytes, str] | None) -> str:
+        holder = json.loads(found[0]) if found else {}
+        who = f"try {holder.get('try_number')}" if holder else "nobody (deleted)"
+        return (f"push of XCom {self.coordinate['key']!r} lost its push-once guard to {who} of the task instance "
+                "before its row was written: this try is over in Airflow's view; nothing of it is kept")
+
+    def forget(self, holder: Holder) -> None:
+        """A try deleted its XCom (Airflow's clear before a retry, with retry_replaces): leave a tombstone.
+
+        A tombstone, not a delete: an earlier try still running (a zombie) must not
+        find the coordinate free and push after the delete.
         """
-        earlier_try = earlier.get("try_number", 0)
-        if (earlier.get("ti_id", ""), earlier_try) == (ti_id, try_number):
-            return False
-        if retry_replaces and earlier_try < try_number:
-            return True
-        other_run = bool(run and earlier.get("run") and earlier["run"] != run)
-        aged = time.time() - float(earlier.get("created_at", 0)) >= lease_seconds
-        return (other_run or aged) and row_exists is not None and not row_exists()
-
-    def forget(self) -> None:
-        """Remove the guard of a deleted XCom (only when a later try may replace it anyway)."""
-        self.store.delete(self.name)
+        for _ in range(_SWAP_ATTEMPTS):
+            found = self._version()
+            if found is None:
+                if self.store.create(self.name, self._body(holder, "deleted")):
+                    return
+                continue
+            if int(json.loads(found[0]).get("try_number", 0)) > holder.try_number:
+                return  # a later try holds it: not this try's to delete
+            if self.store.swap(self.name, found[1], self._body(holder, "deleted")):
+                return
 
     def release(self) -> None:
-        """Undo ``acquire`` after a failed write, so nothing is left half-done."""
+        """Undo ``acquire`` after a failed write, so nothing is left half-done (only while it is still ours)."""
         if not self._held:
             return
+        self._held = False
+        found = self._version()
+        if found is None or self._mine is None or json.loads(found[0]) != json.loads(self._mine[0]):
+            return  # taken by a later try meanwhile: theirs now
         if self._previous is None:
             self.store.delete(self.name)
         else:
-            self.store.put(self.name, self._previous[0])
-        self._held = False
+            self.store.swap(self.name, found[1], self._previous[0])
 
 
 def row_exists(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> bool:

@@ -129,7 +129,7 @@ def fetch(uri: str, source: Source | None) -> bytes:
     if source is None:
         owned = ref.name.startswith("values/")
     elif source.exact is not None:
-        owned = ref.name == codec.object_name(source.dag_id, source.exact[0], source.task_id, source.exact[1], source.key)
+        owned = codec.owned_by(ref.name, source.dag_id, source.exact[0], source.task_id, source.exact[1], source.key)
     else:
         owned = ref.name.startswith(codec.source_folder(source.dag_id, source.task_id, source.key))
     if not owned:

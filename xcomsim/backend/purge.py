@@ -9,9 +9,10 @@ from typing import Any
 from xcomsim.backend import codec
 from xcomsim.backend.caller import extra_link_keys
 from xcomsim.backend.config import load
-from xcomsim.backend.guard import Guard, retry_replaces
+from xcomsim.backend.errors import XComStoreError
+from xcomsim.backend.guard import Guard, Holder, retry_replaces
 from xcomsim.backend.policy import AIRFLOW_INTERNAL_KEYS
-from xcomsim.backend.stores import open_store
+from xcomsim.backend.stores import StoreLocation, open_store
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Purge:
         from airflow.sdk.execution_time.comms import DeleteXCom
         from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
-        index = cls._check_deleter(key, task_id, dag_id, run_id, map_index)
+        index, caller = cls._check_deleter(key, task_id, dag_id, run_id, map_index)
         if not cls._retry_replaces_for(dag_id, key):
             log.info("push-once: keeping XCom %r of %s.%s for run %s", key, dag_id, task_id, run_id)
             return
@@ -61,18 +62,20 @@ class Purge:
         # The row goes first: if deleting the object fails after it, an orphan is left for gc, never a dangling row.
         SUPERVISOR_COMMS.send(DeleteXCom(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=index))
         cls.purge(Row(dag_id, run_id, task_id, index, key, row.value))
-        if key not in AIRFLOW_INTERNAL_KEYS:  # a later try may write it afresh: leave nothing of it
-            Guard(open_store(load().path), dag_id, run_id, task_id, index, key).forget()
+        if key not in AIRFLOW_INTERNAL_KEYS and caller is not None:  # this try may write it afresh; earlier ones not
+            Guard(open_store(load().path), dag_id, run_id, task_id, index, key).forget(Holder.of(caller))
 
     @classmethod
-    def _check_deleter(cls, key: Any, task_id: Any, dag_id: Any, run_id: Any, map_index: Any) -> int:
-        """The checks ``set`` makes, for a delete: coordinate, map index, caller, push-scope. Returns the map index."""
+    def _check_deleter(cls, key: Any, task_id: Any, dag_id: Any, run_id: Any, map_index: Any) -> tuple[int, Any]:
+        """The checks ``set`` makes, for a delete: coordinate, map index, caller, push-scope.
+
+        Returns (the map index, the caller)."""
         cls._check_coordinate(dag_id, run_id, task_id, key)
         index = cls._map_index(map_index, task_id, key)
         caller = cls._check_pusher(dag_id, task_id, run_id, index, key, verb="delete")
         if not airflow_key(caller, key):
             cls._check_push_scope(load(), dag_id, task_id, key)
-        return index
+        return index, caller
 
     @staticmethod
     def _retry_replaces_for(dag_id: str, key: str) -> bool:
@@ -81,12 +84,13 @@ class Purge:
 
     @classmethod
     def purge(cls, xcom: Any, *args: Any) -> None:
-        """Delete the offloaded object of a row being deleted: its own object, at its fixed name.
+        """Delete the offloaded object of a row being deleted: only ever one of its coordinate's own objects.
 
         Public, so checked like ``delete``: the row's coordinate must be the
-        running task instance's own. The name comes from the row's coordinate,
-        never from the reference it holds (a forged reference must not make a
-        retry delete someone else's object). Given a row without its coordinate
+        running task instance's own. The object is the one the row names only if
+        that is one of the coordinate's own names (a try's object, or the fixed
+        name of earlier versions); a forged reference must not make a retry delete
+        someone else's object, so then the fixed name is deleted. Given a row without its coordinate
         (Airflow's ``XComResult`` carries only key and value), nothing is deleted:
         ``xcomsim gc`` collects what is left. The push-once guard stays: a cleared
         task pushing again is an overwrite unless its policy sets ``retry_replaces``.
@@ -101,7 +105,14 @@ class Purge:
         cls._check_coordinate(dag_id, run_id, task_id, key)
         index = cls._map_index(map_index, task_id, key)
         cls._check_pusher(dag_id, task_id, run_id, index, key, verb="purge")
-        open_store(load().path).delete(codec.object_name(dag_id, run_id, task_id, index, key))
+        store = open_store(load().path)
+        try:
+            named = codec.Reference.parse(xcom.value)
+            own = StoreLocation.parse(named.store_path).same_place(store.location) and codec.owned_by(
+                named.name, dag_id, run_id, task_id, index, key)  # fmt: skip
+        except XComStoreError:
+            own = False
+        store.delete(named.name if own else codec.object_name(dag_id, run_id, task_id, index, key))
 
 
 def airflow_key(caller: Any, key: str) -> bool:

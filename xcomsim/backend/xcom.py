@@ -35,6 +35,4 @@ class ExclusiveXCom(PushPath, PullPath, Purge, CallerChecks, BaseXCom):
         "claim_store": "xcomsim.backend.claims:open_claim_store",
         "config": {"xcomsim.retry_replaces": "true"},
         "push_once": True,
-        # A crashed try's guard holds its key for this lease (a zombie try may still be pushing).
-        "retry_lease": ({"xcomsim.guard_lease_seconds": 3}, 3),
     }

@@ -30,9 +30,11 @@ class UncheckedDeleteXCom(ExclusiveXCom):
         return None
 
     @classmethod
-    def _check_deleter(cls, key: Any, task_id: Any, dag_id: Any, run_id: Any, map_index: Any) -> int:
+    def _check_deleter(cls, key: Any, task_id: Any, dag_id: Any, run_id: Any, map_index: Any) -> tuple[int, Any]:
+        from xcomsim.backend.caller import running_task
+
         cls._check_coordinate(dag_id, run_id, task_id, key)
-        return -1 if map_index is None else map_index
+        return (-1 if map_index is None else map_index), running_task()
 
 
 class LooseMapIndexXCom(ExclusiveXCom):

@@ -14,6 +14,7 @@ from xcomsim.backend import codec
 from xcomsim.backend.claims import SqlClaimStore
 from xcomsim.backend.stores import open_store
 from xcomsim.backend.guard import Guard
+from xcomsim.mutants.fencing import WallClockGuard
 from xcomsim.backend.xcom import ExclusiveXCom
 
 
@@ -107,12 +108,16 @@ class UnguardedSerializeXCom(ExclusiveXCom):
         from xcomsim.backend.config import load
         from xcomsim.backend.push import store_value
 
+        from xcomsim.backend.caller import running_task
+
         config = load()
         encoded = codec.encode(value, key=key or "", task_id=task_id or "")
         if not config.offloads(encoded.size):
             return codec.inline(encoded)
+        caller = running_task()  # the object a push of this try writes: its own try's
         return store_value(open_store(config.path), config, encoded, dag_id or "", run_id or "", task_id or "",
-                            -1 if map_index is None else map_index, key or "")  # fmt: skip
+                            -1 if map_index is None else map_index, key or "",
+                            attempt=getattr(caller, "try_number", None))  # fmt: skip
 
 
 class UndoAfterCommitXCom(ExclusiveXCom):
@@ -128,11 +133,11 @@ class UndoAfterCommitXCom(ExclusiveXCom):
         return False
 
 
-class _TryBlindGuard(Guard):
+class _TryBlindGuard(WallClockGuard):
     """The guard as it was: whoever holds it, with or without a row, a later try is refused."""
 
-    def acquire(self, try_number: int, retry_replaces: bool, **_: Any) -> None:
-        super().acquire(try_number, retry_replaces, ti_id="", run="", lease_seconds=float("inf"))
+    take_over = False
+    lease_seconds = 0.0
 
 
 class StaleGuardXCom(ExclusiveXCom):
