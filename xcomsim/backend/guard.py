@@ -103,7 +103,8 @@ class Guard:
         Raises XComOverwriteError when push-once keeps what is there.
         """
         recorded = stored if len(json.dumps(stored)) <= RECORDED else None
-        body = self._body(holder, "pushing", digest=digest, object=obj, stored=recorded)
+        stamp = {"stamped_at": self.store.now()} if not self.store.keeps_times else {}  # its clock, for gc's ages
+        body = self._body(holder, "pushing", digest=digest, object=obj, stored=recorded, **stamp)
         for _ in range(_SWAP_ATTEMPTS):
             if self.store.create(self.name, body):
                 self._mine, self._held = (body, ""), True

@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from xcomsim.backend import codec
 from xcomsim.backend.claims import SqlClaimStore
-from xcomsim.backend.errors import XComOverwriteError, XComStoreError
+from xcomsim.backend.errors import XComStoreError
 from xcomsim.backend.guard import TAKE, Guard, Holder
 from xcomsim.backend.xcom import ExclusiveXCom
 
@@ -138,9 +137,60 @@ class WorkerClockClaimsXCom(ExclusiveXCom):
                         "claim_store": "xcomsim.mutants.fencing:worker_clock_claim_store"}  # fmt: skip
 
 
+def _sweep_without_recheck(store: Any, engine: Any, dry_run: bool, grace_seconds: float | None) -> Any:
+    """The sweep as it was: every name under the prefix, guards' run verdicts never re-checked, plain deletes."""
+    from sqlalchemy import create_engine
+
+    from xcomsim.backend.config import load
+    from xcomsim.backend.gc import SweepReport, _live_runs, referenced_names
+    from xcomsim.backend.stores import open_store
+
+    store = open_store(store) if isinstance(store, str) else store
+    engine = create_engine(engine) if isinstance(engine, str) else engine
+    grace = load().gc_grace_seconds if grace_seconds is None else grace_seconds
+    values = {o.name: o for o in store.listing("values/")}
+    guards = {}
+    for name in store.names("guards/"):
+        found = store.read(name)
+        try:
+            guards[name] = json.loads(found[0]) if found else {}
+        except ValueError:
+            guards[name] = {}
+    referenced = referenced_names(engine, store)
+    report = SweepReport(str(store.location), dry_run, referenced=len(referenced & set(values)))
+    now = time.time()
+    for name in sorted(set(values) - referenced):
+        modified = values[name].modified
+        (report.orphan_values if modified is not None and now - modified >= grace else report.young).append(name)
+    runs = _live_runs(engine)
+    report.stale_guards = sorted(n for n, g in guards.items() if (g.get("dag_id"), g.get("run_id")) not in runs)
+    if not dry_run:
+        fresh = referenced_names(engine, store)
+        kept = [n for n in report.orphan_values if n in fresh or store.version(n) != values[n].version]
+        report.orphan_values = [n for n in report.orphan_values if n not in kept]
+        for name in report.orphan_values + report.stale_guards:
+            store.delete(name)
+    return report
+
+
+class UncheckedSweepXCom(ExclusiveXCom):
+    """``xcomsim gc`` judged guards once and deleted any name under its prefix.
+
+    A run deleted and triggered again under the same ``run_id`` while gc runs
+    loses its fresh guard (the "run no longer exists" verdict is not re-checked
+    before the delete), so the same try can push its key twice; and a
+    ``README.txt`` or ``ledger.csv`` under the prefix is deleted as an orphan.
+    """
+
+    @classmethod
+    def sweep(cls, store: Any, engine: Any, *, dry_run: bool = True, grace_seconds: float | None = None) -> Any:
+        return _sweep_without_recheck(store, engine, dry_run, grace_seconds)
+
+
 FENCING: dict[str, str] = {
     "xcomsim.mutants.fencing.WallClockGuardXCom": "fenced-tries",
     "xcomsim.mutants.fencing.WorkerClockClaimsXCom": "exactly-one-claim-winner",
+    "xcomsim.mutants.fencing.UncheckedSweepXCom": "gc-safe-with-inflight-pushes",
 }
 
 
