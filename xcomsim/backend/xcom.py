@@ -28,11 +28,14 @@ class ExclusiveXCom(PushPath, PullPath, Purge, CallerChecks, BaseXCom):
     """See the module docstring; every refusal raises before anything is written."""
 
     # What it claims, for the conformance kit (xcomsim.conformance.capabilities). Reruns in the
-    # kit push again, so its runs use the documented escape from push-once across tries.
+    # kit push again, so its runs use the documented escape from push-once across tries (the kit's
+    # push-once and retry tests make their own strict policies).
     xcomsim_contract = {
         "offload": ({"xcomsim.xcom_objectstorage_threshold": 1000}, 1000),
         "scoping": "xcomsim-policy",
         "claim_store": "xcomsim.backend.claims:open_claim_store",
         "config": {"xcomsim.retry_replaces": "true"},
         "push_once": True,
+        # The retry rule (xcomsim.backend.guard): a retry replaces the value of the try it retries.
+        "retry_replaces_failed_try": True,
     }

@@ -35,6 +35,8 @@ CATALOGUE: dict[str, str] = {
     "xcomsim.mutants.callers.UncheckedDeleteXCom": "push-scope",
     "xcomsim.mutants.callers.LooseMapIndexXCom": "push-once",
     "xcomsim.mutants.callers.GuardLeftOnRefusalXCom": "refusal-leaves-nothing",
+    "xcomsim.mutants.fencing.WallClockGuardXCom": "fenced-tries",
+    "xcomsim.mutants.fencing.WorkerClockClaimsXCom": "exactly-one-claim-winner",
 }
 
 #: Former holes of the reference that the kit does not yet catch: its tests never change the store's
@@ -45,6 +47,9 @@ NOT_YET_BY_THE_KIT = {
     # the kit's task instances run without Airflow's task runner, whose frames a callback's copy hides behind;
     # tests/test_backend_callers.py catches it through a real DAG run
     "xcomsim.mutants.callers.CopiedIdentityXCom",
+    # the kit's races never delete a run and trigger it again under its run_id while a sweep lists;
+    # tests/test_backend_fencing.py catches it through real DAG runs
+    "xcomsim.mutants.fencing.UncheckedSweepXCom",
 }
 
 def contract_module(mutants: dict[str, str] | None = None) -> str:
