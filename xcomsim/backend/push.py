@@ -52,15 +52,20 @@ class PushPath:
         from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
         message, push = cls._prepare_push(key, value, dag_id, task_id, run_id, map_index, dag_result, _mapped_length)
+        cls._complete_push(message, push, SUPERVISOR_COMMS.send)
+
+    @classmethod
+    def _complete_push(cls, message: Any, push: Pending, send: Callable[[Any], Any]) -> None:
+        """The second half of a push, after its guard and object: fence, row, settle."""
         if message is None:
             return  # the identical value is stored already
         push.fence()
         try:
-            SUPERVISOR_COMMS.send(message)
+            send(message)
         except BaseException as exc:
-            if not cls._landed_or_undone(message, exc, push, SUPERVISOR_COMMS.send):
+            if not cls._landed_or_undone(message, exc, push, send):
                 raise
-        push.settle(message, SUPERVISOR_COMMS.send)
+        push.settle(message, send)
 
     @classmethod
     async def aset(  # type: ignore[override]

@@ -37,6 +37,7 @@ CATALOGUE: dict[str, str] = {
     "xcomsim.mutants.callers.GuardLeftOnRefusalXCom": "refusal-leaves-nothing",
     "xcomsim.mutants.fencing.WallClockGuardXCom": "fenced-tries",
     "xcomsim.mutants.fencing.WorkerClockClaimsXCom": "exactly-one-claim-winner",
+    "xcomsim.mutants.fencing.StrictAcrossTriesXCom": "retry-can-push",
 }
 
 #: Former holes of the reference that the kit does not yet catch: its tests never change the store's

@@ -137,6 +137,29 @@ class WorkerClockClaimsXCom(ExclusiveXCom):
                         "claim_store": "xcomsim.mutants.fencing:worker_clock_claim_store"}  # fmt: skip
 
 
+class StrictAcrossTriesGuard(Guard):
+    """The retry rule as it was: once a value is stored, no later try may push the key (without retry_replaces)."""
+
+    def _decide(self, earlier: dict[str, Any], me: Holder, digest: str, replaces: bool,
+                row_exists: Callable[[], bool]) -> str:  # fmt: skip
+        if int(earlier.get("try_number", 0)) < me.try_number and not replaces and row_exists():
+            self._refuse("push-once keeps the first value", hint=True)
+        return super()._decide(earlier, me, digest, replaces, row_exists)
+
+
+class StrictAcrossTriesXCom(ExclusiveXCom):
+    """Push-once held across tries: a try killed after its push committed leaves a value no retry may replace.
+
+    On a Celery deployment a task killed right after its push never succeeds
+    again: every retry gets ``XComOverwriteError`` and the DAG run fails, even
+    when the retry would push the very same value.
+    """
+
+    @classmethod
+    def _guard_type(cls, *args: Any) -> Guard:
+        return StrictAcrossTriesGuard(*args)
+
+
 def _sweep_without_recheck(store: Any, engine: Any, dry_run: bool, grace_seconds: float | None) -> Any:
     """The sweep as it was: every name under the prefix, guards' run verdicts never re-checked, plain deletes."""
     from sqlalchemy import create_engine
@@ -191,6 +214,7 @@ FENCING: dict[str, str] = {
     "xcomsim.mutants.fencing.WallClockGuardXCom": "fenced-tries",
     "xcomsim.mutants.fencing.WorkerClockClaimsXCom": "exactly-one-claim-winner",
     "xcomsim.mutants.fencing.UncheckedSweepXCom": "gc-safe-with-inflight-pushes",
+    "xcomsim.mutants.fencing.StrictAcrossTriesXCom": "retry-can-push",
 }
 
 
