@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from xcomsim.mutants.catalogue import CATALOGUE, NOT_YET_BY_THE_KIT, contract_module, selection, verdicts
+from xcomsim.mutants.airflow_keys import AIRFLOW_KEYS
 from xcomsim.mutants.callers import CALLERS
 from xcomsim.mutants.fencing import FENCING
 from xcomsim.mutants.hardening import HARDENING
@@ -37,5 +38,5 @@ def test_the_selection_keeps_only_each_mutants_own_invariant():
 
 
 def test_every_former_hole_of_the_reference_is_in_the_catalogue_or_named_as_not_yet_caught():
-    for path, guarantee in {**HARDENING, **CALLERS, **FENCING}.items():
+    for path, guarantee in {**HARDENING, **CALLERS, **FENCING, **AIRFLOW_KEYS}.items():
         assert (CATALOGUE.get(path) == guarantee) != (path in NOT_YET_BY_THE_KIT), path

@@ -15,7 +15,7 @@ from typing import Any
 
 from xcomsim.backend.config import BackendConfig, Undeclared, load
 from xcomsim.backend.errors import XComScopeError, XComValueError
-from xcomsim.backend.policy import policy_for
+from xcomsim.backend.policy import AIRFLOW_INTERNAL_KEYS, LINK_PREFIX, extra_link_keys, policy_for
 
 MAX_KEY_LEN = 512  # the xcom.key column
 _TASK_RUNNER = "airflow.sdk.execution_time.task_runner"
@@ -127,10 +127,20 @@ def check_key(key: str, task_id: str) -> None:
         )
 
 
-def extra_link_keys(task: Any) -> frozenset[str]:
-    """The XCom keys Airflow's ``finalize`` writes for the task's operator extra links (``_link_<Class>``)."""
-    links = getattr(task, "operator_extra_links", None) or ()
-    return frozenset(key for link in links if isinstance(key := getattr(link, "xcom_key", None), str))
+MAX_LINK_LEN = 4096  # a link Airflow stores inline
+
+
+def airflow_key(caller: Any, key: str) -> bool:
+    """Whether ``key`` is Airflow's own bookkeeping for this task: branching's, or one of its extra links'."""
+    return key in AIRFLOW_INTERNAL_KEYS or key in extra_link_keys(getattr(caller, "task", None))
+
+
+def _source_link_key(caller: Any, dag_id: str, task_id: str, key: str) -> bool:
+    """Whether ``key`` is an extra link's key of the source task, in the caller's own DAG: a link, readable."""
+    dag = getattr(getattr(caller, "task", None), "dag", None)
+    if dag is None or dag_id != caller.dag_id or task_id not in getattr(dag, "task_dict", {}):
+        return False
+    return key in extra_link_keys(dag.task_dict[task_id])
 
 
 def _skip_mixins() -> tuple[type, ...]:
@@ -221,7 +231,8 @@ class CallerChecks:
         except XComScopeError as exc:  # the caller is unknowable: name what was asked for
             raise XComScopeError(f"{exc} [caller unknown; source task {task_id!r} of DAG {dag_id!r}; key {key!r}]") from None
         if caller is None:
-            return  # not task code: the harness, a script, a test reading results
+            cls._check_pull_outside_tasks(dag_id, task_id, key)
+            return
         policy = policy_for(caller.dag_id)
         if policy is None:
             if load().undeclared_dags is Undeclared.DENY:
@@ -230,7 +241,7 @@ class CallerChecks:
                     f"[xcomsim] undeclared_dags=deny (caller {caller.task_id!r}, source {task_id!r}, key {key!r})"
                 )
             return
-        if not policy.may_pull(caller.task_id, dag_id, task_id, key):
+        if not policy.may_pull(caller.task_id, dag_id, task_id, key) and not _source_link_key(caller, dag_id, task_id, key):
             source = task_id if dag_id == caller.dag_id else f"{dag_id}/{task_id}"
             raise XComScopeError(
                 f"XCom pull refused: in DAG {caller.dag_id!r}, task {caller.task_id!r} may not pull "
@@ -238,14 +249,54 @@ class CallerChecks:
             )
 
     @classmethod
-    def _check_bookkeeping(cls, caller: Any, key: str, value: Any) -> None:
-        """``skipmixin_key`` skips push-scope and the guard, so only what Airflow's branching writes is let in.
+    def _airflow_key(cls, caller: Any, key: str) -> bool:
+        """Whether ``key`` is Airflow's own bookkeeping for the caller's task (see ``airflow_key``)."""
+        return airflow_key(caller, key)
 
-        That is a task whose operator is a ``SkipMixin`` (branch and short-circuit
-        operators) pushing ``{"skipped": [task ids]}`` or ``{"followed": [task ids]}``
-        naming tasks of its own DAG.
+    @classmethod
+    def _check_pull_outside_tasks(cls, dag_id: str, task_id: str, key: str) -> None:
+        """A pull with no running task instance: a DAG-level callback (the DAG processor runs it), a trigger
+        (the triggerer), code a DAG file runs while parsed, or a script. A policy grants pulls to tasks, and
+        this is none: refused from a DAG that declares one, and under ``undeclared_dags=deny`` from any."""
+        if policy_for(dag_id) is not None:
+            raise XComScopeError(
+                f"XCom pull refused: no running task instance is pulling key {key!r} from task {task_id!r} of DAG "
+                f"{dag_id!r} (a DAG-level callback, a trigger, or code run while a DAG file is parsed): that DAG's "
+                "policy grants pulls to its tasks only"
+            )
+        if load().undeclared_dags is Undeclared.DENY:
+            raise XComScopeError(
+                f"XCom pull refused: no running task instance is pulling key {key!r} from task {task_id!r} of DAG "
+                f"{dag_id!r}, which declares no XCom policy, and [xcomsim] undeclared_dags=deny"
+            )
+
+    @classmethod
+    def _check_bookkeeping(cls, caller: Any, key: str, value: Any) -> None:
+        """Airflow's own keys skip push-scope and the guard, so only what Airflow writes under them is let in.
+
+        ``skipmixin_key``: a task whose operator is a ``SkipMixin`` (branch and
+        short-circuit operators) pushing ``{"skipped": [task ids]}`` or
+        ``{"followed": [task ids]}`` naming tasks of its own DAG. An extra link's
+        key (``_link_<Class>``, or whatever ``xcom_key`` the operator's link names):
+        a link, a string; Airflow's ``finalize`` writes the link there inline past
+        the backend, so a value pushed under it would be replaced.
         """
         task = getattr(caller, "task", None)
+        if key in extra_link_keys(task) and key not in AIRFLOW_INTERNAL_KEYS:
+            if not key.startswith(LINK_PREFIX):
+                raise XComScopeError(
+                    f"XCom push refused: key {key!r} of task {caller.task_id!r} is the xcom_key of an extra link of "
+                    f"its operator ({type(task).__name__}): Airflow's finalize writes the link there past the "
+                    "backend and would replace the value; push the value under another key"
+                )
+            if not isinstance(value, str) or len(value) > MAX_LINK_LEN:
+                raise XComScopeError(
+                    f"XCom push refused: key {key!r} is the xcom_key of an extra link of task {caller.task_id!r} "
+                    f"({type(task).__name__}): Airflow's finalize writes the link there, so only a link (a string "
+                    f"of at most {MAX_LINK_LEN} chars) goes under it, got {type(value).__name__}; push the value "
+                    "under another key"
+                )
+            return
         dag_tasks = set(getattr(getattr(task, "dag", None), "task_ids", ()))
         shape_ok = (
             isinstance(value, dict)

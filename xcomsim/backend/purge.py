@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from xcomsim.backend import codec
-from xcomsim.backend.caller import extra_link_keys
+from xcomsim.backend.caller import airflow_key
 from xcomsim.backend.config import load
 from xcomsim.backend.errors import XComStoreError
 from xcomsim.backend.guard import Guard, Holder, retry_replaces
@@ -73,7 +73,7 @@ class Purge:
         cls._check_coordinate(dag_id, run_id, task_id, key)
         index = cls._map_index(map_index, task_id, key)
         caller = cls._check_pusher(dag_id, task_id, run_id, index, key, verb="delete")
-        if not airflow_key(caller, key):
+        if not cls._airflow_key(caller, key):
             cls._check_push_scope(load(), dag_id, task_id, key)
         return index, caller
 
@@ -114,7 +114,3 @@ class Purge:
             own = False
         store.delete(named.name if own else codec.object_name(dag_id, run_id, task_id, index, key))
 
-
-def airflow_key(caller: Any, key: str) -> bool:
-    """Whether ``key`` is Airflow's own bookkeeping for this task: branching's, or one of its extra links'."""
-    return key in AIRFLOW_INTERNAL_KEYS or key in extra_link_keys(getattr(caller, "task", None))

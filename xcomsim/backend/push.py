@@ -18,7 +18,6 @@ from xcomsim.backend.caller import check_key
 from xcomsim.backend.config import BackendConfig, load
 from xcomsim.backend.errors import XComStoreError
 from xcomsim.backend.guard import SAME, Guard, Holder, retry_replaces, row_exists
-from xcomsim.backend.policy import AIRFLOW_INTERNAL_KEYS
 from xcomsim.backend.stores import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
@@ -147,19 +146,21 @@ class PushPath:
         cls._check_coordinate(dag_id, run_id, task_id, key)
         map_index = cls._map_index(map_index, task_id, key)
         caller = cls._check_pusher(dag_id, task_id, run_id, map_index, key)
-        if key in AIRFLOW_INTERNAL_KEYS:
+        bookkeeping = cls._airflow_key(caller, key)
+        if bookkeeping:  # Airflow's own: checked for its shape, never scoped, never guarded (Airflow rewrites it)
             cls._check_bookkeeping(caller, key, value)
-        cls._check_push_scope(config, dag_id, task_id, key)
+        else:
+            cls._check_push_scope(config, dag_id, task_id, key)
         check_key(key, task_id)
         encoded = codec.encode(value, key=key, task_id=task_id)
         store = open_store(config.path)
         holder = Holder.of(caller)
         stored, upload = plan_value(store, config, encoded, dag_id, run_id, task_id, map_index, key,
-                                    attempt=cls._object_attempt(holder))  # fmt: skip
+                                    attempt=cls._object_attempt(holder), inline=bookkeeping)  # fmt: skip
         built = None if message is None else message(stored, map_index)
         guard = cls._guard_type(store, dag_id, run_id, task_id, map_index, key)
         push = Pending(store, stored, guard, None if upload is None else upload[0])
-        if key in AIRFLOW_INTERNAL_KEYS:  # Airflow rewrites its own bookkeeping keys: no guard
+        if bookkeeping:
             push.guarded = False
         else:
             outcome, earlier = guard.acquire(
@@ -276,13 +277,14 @@ class Pending:
 
 
 def plan_value(store: ObjectStore, config: BackendConfig, encoded: codec.Encoded, dag_id: str, run_id: str,
-               task_id: str, map_index: int, key: str,
-               attempt: int | None = None) -> tuple[Any, tuple[str, bytes] | None]:  # fmt: skip
+               task_id: str, map_index: int, key: str, attempt: int | None = None,
+               inline: bool = False) -> tuple[Any, tuple[str, bytes] | None]:  # fmt: skip
     """The stored form, and the object to upload for it (None: inline), known before anything is written.
 
-    ``attempt``: the try number, so each try of a task instance writes an object of its own.
+    ``attempt``: the try number, so each try of a task instance writes an object of its own. ``inline``:
+    never offloaded (Airflow's own keys, which it rewrites inline, past the backend).
     """
-    if not config.offloads(encoded.size):
+    if inline or not config.offloads(encoded.size):
         return codec.inline(encoded), None
     data = codec.compress(encoded.data, config.compression)
     name = codec.object_name(dag_id, run_id, task_id, map_index, key, attempt=attempt)
