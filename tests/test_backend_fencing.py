@@ -158,7 +158,7 @@ def test_an_upload_slower_than_the_lease_is_undone_not_stored(xcomsim_env, hole)
     if hole:  # the zombie's row landed over the retry's committed value (whose object it also shares)
         assert outcome == "row written" and stored != "retry:" + SECRET
     else:
-        assert (outcome, stored) == ("XComStoreError", "retry:" + SECRET)
+        assert (outcome, stored) == ("XComFencedError", "retry:" + SECRET)
 
 
 @against("WallClockGuardXCom", config=OFFLOAD)
@@ -170,7 +170,7 @@ def test_a_try_on_a_host_ten_minutes_behind_is_not_overwritten_by_nor_overwrites
     if hole:
         assert outcome == "row written" and stored != "retry:" + SECRET
     else:
-        assert (outcome, stored) == ("XComStoreError", "retry:" + SECRET)
+        assert (outcome, stored) == ("XComFencedError", "retry:" + SECRET)
 
 
 @against("WallClockGuardXCom", config=OFFLOAD)
@@ -183,7 +183,7 @@ def test_with_retry_replaces_a_try_in_flight_and_its_retry_never_share_an_object
     if hole:
         assert "no longer holds the bytes" in stored  # the zombie's row names the object the retry rewrote
     else:
-        assert (outcome, stored) == ("XComStoreError", "retry:" + SECRET)
+        assert (outcome, stored) == ("XComFencedError", "retry:" + SECRET)
 
 
 # ------------------------------------------------------------------ crash, then the retry after retry_delay

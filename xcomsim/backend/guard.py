@@ -19,9 +19,9 @@ Who may take a guard someone else holds (the retry rule):
 * an earlier try: never; it is fenced off and its late writes are refused;
 * another run of the same run_id: when nothing is stored.
 
-A push marks its guard ``writing`` (with its stored form) right before its row,
-and reads it again after: a try that lost its guard in between restores the
-holder's row and fails (see ``Fence``).
+A push marks its guard ``writing`` right before its row, and reads it again
+after: a try that lost its guard in between restores the holder's row and fails
+with ``XComFencedError`` (see ``xcomsim.backend.push.Pending``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 
 from xcomsim.backend import codec
 from xcomsim.backend.config import BackendConfig, load
-from xcomsim.backend.errors import XComOverwriteError, XComStoreError
+from xcomsim.backend.errors import XComFencedError, XComOverwriteError, XComStoreError
 from xcomsim.backend.policy import policy_for
 from xcomsim.backend.stores import ObjectStore
 
@@ -126,10 +126,6 @@ class Guard:
                 row_exists: Callable[[], bool]) -> str:  # fmt: skip
         """TAKE or SAME, or raise: the retry rule of the module docstring."""
         before = int(earlier.get("try_number", 0))
-        if earlier.get("state") == "deleted":  # a try's delete of the key (Airflow's clear before a retry)
-            if before <= me.try_number:
-                return TAKE
-            self._refuse(f"try {before} of the task instance deleted it; this try ({me.try_number}) is over")
         other_run = bool(me.run and earlier.get("run") and earlier["run"] != me.run)
         if other_run:  # the run was deleted and triggered again under its run_id: its rows went with it
             if not row_exists():
@@ -156,21 +152,21 @@ class Guard:
                 f"{c['run_id']!r} was already pushed: {why}")  # fmt: skip
         if hint:
             text += " (an XComPolicy with retry_replaces=True lets a later try replace it)"
-        raise (XComStoreError if fenced else XComOverwriteError)(text)
+        raise (XComFencedError if fenced else XComOverwriteError)(text)
 
     # ------------------------------------------------------------------ holding it
     def fence(self) -> None:
         """Right before the row: still ours? Mark it ``writing`` by compare-and-swap; raise if it was taken."""
         found = self._version()
         if found is None or self._mine is None or json.loads(found[0]) != json.loads(self._mine[0]):
-            raise XComStoreError(self._lost(found))
+            raise XComFencedError(self._lost(found))
         body = json.loads(found[0])
         if body.get("state") == "writing":
             self._mine = found
             return
         marked = json.dumps({**body, "state": "writing"}).encode()
         if not self.store.swap(self.name, found[1], marked):
-            raise XComStoreError(self._lost(self._version()))
+            raise XComFencedError(self._lost(self._version()))
         self._mine = (marked, "")
 
     def still_mine(self) -> dict[str, Any] | None:
@@ -187,21 +183,11 @@ class Guard:
                 "before its row was written: this try is over in Airflow's view; nothing of it is kept")
 
     def forget(self, holder: Holder) -> None:
-        """A try deleted its XCom (Airflow's clear before a retry, with retry_replaces): leave a tombstone.
-
-        A tombstone, not a delete: an earlier try still running (a zombie) must not
-        find the coordinate free and push after the delete.
-        """
-        for _ in range(_SWAP_ATTEMPTS):
-            found = self._version()
-            if found is None:
-                if self.store.create(self.name, self._body(holder, "deleted")):
-                    return
-                continue
-            if int(json.loads(found[0]).get("try_number", 0)) > holder.try_number:
-                return  # a later try holds it: not this try's to delete
-            if self.store.swap(self.name, found[1], self._body(holder, "deleted")):
-                return
+        """A try deleted its XCom (Airflow's clear before a retry, with retry_replaces): the guard goes too,
+        unless a later try holds it by then (deleted only at the version judged)."""
+        found = self._version()
+        if found is not None and int(json.loads(found[0]).get("try_number", 0)) <= holder.try_number:
+            self.store.delete_if(self.name, found[1])
 
     def release(self) -> None:
         """Undo ``acquire`` after a failed write, so nothing is left half-done (only while it is still ours)."""

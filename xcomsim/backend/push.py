@@ -16,7 +16,7 @@ from typing import Any
 from xcomsim.backend import codec
 from xcomsim.backend.caller import check_key
 from xcomsim.backend.config import BackendConfig, load
-from xcomsim.backend.errors import XComStoreError
+from xcomsim.backend.errors import XComFencedError, XComStoreError
 from xcomsim.backend.guard import SAME, Guard, Holder, retry_replaces, row_exists
 from xcomsim.backend.stores import ObjectStore, open_store
 
@@ -228,7 +228,7 @@ class Pending:
             return
         try:
             self.guard.fence()
-        except XComStoreError:
+        except XComFencedError:
             if self.object is not None:
                 self.store.delete(self.object)
             raise
@@ -248,7 +248,7 @@ class Pending:
         restored = self._restore(message, holder, send)
         if self.object is not None and self.object != holder.get("object"):
             self.store.delete(self.object)
-        raise XComStoreError(
+        raise XComFencedError(
             f"push of XCom {message.key!r} lost its push-once guard to try {holder.get('try_number')} of the task "
             f"instance while its row was being written: this try is over in Airflow's view; {restored}"
         )
