@@ -28,13 +28,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from xcomsim.env.clock import WORLD
+from xcomsim.errors import Interrupt
 
 # Modules that wait with ``time.sleep`` and measure with ``time.monotonic`` (poke-mode sensors).
 _TIME_MODULES = ("airflow.sdk.bases.sensor",)
 
 
-class RunTimeout(BaseException):
-    """The run timeout expired; a BaseException so task code's ``except Exception`` cannot swallow it."""
+class RunTimeout(Interrupt):
+    """The run timeout expired."""
 
 
 class Deadline:
