@@ -62,8 +62,21 @@ INTERNAL_MODULES = (
 
 
 def warning_filters() -> list[str]:
-    """The filters as pytest ``filterwarnings`` lines (applied inside every test)."""
-    return [f"ignore:{message}:{category}" for message, category in AIRFLOW_WARNINGS]
+    """The filters as pytest ``filterwarnings`` lines (applied inside every test), for the warning
+    classes the installed dependencies have: pytest stops with a usage error on a filter naming a
+    class that does not exist (``StarletteDeprecationWarning`` is missing from the starlette that
+    Airflow 3.1 installs)."""
+    return [f"ignore:{message}:{category}" for message, category in AIRFLOW_WARNINGS if _category(category)]
+
+
+def _category(dotted: str) -> type[Warning] | None:
+    """The warning class at ``module.Name``, or None when that dependency does not have it."""
+    module, _, name = dotted.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    return found if isinstance(found, type) and issubclass(found, Warning) else None
 
 
 def airflow_locations() -> str:
@@ -89,12 +102,9 @@ def ignore_airflow_warnings() -> None:
     import builtins
 
     for message, category in AIRFLOW_WARNINGS:
-        module, _, name = category.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue  # that dependency is not installed, so neither is its warning
-        warnings.filterwarnings("ignore", message=message, category=cls)
+        cls = _category(category)
+        if cls is not None:  # else that dependency is not installed, or has no such warning
+            warnings.filterwarnings("ignore", message=message, category=cls)
     located = airflow_locations()
     for message, category in AIRFLOW_OWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=getattr(builtins, category), module=located)
@@ -206,9 +216,9 @@ def _drop_reported(logger: Any, method: str, event: dict[str, Any]) -> dict[str,
     return event
 
 
-class _Drop(logging.Filter):
+class _DropParser(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return False
+        return not record.name.startswith(_DAG_PARSER_LOGGERS)
 
 
 @contextlib.contextmanager
@@ -217,20 +227,21 @@ def quiet_dag_parsing() -> Iterator[None]:
 
     The parser keeps each failure in ``import_errors``; the harness reports it once (see
     ``xcomsim.env.dag_folder``) instead of a traceback in captured stdout and again in captured
-    log. A filter sits on each parser logger (a logger's filters apply to the records it makes).
+    log. The filter sits on every handler (a handler's filters see the records of every logger
+    below it, including a parser module's logger made during this very parse).
     """
-    quiet = _Drop()
-    names = [n for n in logging.root.manager.loggerDict if n.startswith(_DAG_PARSER_LOGGERS)]
-    loggers = [logging.getLogger(n) for n in dict.fromkeys([*_DAG_PARSER_LOGGERS, *names])]
-    for logger in loggers:
-        logger.addFilter(quiet)
+    quiet = _DropParser()
+    loggers = [logging.root, *(x for x in logging.root.manager.loggerDict.values() if isinstance(x, logging.Logger))]
+    handlers = list(dict.fromkeys(h for logger in loggers for h in logger.handlers))
+    for handler in handlers:
+        handler.addFilter(quiet)
     _PARSING.append(True)  # the parser's structlog loggers are dropped by _drop_reported
     try:
         yield
     finally:
         _PARSING.pop()
-        for logger in loggers:
-            logger.removeFilter(quiet)
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 def user_line(exc: BaseException) -> str | None:
