@@ -11,14 +11,17 @@ from xcomsim.soak import checks, history, probe, tasks
 
 PLAN = {"sizes": {"small": 200, "large": 3000, "attempt": 2048}}
 CLAIMS = checks.Claims(push_once=True, scoping=True, claims=True, offload_threshold=1024, sweeper=False)
+FENCING = checks.Claims(push_once=True, scoping=True, claims=True, offload_threshold=1024, sweeper=False,
+                        retry_replaces_failed_try=True)  # ExclusiveXCom's contract
 RUN = "soak_00001"
 
 
 def _push(pid: int, try_number: int, key: str, t: float, ok: bool = True, error: str = "XComOverwriteError",
-          worker: str = "worker1", index: int = 0) -> list[dict]:  # fmt: skip
+          worker: str = "worker1", index: int = 0, clear: int = 0) -> list[dict]:  # fmt: skip
     value = tasks.value_for(RUN, index, key, try_number, PLAN["sizes"])
     base = {"op": "push", "pid": pid, "worker": worker, "dag_id": "d", "run_id": RUN, "task_id": "pushers",
-            "map_index": index, "try_number": try_number, "key": key, "digest": probe.digest(value), "mono": 0}  # fmt: skip
+            "map_index": index, "try_number": try_number, "key": key, "digest": probe.digest(value), "mono": 0,
+            "clear": clear, "run_after": "2026-01-01T00:00:00+00:00"}  # fmt: skip
     end = {**base, "phase": "ok", "t": t + 0.1, "began": t} if ok else {
         **base, "phase": "error", "t": t + 0.1, "began": t, "error_type": error, "error": "already pushed"}
     return [{**base, "phase": "begin", "t": t}, end]
@@ -36,8 +39,8 @@ def _claim(pid: int, holder: str, t: float, won: bool, lease: float = 6.0) -> li
     return [{**base, "phase": "begin", "t": t}, {**base, "phase": "ok", "t": t + 0.05, "began": t, "won": won}]
 
 
-def _judge(events: list[dict], rows: list[dict], claims: checks.Claims = CLAIMS, rule=checks.RETRY_RULE):
-    found = history.build(sorted(events, key=lambda e: e["t"]))
+def _judge(events: list[dict], rows: list[dict], claims: checks.Claims = CLAIMS, rule=None, nemesis=None):
+    found = history.build(sorted(events, key=lambda e: e["t"]), nemesis)
     end_state = {"rows": rows, "objects": {}, "task_instances": [], "backend": "test.Backend"}
     return found, checks.judge(found, end_state, PLAN, claims, rule)
 
@@ -54,24 +57,72 @@ def test_a_clean_history_keeps_push_once_and_names_what_was_not_run():
     assert "no claim was attempted" in judged.verdicts.guarantees["exactly-one-claim-winner"].reason
 
 
-def test_a_retry_that_replaces_a_committed_value_breaks_push_once_and_names_both_tries():
+def test_the_retry_rule_is_the_one_the_backend_declares():
+    assert checks.rule_for(FENCING) is checks.RETRY_RULE is checks.FENCING_RULE
+    assert checks.rule_for(CLAIMS) is checks.STRICT_RULE
+    _, judged = _judge(_push(1, 1, "small", 10.0) + _push(2, 2, "small", 20.0), [_row("small", 1)])
+    assert _verdict(judged, "retry-rule") == "kept"  # the identical value: the strict rule may accept it
+
+
+def test_a_retry_that_replaces_a_committed_value_breaks_the_strict_rule_and_names_both_tries():
+    """A backend that does not declare the fencing rule keeps push-once across tries (OverwriteAllowedXCom)."""
     events = _push(1, 1, "attempt", 10.0) + _push(2, 2, "attempt", 20.0)
     found, judged = _judge(events, [_row("attempt", 2)])
-    assert _verdict(judged, "push-once") == "broken"
-    detail = judged.verdicts.guarantees["push-once"].counterexample
-    assert "worker1/pid 2 try 2" in detail and "worker1/pid 1 try 1" in detail
-    assert judged.violating["push-once"] == [0, 1]
-
-
-def test_the_retry_rule_is_one_named_switch():
-    """Under a rule that accepts an identical value, a retry pushing it again is no break, and refusing it is."""
-    events = _push(1, 1, "small", 10.0) + _push(2, 2, "small", 20.0, ok=False)
-    lenient = checks.RetryRule("identical value accepted", identical=True)
-    _, judged = _judge(events, [_row("small", 1)], rule=lenient)
+    assert _verdict(judged, "push-once") == "kept"  # within each try
     assert _verdict(judged, "retry-rule") == "broken"
-    assert "refused although identical value accepted admits it" in judged.verdicts.guarantees["retry-rule"].counterexample
-    _, judged = _judge(_push(1, 1, "small", 10.0) + _push(2, 2, "small", 20.0), [_row("small", 1)], rule=lenient)
-    assert _verdict(judged, "push-once") == "kept" and _verdict(judged, "retry-rule") == "kept"
+    detail = judged.verdicts.guarantees["retry-rule"].counterexample
+    assert "worker1/pid 2 try 2" in detail and "worker1/pid 1 try 1" in detail
+    assert "succeeded although push-once across tries" in detail
+    assert judged.violating["retry-rule"] == [0, 1]
+
+
+def test_under_the_fencing_rule_a_retry_replaces_and_refusing_it_is_the_break():
+    """ExclusiveXCom's rule: a retry replaces the failed try's committed value; StrictAcrossTriesXCom refuses it."""
+    names = ("push-once", "retry-rule", "fenced-tries", "retry-can-push")
+    events = _push(1, 1, "attempt", 10.0) + _push(2, 2, "attempt", 20.0)
+    _, judged = _judge(events, [_row("attempt", 2)], claims=FENCING)
+    assert {n: _verdict(judged, n) for n in names} == dict.fromkeys(names, "kept")
+    refused = _push(1, 1, "attempt", 10.0) + _push(2, 2, "attempt", 20.0, ok=False)
+    _, judged = _judge(refused, [_row("attempt", 1)], claims=FENCING)
+    assert _verdict(judged, "retry-rule") == "broken"
+    assert "refused although the fencing rule" in judged.verdicts.guarantees["retry-rule"].counterexample
+    assert _verdict(judged, "retry-can-push") == "broken"  # the registry's check, told the backend's rule
+    _, judged = _judge(refused, [_row("attempt", 1)])  # the same refusal is what the strict rule asks
+    assert _verdict(judged, "retry-rule") == "kept" and _verdict(judged, "retry-can-push") == "kept"
+
+
+def test_a_zombie_tries_late_write_that_lands_breaks_fenced_tries():
+    """Try 1 paused past its heartbeat; try 2 pushed; try 1 resumed and its push succeeded, its value stored."""
+    events = _push(1, 1, "attempt", 30.0) + _push(2, 2, "attempt", 20.0)
+    _, judged = _judge(events, [_row("attempt", 1)], claims=FENCING)
+    assert _verdict(judged, "fenced-tries") == "broken"
+    assert _verdict(judged, "retry-rule") == "broken"
+    assert "an earlier try must be fenced off" in judged.verdicts.guarantees["retry-rule"].counterexample
+    fenced = _push(1, 1, "attempt", 30.0, ok=False, error="XComFencedError") + _push(2, 2, "attempt", 20.0)
+    _, judged = _judge(fenced, [_row("attempt", 2)], claims=FENCING)
+    assert _verdict(judged, "fenced-tries") == "kept" and _verdict(judged, "retry-rule") == "kept"
+    assert _verdict(judged, "retry-can-push") == "kept"  # the zombie's refusal is not its retry's
+
+
+def test_after_a_clear_a_different_value_is_refused_and_an_identical_one_accepted():
+    different = _push(1, 1, "attempt", 10.0) + _push(2, 2, "attempt", 20.0, clear=1)
+    _, judged = _judge(different, [_row("attempt", 2)], claims=FENCING)
+    assert _verdict(judged, "retry-rule") == "broken"
+    replaces = checks.RetryRule("with retry_replaces", replaces_failed_try=True, retry_replaces=True)
+    _, judged = _judge(different, [_row("attempt", 2)], claims=FENCING, rule=replaces)
+    assert _verdict(judged, "retry-rule") == "kept"
+    identical = _push(1, 1, "small", 10.0) + _push(2, 2, "small", 20.0, ok=False, clear=1)
+    _, judged = _judge(identical, [_row("small", 1)], claims=FENCING)
+    assert _verdict(judged, "retry-rule") == "broken"  # the identical value must be accepted
+
+
+def test_a_retrys_push_that_fails_while_a_store_is_down_is_the_faults():
+    events = _push(1, 1, "large", 10.0) + _push(2, 2, "large", 20.0, ok=False, error="XComStoreError")
+    restart = [{"t": 19.0, "fault": "restart", "target": "S3 endpoint", "ended": 25.0}]
+    _, judged = _judge(events, [_row("large", 1)], claims=FENCING, nemesis=restart)
+    assert _verdict(judged, "retry-rule") == "kept" and _verdict(judged, "retry-can-push") == "kept"
+    _, judged = _judge(events, [_row("large", 1)], claims=FENCING)
+    assert _verdict(judged, "retry-rule") == "broken" and _verdict(judged, "retry-can-push") == "broken"
 
 
 def test_a_value_read_downstream_and_later_replaced_is_a_push_once_break():

@@ -7,9 +7,12 @@ store). A guarantee the backend does not claim is "not claimed"; one the
 workload never exercised is "not run" with the reason; a broken one names the
 history operations that break it.
 
-The rule for pushes by a later try of the same task instance lives in one
-place, ``RETRY_RULE``: what push-once means across tries is being decided, and
-the soak holds the backend to whichever rule is named there.
+Push-once is judged within each try; what a later try of the same task
+instance may do with a key an earlier try pushed is the backend's retry rule
+(``RetryRule``), reported as ``retry-rule``: the fencing rule ExclusiveXCom
+implements when the backend declares it (``retry_replaces_failed_try``), else
+push-once across tries. ``fenced-tries`` (an earlier try's write never replaces
+a later try's value) is the registry's, as in the kit.
 """
 
 from __future__ import annotations
@@ -33,27 +36,59 @@ RETRY = "retry-rule"
 READ_THEN_REPLACED = "no value a downstream task read is later replaced"
 
 
+ACCEPT, REFUSE, EITHER = "accept", "refuse", "either"
+
+
 @dataclass(frozen=True)
 class RetryRule:
-    """When a later try of a task instance may push a key an earlier try already committed.
+    """What a later try of a task instance may do with a key an earlier try pushed: the backend's retry rule.
 
-    ``identical``: a push of the very value already stored is accepted (a no-op).
-    ``replaces_ended``: a later try may replace the value of a try that Airflow
-    has already ended. Neither: push-once holds across tries, and a task whose
-    earlier try committed a key can never push it again.
+    ``replaces_failed_try`` is ExclusiveXCom's rule (``xcomsim.backend.guard``;
+    a backend declares it as ``xcomsim_contract["retry_replaces_failed_try"]``):
+    a retry (same run, same clear generation) takes over and replaces the
+    earlier try's value, committed or not; after a clear a push is accepted when
+    nothing is stored, the value is identical, or ``retry_replaces`` is set; an
+    earlier try never wins. Without it, push-once holds across tries: a later
+    try's push is accepted only when nothing is stored (the identical value may
+    be accepted or refused). ``retry_replaces``: the DAG's ``XComPolicy`` sets it.
     """
 
     name: str
-    identical: bool = False
-    replaces_ended: bool = False
+    replaces_failed_try: bool
+    retry_replaces: bool = False
 
-    def admits(self, earlier: Operation, later: Operation) -> bool:
-        same = earlier.fields.get("digest") == later.fields.get("digest")
-        return (self.identical and same) or (self.replaces_ended and later.try_number > earlier.try_number)
+    def expects(self, earlier: list[Operation], later: Operation) -> str:
+        """ACCEPT, REFUSE or EITHER for ``later``, a push by a later try than every push in ``earlier``."""
+        committed = [e for e in earlier if e.outcome == "ok" and _run(e) == _run(later)]  # another run's rows
+        if not committed:  # went with it; a try that died or was refused stored nothing (or a row the rule lets
+            return ACCEPT if self.replaces_failed_try or not earlier else EITHER  # a retry replace)
+        last = max(committed, key=lambda e: e.try_number)
+        identical = last.fields.get("digest") == later.fields.get("digest")
+        if self.retry_replaces or (self.replaces_failed_try and _clear(last) == _clear(later)):
+            return ACCEPT  # a retry of the try that pushed it (that try failed: Airflow started this one)
+        if identical:
+            return ACCEPT if self.replaces_failed_try else EITHER
+        return REFUSE
 
 
-TODAYS_RULE = RetryRule("push-once across tries: a later try's push of a committed key is refused")
-RETRY_RULE = TODAYS_RULE
+FENCING_RULE = RetryRule("the fencing rule: a retry replaces the value of the try it retries; an earlier try never "
+                         "wins", replaces_failed_try=True)  # fmt: skip
+STRICT_RULE = RetryRule("push-once across tries: a later try's push of a committed key is refused",
+                        replaces_failed_try=False)  # fmt: skip
+RETRY_RULE = FENCING_RULE  # what the reference backend implements
+
+
+def rule_for(claims: Claims) -> RetryRule:
+    """The rule the backend declares: the fencing rule, or push-once across tries."""
+    return FENCING_RULE if claims.retry_replaces_failed_try else STRICT_RULE
+
+
+def _clear(op: Operation) -> int:
+    return int(op.fields.get("clear") or 0)  # the run's clear_number: a clear starts a new generation
+
+
+def _run(op: Operation) -> Any:
+    return op.fields.get("run_after")  # another run of a reused run_id has another
 
 
 @dataclass(frozen=True)
@@ -65,6 +100,7 @@ class Claims:
     claims: bool
     offload_threshold: int | None
     sweeper: bool
+    retry_replaces_failed_try: bool = False  # the fencing rule (``RetryRule``)
 
 
 @dataclass
@@ -89,17 +125,33 @@ class _Clock:
         return self.never if op.end is None else self.rank[op.end]
 
 
-def _step(op: Operation, clock: _Clock, operation: Any, worker: str, result: Any = None) -> Step:
+def _step(op: Operation, clock: _Clock, operation: Any, worker: str, result: Any = None,
+          faults: list[tuple[float, float]] = ()) -> Step:  # fmt: skip
+    """``faults``: windows of a service fault (a store restarted, connections dropped): an error in one is the
+    fault's, as the kit marks the errors it injects."""
     error, error_type = op.error, op.error_type
     if op.outcome == "died":
         error, error_type = "the process was killed inside the operation (injected by xcomsim)", "Crash"
+    elif error and op.end is not None and any(start <= op.end <= end for start, end in faults):
+        error = f"{error} (during a service fault {INJECTED})"
     return Step(op.index, worker, operation, result, error, error_type, clock.start(op), clock.end(op), op.start,
-                op.end if op.end is not None else float("inf"))  # fmt: skip
+                op.end if op.end is not None else float("inf"), op.try_number)  # fmt: skip
+
+
+INJECTED = "injected by xcomsim"  # the mark of a fault's error, which the registry's checks do not hold against a backend
+SERVICE_FAULTS = ("restart", "drop-connections")  # the nemesis's names (a store stopped, PostgreSQL's connections dropped)
+FAULT_SETTLES = 5.0  # seconds after a service fault ends in which its errors still surface (a reconnect)
+
+
+def _fault_windows(history: History) -> list[tuple[float, float]]:
+    return [(n["t"], (n.get("ended") or n["t"]) + FAULT_SETTLES) for n in history.nemesis
+            if n.get("fault") in SERVICE_FAULTS]  # fmt: skip
 
 
 def judge(history: History, end_state: dict[str, Any], plan: dict[str, Any], claims: Claims,
-          rule: RetryRule = RETRY_RULE) -> Judged:  # fmt: skip
-    """Every guarantee's verdict for this soak."""
+          rule: RetryRule | None = None) -> Judged:  # fmt: skip
+    """Every guarantee's verdict for this soak; ``rule``: the retry rule, else the one the backend declares."""
+    rule = rule_for(claims) if rule is None else rule
     verdicts = Verdicts(backend=end_state.get("backend", ""))
     judged = Judged(verdicts)
     clock = _Clock(history)
@@ -130,26 +182,26 @@ def judge(history: History, end_state: dict[str, Any], plan: dict[str, Any], cla
         else:
             verdicts.record(name, "passed")
 
-    # push-once, round trips, retries: one observation per coordinate
-    push_obs, trip_obs, retry_obs, retry_push_obs = [], [], [], []
+    # push-once, round trips, retries: one observation per coordinate; push-once within each try, and across
+    # tries the backend's retry rule
+    faults = _fault_windows(history)
+    push_obs, trip_obs, retry_obs, fenced_obs = [], [], [], []
     retry_problems: list[tuple[str, list[int]]] = []
     for coordinate, ops in pushes.items():
         row = rows.get(coordinate)
         stored = {} if row is None or "digest" not in row else {coordinate: values.from_row(row, ops)}
-        kept, admitted = _split_by_rule(ops, rule)
-        steps = [_step(o, clock, Push(coordinate, values.pushed(o)), f"{o.process} try {o.try_number}") for o in kept]
+        steps = [_step(o, clock, Push(coordinate, values.pushed(o)), f"{o.process} try {o.try_number}", faults=faults)
+                 for o in ops]  # fmt: skip
         push_obs.append((Observation(history=StepHistory(steps=steps), stored_values=stored), [o.index for o in ops]))
         pulls = [o for o in history.of("pull") if _pulled(o) == coordinate and o.outcome == "ok"]
         trip_steps = steps + [_step(p, clock, Pull(coordinate), f"{p.process} try {p.try_number}",
                                     values.from_pull(p, ops)) for p in pulls]  # fmt: skip
         trip_obs.append((Observation(history=StepHistory(steps=trip_steps), stored_values=stored),
                          [o.index for o in ops + pulls]))  # fmt: skip
-        retry_steps = steps + _retry_steps(ops, clock)
-        retry_obs.append((Observation(history=StepHistory(steps=sorted(retry_steps, key=lambda s: s.start)),
-                                      stored_values=stored), [o.index for o in ops]))  # fmt: skip
-        retry_problems += _check_rule(rule, admitted, ops)
-        if any(o.try_number > 1 for o in ops):  # the rule is exercised: judged by push-once across tries
-            retry_push_obs.append(push_obs[-1])
+        retry_obs += _retry_observations(ops, steps, stored, rule)
+        if len({o.try_number for o in ops}) > 1:  # the rule is exercised
+            fenced_obs.append(push_obs[-1])
+            retry_problems += _check_rule(rule, ops, steps)
 
     read_then_replaced = _read_then_replaced(history, rows)
     record("push-once", claims.push_once, "a second push replaces the first, as Airflow's BaseXCom does",
@@ -195,7 +247,8 @@ def judge(history: History, end_state: dict[str, Any], plan: dict[str, Any], cla
                [(whole, [])] if stored_anything else [], "no row was stored")  # fmt: skip
     record("retry-can-push", claims.push_once, "push-once is not claimed: a retry simply pushes again", retry_obs,
            "no task was retried")  # fmt: skip
-    record(RETRY, claims.push_once, "push-once is not claimed", retry_push_obs, "no later try pushed a key",
+    record("fenced-tries", claims.push_once, "push-once is not claimed", fenced_obs, "no later try pushed a key")
+    record(RETRY, claims.push_once, "push-once is not claimed", fenced_obs, "no later try pushed a key",
            lambda: retry_problems, invariant="push-once")  # fmt: skip
     record("gc-safe-with-inflight-pushes", claims.sweeper, "the backend declares no sweeper",
            _gc_observations(history, clock, end_state, pushes, values), "gc never ran during the workload")
@@ -255,29 +308,50 @@ def _pulled(op: Operation) -> str:
 
 
 # ------------------------------------------------------------------ retries
-def _split_by_rule(ops: list[Operation], rule: RetryRule) -> tuple[list[Operation], list[Operation]]:
-    """(pushes push-once judges, later tries' pushes the rule admits after an earlier try committed)."""
-    committed = [o for o in ops if o.outcome == "ok"]
-    admitted = [o for o in ops if any(e.try_number < o.try_number and e.end is not None and o.start > e.end
-                                      and rule.admits(e, o) for e in committed)]  # fmt: skip
-    return [o for o in ops if o not in admitted], admitted
+def _check_rule(rule: RetryRule, ops: list[Operation], steps: list[Step]) -> list[tuple[str, list[int]]]:
+    """Each later try's push did what the rule says; an earlier try's push begun after a later try's committed
+    never succeeds (it is fenced off)."""
+    problems = []
+    ended = {s.index: s for s in steps}
+    for later in ops:
+        earlier = [e for e in ops if e.try_number < later.try_number and e.start < later.start]
+        if not earlier:
+            continue
+        expected = rule.expects(earlier, later)
+        what = f"{later.process} try {later.try_number}: push of {later.fields.get('key')!r}"
+        failed = later.outcome == "error" and INJECTED not in (ended[later.index].error or "")
+        overtaken = any(o.try_number > later.try_number and o.start < (later.end or float("inf")) for o in ops)
+        if expected == ACCEPT and failed and not overtaken:
+            problems.append((f"{what} refused although {rule.name} accepts it: {later.error_type}: {later.error}",
+                             [e.index for e in earlier] + [later.index]))  # fmt: skip
+        elif expected == REFUSE and later.outcome == "ok":
+            problems.append((f"{what} succeeded although {rule.name} refuses it (try "
+                             f"{max(e.try_number for e in earlier)} committed a different value)",
+                             [e.index for e in earlier] + [later.index]))  # fmt: skip
+    for zombie in ops:
+        newer = [o for o in ops if o.try_number > zombie.try_number and o.outcome == "ok" and o.end is not None
+                 and o.end < zombie.start]  # fmt: skip
+        if newer and zombie.outcome == "ok":
+            problems.append((f"{zombie.process} try {zombie.try_number}: push of {zombie.fields.get('key')!r} "
+                             f"succeeded after try {newer[0].try_number} had pushed it: an earlier try must be fenced "
+                             "off", [newer[0].index, zombie.index]))  # fmt: skip
+    return problems
 
 
-def _check_rule(rule: RetryRule, admitted: list[Operation], ops: list[Operation]) -> list[tuple[str, list[int]]]:
-    """A push the rule admits must succeed."""
-    return [(f"{o.process} try {o.try_number}: push of {o.fields.get('key')!r} refused although {rule.name} "
-             f"admits it: {o.error_type}: {o.error}", [o.index]) for o in admitted if o.outcome == "error"]  # fmt: skip
-
-
-def _retry_steps(ops: list[Operation], clock: _Clock) -> list[Step]:
-    """One ``Retry`` step per later try of the task instance, just before that try's first push."""
-    firsts: dict[int, Operation] = {}
-    for op in ops:
-        if op.try_number > 1 and (op.try_number not in firsts or op.start < firsts[op.try_number].start):
-            firsts[op.try_number] = op
-    return [Step(first.index, f"{first.process} try {number}", Retry(), number, None, None,
-                 clock.start(first) - 0.5, clock.start(first) - 0.5, first.start, first.start)
-            for number, first in firsts.items()]  # fmt: skip
+def _retry_observations(ops: list[Operation], steps: list[Step], stored: dict[str, Any],
+                        rule: RetryRule) -> list[tuple[Observation, list[int]]]:  # fmt: skip
+    """One observation per later try: the ``Retry`` just before that try's first push, then that try's pushes (an
+    earlier try's push after it is a zombie's, fenced off by design: not the retry's to make)."""
+    observations = []
+    for number in sorted({o.try_number for o in ops if o.try_number > 1}):
+        mine = [s for s in steps if s.attempt == number]
+        first = min(mine, key=lambda s: s.start)
+        retry = Step(first.index, first.worker, Retry(), number, None, None, first.start - 0.5, first.start - 0.5,
+                     first.clock, first.clock, number)  # fmt: skip
+        observations.append((Observation(history=StepHistory(steps=[retry, *mine]), stored_values=stored,
+                                         retry_replaces_failed_try=rule.replaces_failed_try),
+                             [o.index for o in ops if o.try_number == number]))  # fmt: skip
+    return observations
 
 
 def _retry_notes(history: History, end_state: dict[str, Any], rule: RetryRule) -> list[str]:

@@ -38,7 +38,7 @@ from xcomsim.soak.processes import (
 S3_CONN = "xcomsim_soak_s3"
 REDIS_CONN = "xcomsim_soak_redis"
 HEARTBEAT_TIMEOUT = 20  # seconds without a heartbeat before Airflow declares a task instance dead
-GUARD_LEASE = 5  # ExclusiveXCom's guard lease: shorter than the heartbeat timeout and the retry delay
+GUARD_LEASE = 5  # the wall-clock mutants' guard lease (the reference has none): shorter than the retry delay
 THRESHOLD = 1024
 
 
@@ -283,6 +283,8 @@ class LocalDeployment(Deployment):
             "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
             "AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH": f"s3://{S3_CONN}@{services.BUCKET}/xcom",
             "AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_THRESHOLD": str(THRESHOLD),
+            # guards in Redis, values in S3: a guard operation is a Redis round trip (docs/backend.md)
+            "AIRFLOW__XCOMSIM__GUARD_PATH": f"redis://{REDIS_CONN}/xcom",
             "AIRFLOW__XCOMSIM__GUARD_LEASE_SECONDS": str(GUARD_LEASE),
             "AIRFLOW__XCOMSIM__GC_GRACE_SECONDS": "30",
             "AIRFLOW__XCOMSIM__CLAIMS_SQL_CONN": db,

@@ -55,29 +55,29 @@ def record(op: str, **fields: Any) -> None:
         os.fsync(_file.fileno())  # a SIGKILL right after must not lose the line
 
 
-PROFILE = "XCOMSIM_PROFILE_FIRST_PUSH"  # a folder: each task process's first push is profiled there
-_profiled = False
+PROFILE = "XCOMSIM_PROFILE_PUSHES"  # a folder: each task process's pushes are profiled there, one file a process
+_profile: Any = None
 
 
 @contextmanager
-def first_push_profiled() -> Iterator[None]:
-    """cProfile the first push of this process into ``$XCOMSIM_PROFILE_FIRST_PUSH`` (a diagnosis aid: what a
-    fresh task process pays); does nothing when unset or after the first push."""
-    global _profiled
+def push_profiled() -> Iterator[None]:
+    """cProfile every push of this process into ``$XCOMSIM_PROFILE_PUSHES/push-<pid>.prof`` (a diagnosis aid:
+    what a push costs a fresh task process, its first included); does nothing when unset."""
+    global _profile
     folder = os.environ.get(PROFILE)
-    if not folder or _profiled:
+    if not folder:
         yield
         return
     import cProfile
 
-    _profiled = True
-    profile = cProfile.Profile()
-    profile.enable()
+    if _profile is None:
+        _profile = cProfile.Profile()
+    _profile.enable()
     try:
         yield
     finally:
-        profile.disable()
-        profile.dump_stats(str(Path(folder) / f"push-{os.getpid()}.prof"))
+        _profile.disable()
+        _profile.dump_stats(str(Path(folder) / f"push-{os.getpid()}.prof"))
 
 
 def coordinate(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> str:
@@ -102,8 +102,11 @@ def operation(op: str, **fields: Any) -> Iterator[dict[str, Any]]:
 def task(context: Any) -> dict[str, Any]:
     """Note which task instance this process runs; every later event carries it."""
     ti = context["ti"]
+    dag_run = context.get("dag_run")  # its clear_number and run_after: the retry rule's generation and run
+    run_after = getattr(dag_run, "run_after", None)
     _current.update(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index,
-                    try_number=ti.try_number, ti_id=str(ti.id))  # fmt: skip
+                    try_number=ti.try_number, ti_id=str(ti.id), clear=int(getattr(dag_run, "clear_number", 0) or 0),
+                    run_after=None if run_after is None else run_after.isoformat())  # fmt: skip
     record("task", phase="begin")
     return dict(_current)
 

@@ -81,7 +81,8 @@ def _claims(backend: type) -> dict[str, Any]:
         if reference:
             threshold = int(conf.get("xcomsim", "xcom_objectstorage_threshold", fallback=str(threshold)))
     return {"push_once": bool(capabilities.push_once), "scoping": capabilities.scoping is not None,
-            "claims": capabilities.claim_store is not None, "offload_threshold": threshold, "sweeper": reference}
+            "claims": capabilities.claim_store is not None, "offload_threshold": threshold, "sweeper": reference,
+            "retry_replaces_failed_try": bool(capabilities.retry_replaces_failed_try)}
 
 
 def _objects() -> dict[str, int]:

@@ -44,7 +44,7 @@ def push(context: dict[str, Any], plan: dict[str, Any], index: int) -> None:
     for key in PUSH_KEYS:
         value = value_for(ti.run_id, ti.map_index, key, me["try_number"], plan["sizes"])
         with probe.operation("push", key=key, digest=probe.digest(value), size=len(json.dumps(value))):
-            with probe.first_push_profiled():
+            with probe.push_profiled():
                 ti.xcom_push(key=key, value=value)
         time.sleep(plan["pause"])
     probe.record("task", phase="pushed", cpu=time.process_time())  # this process's CPU since its fork
