@@ -100,7 +100,10 @@ def test_with_guard_path_the_guards_live_in_redis_and_s3_sees_only_values(run_da
     assert [k for k in keys if "/guards/" in k] == [] and len([k for k in keys if "/values/" in k]) == 1
     guards = [json.loads(xcomsim_env.redis.get(k)) for k in xcomsim_env.redis.scan_iter("xcom/guards/*")]
     assert sorted((g["key"], g["state"]) for g in guards) == [("large", "writing"), ("small", "writing")]
-    assert all("stamped_at" in g for g in guards)  # Redis keeps no times: stamped on its own clock
+    assert not any("stamped_at" in g for g in guards)  # the values' ages are S3's: no Redis TIME a push
+    assert s3 + Counter({k: v for k, v in _pushes_only(requests).items() if k[0] == "redis"}) == Counter({
+        ("s3", "put_object", "value"): 1, ("redis", "set", "guard"): 2, ("redis", "eval", "guard"): 2,
+        ("redis", "get", "guard"): 2})  # fmt: skip
 
 
 @pytest.mark.xcomsim(config=REDIS_GUARDS)

@@ -196,3 +196,18 @@ def test_a_claim_whose_reply_was_lost_may_hold_it_so_a_refusal_after_it_is_no_lo
     assert _verdict(judged, "exactly-one-claim-winner") == "kept"
     _, judged = _judge(lost + _claim(2, "b", 17.0, won=False), [])  # after the lease: a lost claim
     assert _verdict(judged, "no-lost-claim") == "broken"
+
+
+def test_a_second_push_in_one_try_that_succeeds_breaks_push_once_and_its_refusal_is_no_retrys():
+    """The workload pushes ``small`` a second time in each try, with another value: push-once refuses it."""
+    again = tasks.value_for(RUN, 0, "small", 2, PLAN["sizes"], again=True)
+    second = [{**e, "digest": probe.digest(again), "again": True} for e in _push(2, 2, "small", 21.0)]
+    events = _push(1, 1, "small", 10.0) + _push(2, 2, "small", 20.0) + second
+    _, judged = _judge(events, [_row("small", 1) | {"value": again, "digest": probe.digest(again)}], claims=FENCING)
+    assert _verdict(judged, "push-once") == "broken"
+    assert "in the same try (2)" in judged.verdicts.guarantees["push-once"].counterexample
+    refused = [{**e, "digest": probe.digest(again), "again": True} for e in _push(2, 2, "small", 21.0, ok=False)]
+    _, judged = _judge(_push(1, 1, "small", 10.0) + _push(2, 2, "small", 20.0) + refused, [_row("small", 2)],
+                       claims=FENCING)  # fmt: skip
+    names = ("push-once", "retry-rule", "retry-can-push", "fenced-tries")
+    assert {n: _verdict(judged, n) for n in names} == dict.fromkeys(names, "kept")

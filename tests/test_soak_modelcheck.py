@@ -15,19 +15,21 @@ CLAIMS = checks.Claims(push_once=True, scoping=True, claims=True, offload_thresh
 RUN = "soak_00002"
 
 
-def _push(pid: int, try_number: int, t: float) -> list[dict]:
-    value = tasks.value_for(RUN, 0, "attempt", try_number, PLAN["sizes"])
+def _push(pid: int, t: float, again: bool = False) -> list[dict]:
+    value = tasks.value_for(RUN, 0, "small", 1, PLAN["sizes"], again=again)
     base = {"op": "push", "pid": pid, "worker": "worker1", "dag_id": "d", "run_id": RUN, "task_id": "pushers",
-            "map_index": 0, "try_number": try_number, "key": "attempt", "digest": probe.digest(value), "mono": 0}  # fmt: skip
+            "map_index": 0, "try_number": 1, "key": "small", "digest": probe.digest(value), "mono": 0,
+            **({"again": True} if again else {})}  # fmt: skip
     return [{**base, "phase": "begin", "t": t}, {**base, "phase": "ok", "t": t + 0.5, "began": t}]
 
 
 def _result(replaced: bool) -> run.Result:
-    events = _push(1, 1, 1030.0) + (_push(2, 2, 1050.0) if replaced else [])
+    """Try 1 pushes ``small``, then (``replaced``) pushes it again in the same try and the second push lands."""
+    events = _push(1, 1030.0) + (_push(1, 1050.0, again=True) if replaced else [])
     found = history.build(events)
-    value = tasks.value_for(RUN, 0, "attempt", 2 if replaced else 1, PLAN["sizes"])
-    rows = [{"dag_id": "d", "run_id": RUN, "task_id": "pushers", "map_index": 0, "key": "attempt", "value": value,
-             "digest": probe.digest(value), "try": 2 if replaced else 1}]  # fmt: skip
+    value = tasks.value_for(RUN, 0, "small", 1, PLAN["sizes"], again=replaced)
+    rows = [{"dag_id": "d", "run_id": RUN, "task_id": "pushers", "map_index": 0, "key": "small", "value": value,
+             "digest": probe.digest(value), "try": 0}]  # fmt: skip
     end_state = {"rows": rows, "objects": {}, "task_instances": [], "backend": "b"}
     judged = checks.judge(found, end_state, PLAN, CLAIMS)
     runs = {f"soak_0000{i}": {"state": "success", "triggered": 1000.0 + 20 * i, "ended": 1100.0} for i in range(1, 5)}

@@ -78,6 +78,9 @@ class Guard:
         self.store = store
         self.coordinate = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, "key": key}
         self.name = codec.object_name(dag_id, run_id, task_id, map_index, key, kind="guards")
+        # whether the guard carries a stamp of its store's clock, the age gc gives the values of a store that keeps
+        # no times (Redis); values in S3 have their own
+        self.stamps = not store.keeps_times
         self._previous: tuple[bytes, str] | None = None
         self._mine: tuple[bytes, str] | None = None  # (body, version) as this push last wrote it
         self._held = False
@@ -103,7 +106,7 @@ class Guard:
         Raises XComOverwriteError when push-once keeps what is there.
         """
         recorded = stored if len(json.dumps(stored)) <= RECORDED else None
-        stamp = {"stamped_at": self.store.now()} if not self.store.keeps_times else {}  # its clock, for gc's ages
+        stamp = {"stamped_at": self.store.now()} if self.stamps else {}  # its clock, for gc's ages
         body = self._body(holder, "pushing", digest=digest, object=obj, stored=recorded, **stamp)
         for _ in range(_SWAP_ATTEMPTS):
             token = self.store.create(self.name, body)

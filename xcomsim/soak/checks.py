@@ -267,7 +267,7 @@ class _Values:
 
     def pushed(self, op: Operation) -> Any:
         f = op.fields
-        return tasks.value_for(f["run_id"], f["map_index"], f["key"], op.try_number, self.sizes)
+        return tasks.value_for(f["run_id"], f["map_index"], f["key"], op.try_number, self.sizes, bool(f.get("again")))
 
     def size(self, op: Operation) -> int:
         return len(json.dumps(self.pushed(op), ensure_ascii=False, separators=(",", ":")).encode())
@@ -313,8 +313,9 @@ def _check_rule(rule: RetryRule, ops: list[Operation], steps: list[Step]) -> lis
     never succeeds (it is fenced off)."""
     problems = []
     ended = {s.index: s for s in steps}
-    for later in ops:
-        earlier = [e for e in ops if e.try_number < later.try_number and e.start < later.start]
+    firsts = [o for o in ops if not o.fields.get("again")]  # a try's second push is push-once's, within the try
+    for later in firsts:
+        earlier = [e for e in firsts if e.try_number < later.try_number and e.start < later.start]
         if not earlier:
             continue
         expected = rule.expects(earlier, later)
@@ -344,7 +345,8 @@ def _retry_observations(ops: list[Operation], steps: list[Step], stored: dict[st
     earlier try's push after it is a zombie's, fenced off by design: not the retry's to make)."""
     observations = []
     for number in sorted({o.try_number for o in ops if o.try_number > 1}):
-        mine = [s for s in steps if s.attempt == number]
+        again = {o.index for o in ops if o.fields.get("again")}  # refused by push-once within the try: not a retry's
+        mine = [s for s in steps if s.attempt == number and s.index not in again]
         first = min(mine, key=lambda s: s.start)
         retry = Step(first.index, first.worker, Retry(), number, None, None, first.start - 0.5, first.start - 0.5,
                      first.clock, first.clock, number)  # fmt: skip
@@ -357,7 +359,7 @@ def _retry_observations(ops: list[Operation], steps: list[Step], stored: dict[st
 def _retry_notes(history: History, end_state: dict[str, Any], rule: RetryRule) -> list[str]:
     failed = [ti for ti in end_state.get("task_instances", []) if ti["task_id"] == "pushers" and ti["state"] == "failed"]
     refused = {(o.fields.get("run_id"), o.fields.get("map_index")) for o in history.of("push")
-               if o.try_number > 1 and o.error_type == "XComOverwriteError"}  # fmt: skip
+               if o.try_number > 1 and o.error_type == "XComOverwriteError" and not o.fields.get("again")}  # fmt: skip
     stuck = [ti for ti in failed if (ti["run_id"], ti["map_index"]) in refused]
     if not stuck:
         return []

@@ -39,6 +39,8 @@ SOAKABLE = (
     "xcomsim.mutants.hardening.StaleGuardXCom",
     "xcomsim.mutants.hardening.RacingSweepXCom",
     "xcomsim.mutants.liveness.ListThenDeleteSweeperXCom",
+    "xcomsim.mutants.fencing.StrictAcrossTriesXCom",
+    "xcomsim.mutants.fencing.WorkerClockClaimsXCom",
 )
 
 #: What a soak's workload lacks to exercise the rest of the catalogue (the kit catches them all).
@@ -59,6 +61,12 @@ NOT_SOAKABLE = {
     "xcomsim.mutants.hardening.LazySequencePullXCom": "pulls through a mapped XComArg",
     "xcomsim.mutants.hardening.SkipmixinChannelXCom": "branching (skipmixin_key) pushes",
     "xcomsim.mutants.hardening.UncheckedLeaseClaimsXCom": "claims with a lease of 0 or below",
+    "xcomsim.mutants.fencing.WallClockGuardXCom": "a zombie try resumed between its guard and its row after its retry "
+                                                  "pushed (the pause fault stops a worker at a random instant)",
+    "xcomsim.mutants.callers.GuardLeftOnRefusalXCom": "a push Airflow's model refuses, then the same key again in the "
+                                                      "same try",
+    "xcomsim.mutants.callers.LooseMapIndexXCom": "a map index of another type (a bool, a numpy integer)",
+    "xcomsim.mutants.callers.UncheckedDeleteXCom": "a task deleting another task's XCom",
 }  # fmt: skip
 
 

@@ -18,13 +18,19 @@ from xcomsim.soak import probe
 IDENTICAL_KEYS = ("small", "large")  # the same value on every try
 PER_TRY_KEY = "attempt"  # a value of its own on every try: retries race on it
 PUSH_KEYS = (*IDENTICAL_KEYS, PER_TRY_KEY)
+REPUSH_KEY = "small"  # pushed a second time in each try, with another value
 FORBIDDEN_PUSH = "forbidden"
 FORBIDDEN_PULL = ("pushers", "large")  # (source task, key) the violating task may not pull
 
 
-def value_for(run_id: str, map_index: int, key: str, try_number: int, sizes: dict[str, int]) -> dict[str, Any]:
-    """The value pushed at a coordinate by a try: its JSON form is ``sizes[key]`` bytes or a few more."""
+def value_for(run_id: str, map_index: int, key: str, try_number: int, sizes: dict[str, int],
+              again: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The value pushed at a coordinate by a try: its JSON form is ``sizes[key]`` bytes or a few more.
+
+    ``again``: the value of a try's second push of the key, which push-once must refuse."""
     value = {"run": run_id, "map": map_index, "key": key, "try": try_number if key == PER_TRY_KEY else 0}
+    if again:
+        value["again"] = True
     return {**value, "pad": "x" * max(0, sizes[key] - 80)}
 
 
@@ -47,6 +53,14 @@ def push(context: dict[str, Any], plan: dict[str, Any], index: int) -> None:
             with probe.push_profiled():
                 ti.xcom_push(key=key, value=value)
         time.sleep(plan["pause"])
+    if plan.get("repush"):  # push-once within a try: a second push of a key, with another value, must be refused
+        value = value_for(ti.run_id, ti.map_index, REPUSH_KEY, me["try_number"], plan["sizes"], again=True)
+        try:
+            with probe.operation("push", key=REPUSH_KEY, digest=probe.digest(value), size=len(json.dumps(value)),
+                                 again=True):  # fmt: skip
+                ti.xcom_push(key=REPUSH_KEY, value=value)
+        except Exception:  # noqa: BLE001 - recorded; the refusal is what is expected
+            pass
     probe.record("task", phase="pushed", cpu=time.process_time())  # this process's CPU since its fork
     if first_try and chosen(plan, "flaky", ti.run_id, index) < plan["flaky_rate"]:
         probe.record("task", phase="fail-on-purpose")

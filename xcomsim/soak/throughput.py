@@ -27,7 +27,7 @@ from xcomsim.soak.run import DRAIN_SECONDS, _readback
 def compare(backends: list[str], minutes: float, rounds: int, seed: int, runs_in_flight: int,
             say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
     deployment = LocalDeployment(Settings(backend=backends[0]))
-    plan = dataclasses.replace(workload.Plan.draw(seed, THRESHOLD, False), flaky_rate=0.0)
+    plan = dataclasses.replace(workload.Plan.draw(seed, THRESHOLD, False), flaky_rate=0.0, repush=False)
     phases = [(r, b) for r in range(rounds) for b in (backends if r % 2 == 0 else backends[::-1])]
     with signals_as_exit():
         try:

@@ -91,6 +91,7 @@ class Plan:
     lease: float = 6.0
     hold: float = 0.5
     claim_barrier: float = 4.0  # claimers wait for the next multiple of this many seconds, then race
+    repush: bool = True  # each pusher pushes one key a second time (push-once within a try); not in --compare
 
     @classmethod
     def draw(cls, seed: int, threshold: int, kill_before_row: bool) -> Plan:
