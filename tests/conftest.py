@@ -40,6 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "long: a test of minutes (a whole kit run in a subprocess); scheduled first, see below")
     config.addinivalue_line(
         "markers", "soak: starts a real Celery deployment (minutes); runs only when selected with -m soak")
+    config.addinivalue_line(
+        "markers", "once: runs on one Python only in CI: its subject does not vary with the interpreter")
 
 
 @pytest.hookimpl(trylast=True)

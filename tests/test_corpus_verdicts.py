@@ -73,6 +73,7 @@ SELECTION = "not agrees_with_the_model"
 
 
 @pytest.mark.long
+@pytest.mark.once
 def test_every_corpus_backend_gets_its_expected_verdicts(corpus_pytester):
     corpus_pytester.makeconftest(CONFTEST)
     corpus_pytester.makepyfile(test_corpus=MODULE.format(backends=list(EXPECTED)))
