@@ -135,3 +135,23 @@ def test_the_s3_child_sends_replies_without_waiting_for_the_clients_ack():
         assert server.RequestHandlerClass.disable_nagle_algorithm is True
     finally:
         server.server_close()
+
+
+def test_ctrl_c_is_the_sessions_to_handle_a_child_serves_on_until_closed():
+    """A terminal's SIGINT reaches the children too; they serve on while the session tears down."""
+    import os
+    import signal
+
+    store = RedisStore()
+    try:
+        client = redis.Redis(host=store.host, port=store.port, socket_timeout=30)
+        assert client.ping()
+        os.kill(store._server._process.pid, signal.SIGINT)
+        time.sleep(0.5)
+        client.close()  # a connection's own thread would keep a dying child's server up until it ends
+        time.sleep(0.5)
+        assert store._server._process.poll() is None
+        assert redis.Redis(host=store.host, port=store.port, socket_timeout=30).set("k", b"v")
+    finally:
+        store.close()
+    assert _refused(store.port)

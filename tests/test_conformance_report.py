@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +30,10 @@ def test_the_replay_hint_runs_when_pasted(kit_pytester):
     output = first.stdout.str()
     lines = output.splitlines()
     hint = lines[next(i for i, line in enumerate(lines) if "xcomsim: replay" in line) + 1]
-    assert f"--xcomsim-backend={MUTANT}" in hint and hint.startswith(f"cd {kit_pytester.path} && pytest ")
-    command = hint.split("   (")[0].replace(" && pytest ", f" && {sys.executable} -m pytest ", 1)
+    # The interpreter that ran, not a bare `pytest` that may be another venv's or none in the user's shell.
+    assert f"--xcomsim-backend={MUTANT}" in hint
+    assert hint.startswith(f"cd {kit_pytester.path} && {shlex.quote(sys.executable)} -m pytest "), hint
+    command = hint.split("   (")[0]
     pasted = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert re.search(r"\b1 failed\b", pasted.stdout), pasted.stdout[-3000:] + pasted.stderr[-2000:]
     assert "passed" not in pasted.stdout.splitlines()[-1]  # the user's own test is not what ran

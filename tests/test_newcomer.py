@@ -170,16 +170,18 @@ def test_the_html_report_holds_the_sessions_dag_runs(session, project):
 def test_the_kits_replay_hint_works_pasted_after_a_run_from_a_subfolder(tmp_path):
     """Typed from tests/ with a relative --xcomsim-dags: the hint cds to the rootdir, so the path is made absolute."""
     project = _project(tmp_path / "userproj")
-    env = {**_env(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # `pytest` as the hint types it
+    env = _env()  # the venv is not activated: its bin/ is not on PATH, as in a user's fresh shell
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != BIN)
     first = subprocess.run(
-        ["pytest", "--xcomsim-backend=my_xcom.TupleToListXCom", "--xcomsim-dags=../dags", "--xcomsim-report=r.html",
+        [str(BIN / "pytest"), "--xcomsim-backend=my_xcom.TupleToListXCom", "--xcomsim-dags=../dags", "--xcomsim-report=r.html",
          "-p", "no:cacheprovider", "-k", "test_round_trip_is_exact"],
         cwd=project / "tests", capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     lines = first.stdout.splitlines()
     assert first.returncode == 1 and any("xcomsim: replay" in line for line in lines), first.stdout[-4000:]
     hint = lines[next(i for i, line in enumerate(lines) if "xcomsim: replay" in line) + 1].split("   (")[0]
-    assert hint.startswith(f"cd {project} && pytest ") and "--xcomsim-backend=my_xcom.TupleToListXCom" in hint, hint
+    assert re.match(rf"cd {re.escape(str(project))} && \S+/python\S* -m pytest ", hint), hint
+    assert "--xcomsim-backend=my_xcom.TupleToListXCom" in hint, hint
     assert f"--xcomsim-dags={project / 'dags'}" in hint and "--xcomsim-report" not in hint, hint
     pasted = subprocess.run(hint, shell=True, capture_output=True, text=True, timeout=600, env=env)
     assert pasted.returncode == 1 and "1 failed" in pasted.stdout.splitlines()[-1], pasted.stdout[-3000:]

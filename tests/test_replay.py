@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 PROPERTY = '''
 from pathlib import Path
 from hypothesis import given, strategies as st
@@ -28,7 +30,7 @@ def test_replay_reruns_only_the_kept_failure(clean_pytester):
     found = clean_pytester.runpytest_subprocess("--xcomsim", "--xcomsim-profile=dev", "-p", "no:randomly", *db)
     found.assert_outcomes(failed=1)
     found.stdout.fnmatch_lines(["*x=1000*"])  # shrunk to the boundary
-    found.stdout.fnmatch_lines(["*xcomsim: replay*", "cd * && pytest --xcomsim --xcomsim-replay --xcomsim-hypothesis-db=*examples* test_property.py::test_small *"])
+    found.stdout.fnmatch_lines(["*xcomsim: replay*", f"cd * && {sys.executable} -m pytest --xcomsim --xcomsim-replay --xcomsim-hypothesis-db=*examples* test_property.py::test_small *"])
     assert len(_calls(clean_pytester)) > 5
 
     replayed = clean_pytester.runpytest_subprocess("--xcomsim", "--xcomsim-replay", "-p", "no:randomly", *db)

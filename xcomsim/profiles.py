@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from collections.abc import Sequence
 
 from xcomsim.errors import ConfigError
@@ -69,12 +70,18 @@ def replay_hint(target: str, options: Sequence[str] = (), rootdir: str | None = 
 
     current = settings()
     where = f"cd {shlex.quote(rootdir)} && " if rootdir else ""
+    pytest = pytest_command()
     own = ("--xcomsim-profile", "--xcomsim-replay", "--xcomsim-hypothesis-db")  # the hint sets these itself
     given = "".join(f" {shlex.quote(o)}" for o in options if not o.startswith(own))
     selected = target if target.startswith("-k ") else shlex.quote(target)
     if current.derandomize:
-        return (f"{where}pytest --xcomsim --xcomsim-profile=ci{given} {selected}"
+        return (f"{where}{pytest} --xcomsim --xcomsim-profile=ci{given} {selected}"
                 "   (derandomised: the same examples every run)")  # fmt: skip
     database = getattr(current.database, "path", None)
     kept = f" --xcomsim-hypothesis-db={shlex.quote(str(database))}" if database else ""
-    return f"{where}pytest --xcomsim --xcomsim-replay{kept}{given} {selected}   (only the failing examples kept, none new)"
+    return f"{where}{pytest} --xcomsim --xcomsim-replay{kept}{given} {selected}   (only the failing examples kept, none new)"
+
+
+def pytest_command() -> str:
+    """pytest as this interpreter runs it: a bare ``pytest`` may be another venv's, or none, in the user's shell."""
+    return f"{shlex.quote(sys.executable)} -m pytest"

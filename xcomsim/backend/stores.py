@@ -296,7 +296,8 @@ def _make_s3_client(conn_id: str) -> Any:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     except ImportError:
         raise XComStoreError(
-            "an s3:// object store needs apache-airflow-providers-amazon (pip install 'xcomsim[providers]')"
+            "an s3:// object store needs apache-airflow-providers-amazon, a dependency of xcomsim that is "
+            "not installed here (pip install apache-airflow-providers-amazon)"
         ) from None
     return S3Hook(aws_conn_id=conn_id).get_conn()
 

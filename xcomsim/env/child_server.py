@@ -19,6 +19,7 @@ import functools
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -350,4 +351,7 @@ def main(kind: str, fd: int, direct_fd: int | None = None) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C in a terminal reaches the whole foreground process group: it is the session's to
+    # handle (pytest stops and closes its servers), so the child serves on until its stdin closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     main(sys.argv[1], *map(int, sys.argv[2:]))

@@ -67,8 +67,8 @@ def run_in_process(ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
             if ti.state not in State.finished:
                 ti.set_state(TaskInstanceState.FAILED)
             return exc
-        if isinstance(result.error, RunTimeout):
-            raise result.error
+        if isinstance(result.error, (RunTimeout, KeyboardInterrupt)):
+            raise result.error  # the task runner records an interrupt as the task's failure; it is the run's
         ti.set_state(result.ti.state)
         if ti.state == TaskInstanceState.DEFERRED and isinstance(result.msg, DeferTask):
             ti.set_state(TaskInstanceState.QUEUED)
