@@ -156,24 +156,37 @@ def _location(names: list[str], handle: Any) -> str:
 
 
 class _Prober:
+    """Pushes probes and judges each. Listing every store takes ~0.1-0.2 s, so a search judges cheaply where it
+    can: a row holding the value is inline, and a row much shorter than the value is taken as offloaded; the
+    boundary a search finds is then confirmed with the stores listed (``confirm``), and searched again with
+    every probe listed if the cheap judgement was wrong (a backend that compresses values inline)."""
+
     def __init__(self, env: Any, handle: Any) -> None:
         self.env, self.handle = env, handle
         self.keys = itertools.count()
         self.seen: dict[tuple[str, int], tuple[bool, Any, list[str]]] = {}
         self.objects = store_sizes(env)
+        self.fresh = True  # self.objects is the stores as they are
+        self.cheap = True
 
-    def push(self, value: Any) -> tuple[bool, Any, list[str]]:
+    def push(self, value: Any, cheap: bool = False) -> tuple[bool, Any, list[str]]:
         """Push ``value``: (offloaded, the row, the new objects)."""
         key = f"xcomsim_probe_{next(self.keys)}"
+        if not cheap and not self.fresh:
+            self.objects, self.fresh = store_sizes(self.env), True
         before = self.objects
         with self.handle.active() as ti:
             ti.xcom_push(key=key, value=value)
         row = _row(self.env, self.handle, key)
-        if _holds(row, value):  # the row holds the value itself: no store need be listed (a listing is ~0.1 s)
+        if _holds(row, value):  # the row holds the value itself: no store need be listed
             return False, row, []
+        if cheap and 2 * len(str(row)) < _length(value):
+            self.fresh = False
+            return True, row, []
         for path in local_files(row):  # a folder on disk the stores did not know of yet
             watch_directory(_base(path, self.handle))
         self.objects = after = store_sizes(self.env)
+        self.fresh = True
         new = sorted((n for n in after if n not in before), key=lambda n: -after[n])
         refers = any(refers_to(row, n) for n in new)
         if isinstance(value, str):
@@ -182,8 +195,13 @@ class _Prober:
 
     def at(self, dimension: str, n: int, make: Callable[[int], Any]) -> bool:
         if (dimension, n) not in self.seen:
-            self.seen[dimension, n] = self.push(make(n))
+            self.seen[dimension, n] = self.push(make(n), cheap=self.cheap)
         return self.seen[dimension, n][0]
+
+    def confirm(self, dimension: str, n: int, make: Callable[[int], Any]) -> bool:
+        """Push the value at ``n`` again with the stores listed: whether it really offloads."""
+        self.seen[dimension, n] = found = self.push(make(n))
+        return found[0]
 
     def smallest(self, dimension: str, make: Callable[[int], Any], low: int, ceiling: int,
                  fits: Callable[[int], bool] = lambda n: True) -> int | None:  # fmt: skip
@@ -192,6 +210,7 @@ class _Prober:
         ``fits``: only values that pass are probed (a count probe must stay below the byte threshold,
         or it would offload by size).
         """
+        start = low
         high = low + 1
         while not (fits(high) and self.at(dimension, high, make)):
             if high >= ceiling or not fits(min(high * 2, ceiling)):
@@ -200,7 +219,24 @@ class _Prober:
         while high - low > 1:
             middle = (low + high) // 2
             low, high = (low, middle) if self.at(dimension, middle, make) else (middle, high)
+        if self.cheap and not self.confirm(dimension, high, make):
+            self.cheap = False  # judged wrong somewhere: every probe of this search listed from here on
+            self.seen = {k: v for k, v in self.seen.items() if k[0] != dimension}
+            found = self.smallest(dimension, make, start, ceiling, fits)
+            self.cheap = True
+            return found
         return high
+
+
+def _length(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    from xcomsim.strategies import serialized_size
+
+    try:
+        return serialized_size(value)
+    except Exception:  # noqa: BLE001 - never judged cheaply
+        return 0
 
 
 def _holds(row: Any, value: Any) -> bool:
@@ -301,7 +337,7 @@ def _probe(prober: _Prober, found: Discovery) -> None:
                 fits = serialized_size(value) < below
             except Exception:  # noqa: BLE001 - Airflow cannot carry it (bytes): not a trigger to look for
                 continue
-            if fits and prober.at(f"type {name}", 3, make):
+            if fits and prober.confirm(f"type {name}", 3, make):
                 found.types.append(name)
         for kind in COUNT_KINDS:
             make = _zeros if kind == "list" else _zero_dict
@@ -314,10 +350,10 @@ def _probe(prober: _Prober, found: Discovery) -> None:
     if not found.offloads:
         return
     if found.threshold is not None:
-        prober.at("bytes", max(64, 4 * found.threshold), sized)  # a second offloaded object, for the location
+        prober.confirm("bytes", max(64, 4 * found.threshold), sized)  # a second offloaded object, for the location
     else:
-        prober.at("second", 0, lambda _: found.offloaded_value(5))
-    offloaded = [seen for _, seen in sorted(prober.seen.items(), key=lambda kv: -kv[0][1]) if seen[0]]
+        prober.confirm("second", 0, lambda _: found.offloaded_value(5))
+    offloaded = [seen for _, seen in sorted(prober.seen.items(), key=lambda kv: -kv[0][1]) if seen[0] and seen[2]]
     _, row, new = offloaded[0]
     found.reference, found.reference_object = row, new[0]
     found.location = _location([seen[2][0] for seen in offloaded[:2]], prober.handle)

@@ -96,7 +96,7 @@ class ModelTests:
 
         # Each example is up to 10 steps of real I/O, and shrinking one takes minutes: the first failing
         # sequence is reported as found (the targeted tests above give each guarantee's minimal story).
-        budget = max(5, settings().max_examples // 10)
+        budget = max(5, settings().max_examples // 20)
         run = examples(max_examples=budget, stateful_step_count=10, report_multiple_bugs=False,
                        phases=[Phase.explicit, Phase.reuse, Phase.generate])  # fmt: skip
         with thread_local_task_state():

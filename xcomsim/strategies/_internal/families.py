@@ -23,7 +23,6 @@ import ast
 import dataclasses
 import datetime as dt
 import functools
-import importlib.util
 import inspect
 import re
 import sys
@@ -60,12 +59,12 @@ def allow_family_classes() -> None:
 
 
 def _optional(name: str) -> Any:
-    """``name`` if importable (and already imported or cheap to import), else None: the kit requires neither."""
-    if name in sys.modules:
-        return sys.modules[name]
-    if importlib.util.find_spec(name) is None:
-        return None
-    return importlib.import_module(name)
+    """``name`` if the session has imported it (a backend that handles DataFrames imports pandas), else None.
+
+    The kit requires neither numpy nor pandas, and does not import them itself (pandas and pyarrow cost
+    seconds to import): a backend that never imported them treats their values as Airflow's serde does.
+    """
+    return sys.modules.get(name)
 
 
 # ------------------------------------------------------------------ types
@@ -97,12 +96,14 @@ def type_samples() -> dict[str, Callable[[int], Any]]:
     return samples
 
 
-@functools.lru_cache(maxsize=1)
-def _carried() -> frozenset[str]:
+@functools.lru_cache(maxsize=8)
+def _carried(names: tuple[str, ...]) -> frozenset[str]:
     from airflow.sdk.serde import serialize
 
     carried = set()
-    for name, make in type_samples().items():
+    samples = type_samples()
+    for name in names:
+        make = samples[name]
         try:
             serialize(make(0))
         except Exception:  # noqa: BLE001 - this Airflow has no serializer for it (bytes, numpy arrays)
@@ -114,7 +115,9 @@ def _carried() -> frozenset[str]:
 def airflow_types() -> dict[str, Callable[[int], Any]]:
     """The type families this Airflow's serde carries (``bytes`` and numpy arrays are not, where it has no
     serializer for them): the ones a round trip can be held to."""
-    return {name: make for name, make in type_samples().items() if name in _carried()}
+    samples = type_samples()
+    carried = _carried(tuple(samples))
+    return {name: make for name, make in samples.items() if name in carried}
 
 
 def typed_values() -> st.SearchStrategy[Any]:
@@ -231,10 +234,10 @@ def marker_keys(constants: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(keys, key=lambda c: (not c.startswith("_"), constants.index(c))))[:_MAX_CONSTANTS]
 
 
-def constant_edges(constants: tuple[str, ...]) -> list[Any]:
-    """One dict per marker-like constant, its value truthy; one string per constant: each tried once."""
-    keys = marker_keys(constants)
-    return [{key: True, "value": 1} for key in keys] + list(constants[:_MAX_CONSTANTS])
+def constant_edges(constants: tuple[str, ...], limit: int = 20) -> list[Any]:
+    """One dict per marker-like constant (the first ``limit``), its value truthy; one string per constant."""
+    keys = marker_keys(constants)[:limit]
+    return [{key: True, "value": 1} for key in keys] + list(constants[:limit])
 
 
 def constant_values(constants: tuple[str, ...]) -> st.SearchStrategy[Any]:
