@@ -1,6 +1,8 @@
-"""Offload: where values go by size, that deletes and reruns leave no orphan, that crashes leave no dangling row.
+"""Offload: where values go, that deletes and reruns leave no orphan, that crashes leave no dangling row.
 
-The threshold is the declared one, else the discovered one (``discovery``);
+The threshold is the declared one, else the discovered one (``discovery``); a backend that
+offloads by type, item count or depth is tested with values of that trigger (the kit's
+``offloaded`` fixture);
 objects are looked for in every store (``stores``) and matched to rows by what
 the backend was seen to write (``references``). A row dangles when the backend
 cannot read it back.
@@ -14,8 +16,8 @@ from typing import Any
 import pytest
 
 from xcomsim.checks import InvariantViolation, require
-from xcomsim.conformance.examples import guarantee, one_task
 from xcomsim.checks.registry import MAX_REFERENCE
+from xcomsim.conformance.examples import guarantee, one_task
 from xcomsim.conformance.references import dangling, offload_violations, orphans, refers_to
 from xcomsim.conformance.stores import observe, read_rows, store_sizes
 from xcomsim.scheduler.faults import FaultPlan, WorkerCrash, injecting
@@ -41,11 +43,6 @@ def offloading(env: Any, offload: Any, offloaded: Callable[[int], Any] | None) -
     if offloaded is None:
         pytest.skip(NOT_CLAIMED)
     return offloaded
-
-
-def big(threshold: int) -> str:
-    """A value well past the threshold (and a size no probe or guard object reaches by accident)."""
-    return sized_string(max(64, threshold * 8))
 
 
 def _same_threshold(declared: int, found: int) -> bool:
