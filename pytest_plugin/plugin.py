@@ -88,6 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if _STATE not in config.stash:
         config.stash[_STATE] = session.start(config, _option_values(config))
+    session.check_backend(config, config.stash[_STATE].settings.backend)  # type: ignore[attr-defined]
     session.activate_profile(config.getoption("xcomsim_profile") or config.getini("xcomsim_profile"),
                              session.hypothesis_db(config, config.getoption("xcomsim_hypothesis_db"),
                                                    config.getini("xcomsim_hypothesis_db")),

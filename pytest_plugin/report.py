@@ -9,6 +9,7 @@ import pytest
 from xcomsim.conformance.verdict import Verdicts
 
 _verdicts: dict[str, Verdicts] = {}
+_outcomes: dict[str, str] = {}
 _HYPOTHESIS_FAILURE = ("Falsifying example", "Failing test case", "reproduce_failure")
 _BACKEND = pytest.StashKey[str]()
 _REPLAY = "xcomsim: replay"
@@ -87,7 +88,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     return report
 
 
+def outcome(nodeid: str) -> str | None:
+    """A test's outcome as the terminal gives it (passed, failed, error, skipped), or None if it has not run."""
+    return _outcomes.get(nodeid)
+
+
+def _record_outcome(report: pytest.TestReport) -> None:
+    if report.failed:
+        _outcomes[report.nodeid] = "failed" if report.when == "call" else "error"
+    elif report.when == "call" or report.skipped:
+        _outcomes.setdefault(report.nodeid, "skipped" if report.skipped else "passed")
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _record_outcome(report)
     tagged = getattr(report, "xcomsim_guarantee", None)
     if tagged is None:
         return

@@ -146,9 +146,10 @@ def write_html_report(config: pytest.Config, terminal: pytest.TerminalReporter) 
     from pytest_plugin import report
 
     verdicts = report.collected()  # the conformance kit's, one Verdicts per backend
+    runs = [{**run, "outcome": report.outcome(run["test"])} for run in config.stash.get(RUNS, [])]
     data = {
         "title": f"xcomsim report: {Path(str(config.rootpath)).name}",
-        "runs": config.stash.get(RUNS, []),
+        "runs": runs,
         "verdicts": html_report.verdict_entries(verdicts),
     }
     written = html_report.write(report_path(config), data)
@@ -163,15 +164,16 @@ def conformance_suite(mode: str | None, backend_given: bool) -> bool:
     return mode == "on" or (mode == "auto" and backend_given)
 
 
-def session_backend_problem(backend: str) -> str | None:
-    """Why the session's backend (--xcomsim-backend or the ini's) cannot be used, or None."""
+def check_backend(config: pytest.Config, backend: str) -> None:
+    """A backend the user named must import: one line before anything is collected, not a table of "not run"."""
     from xcomsim.env.xcom_backend import load_backend
 
+    if not (config.getoption("xcomsim_backend", None) or config.getini("xcomsim_backend")):
+        return  # the default, xcomsim's own
     try:
         load_backend(backend)
     except XcomsimError as exc:
-        return f"xcomsim: {exc} (the session's backend, from --xcomsim-backend or xcomsim_backend)"
-    return None
+        raise pytest.UsageError(f"xcomsim: {exc} (the session's backend, from --xcomsim-backend or xcomsim_backend)") from None
 
 
 @contextlib.contextmanager

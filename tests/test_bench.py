@@ -225,3 +225,38 @@ def test_default_run_does_not_collect_the_benchmarks(clean_pytester):
     assert "benchmarks/" not in plain.stdout.str()
     asked = clean_pytester.runpytest_subprocess(*base, "--benchmark-only")
     assert "benchmarks/test_bench_latency.py::test_pull[exclusive-inline-1KiB]" in asked.stdout.str()
+
+
+@pytest.mark.parametrize(
+    "backend, expected",
+    [("user_style_backends.S3HookPerPushXCom", r"S3 \((moto|S3 endpoint|.+)\)"),  # its own object names in S3
+     ("airflow.sdk.bases.xcom.BaseXCom", r"xcom row \(\w+\)")],
+)  # fmt: skip
+def test_a_users_backend_row_says_where_its_values_really_went(xcomsim_simulation, backend, expected):
+    """Not "(its own)": the stores whose objects grew by the payload, else the xcom row."""
+    import re
+
+    from xcomsim.bench import standard
+    from xcomsim.bench.footprint import offload_pipeline_dag
+    from xcomsim.bench.latency import BackendSetup, probe_dag
+    from xcomsim.bench.services import probe
+
+    config = standard.StandardConfig.quick(rounds=2, workers=1, pairs=1, size=64 * 1024)
+    setup = BackendSetup("custom", backend, backend, "custom")
+    with xcomsim_simulation.environment() as env:
+        services = probe(env)
+    row = standard._measure(xcomsim_simulation, config, setup, "(its own)", payload(config.size),
+                            offload_pipeline_dag(), {1: probe_dag()}, lambda step: None, services)  # fmt: skip
+    assert re.fullmatch(expected, row.values_in), row.values_in
+
+
+def test_observed_values_in_names_each_store_that_grew_and_ignores_small_writes():
+    from xcomsim.bench.services import Service
+    from xcomsim.bench.standard import observed_values_in
+
+    services = [Service("S3", "moto server", True, "moto"), Service("Redis", "fakeredis", True, "fakeredis"),
+                Service("metadata DB", "SQLite in memory", True, "SQLite")]  # fmt: skip
+    before = {"s3://xcomsim/guards/a": 10}
+    after = {"s3://xcomsim/guards/a": 10, "s3://team/values/k": 1000, "redis:marker": 3, "file:///data/xcom/k.json": 900}
+    assert observed_values_in(before, after, 1000, services) == "S3 (moto) + files (file:///data/xcom)"
+    assert observed_values_in(before, {**before, "redis:marker": 3}, 1000, services) == "xcom row (SQLite)"

@@ -98,6 +98,18 @@ def test_readme_is_a_front_page_with_the_ci_command():
     assert command == "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest -n auto --dist worksteal"
 
 
+def _prose(page: Path) -> str:
+    """The page without its code blocks (output pasted from a run lives in ``text`` blocks)."""
+    return re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+
+
+def test_the_suites_own_counts_and_times_are_not_typed_into_prose():
+    """They drift with every test added (docs once said 208 passed of a 535-test suite): CI's log has them."""
+    typed = re.compile(r"\b\d+ (passed|failed|skipped|xfailed)\b|\bsuite\b[^.]*\b\d+ min\b")
+    found = [f"{page.relative_to(ROOT)}: {m.group(0)!r}" for page in PAGES for m in typed.finditer(_prose(page))]
+    assert not found, found
+
+
 def test_every_docs_page_is_in_the_index():
     index = (ROOT / "docs" / "index.md").read_text()
     missing = [p.name for p in PAGES if p.parent.name == "docs" and p.name != "index.md" and f"({p.name})" not in index]

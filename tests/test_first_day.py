@@ -105,3 +105,77 @@ def test_ctrl_c_inside_a_running_task_stops_the_session_and_leaves_nothing_runni
     while (alive := [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive, f"left running after Ctrl-C: {[c.cmdline() for c in alive]}"
+
+
+@pytest.mark.parametrize(
+    "typed, expected",
+    [("my_xcm.MyXCom", "no module named 'my_xcm' (did you mean 'my_xcom'?)"),
+     ("my_xcom.MyXCm", "module 'my_xcom' has no attribute 'MyXCm' (did you mean 'MyXCom'?)"),
+     ("my_xcom.Unrelated", "module 'my_xcom' has no attribute 'Unrelated' (the session's")],
+)  # fmt: skip
+def test_a_backend_path_that_does_not_import_is_one_line_before_anything_runs(tmp_path, typed, expected):
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\nxcomsim = true\n")
+    (tmp_path / "my_xcom.py").write_text("from airflow.sdk.bases.xcom import BaseXCom\n\n\nclass MyXCom(BaseXCom):\n    pass\n")
+    (tmp_path / "test_mine.py").write_text("def test_mine():\n    open('ran', 'w').close()\n")
+    proc = subprocess.run([str(BIN / "pytest"), f"--xcomsim-backend={typed}", "-p", "no:cacheprovider"],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, lines
+    assert len(lines) == 1 and lines[0].startswith("ERROR: xcomsim: XCom backend") and expected in lines[0], lines
+    assert not (tmp_path / "ran").exists()  # nothing was collected or run first
+
+
+SLOW_DAG = """
+import time
+from datetime import datetime
+
+from airflow.sdk import DAG, task
+
+with DAG("slow", start_date=datetime(2024, 1, 1), schedule=None):
+
+    @task
+    def nap():
+        time.sleep(60)
+
+    nap()
+"""
+
+FINE_DAG = """
+from datetime import datetime
+
+from airflow.sdk import DAG, task
+
+with DAG("fine", start_date=datetime(2024, 1, 1), schedule=None):
+
+    @task
+    def hello():
+        return "hi"
+
+    hello()
+"""
+
+
+def test_a_run_timeout_and_a_broken_dag_file_are_said_once_without_airflows_tracebacks(tmp_path):
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\nxcomsim = true\nxcomsim_dags = "dags"\nxcomsim_run_timeout = "5"\n'
+    )
+    (tmp_path / "dags" / "slow.py").write_text(SLOW_DAG)
+    (tmp_path / "dags" / "fine.py").write_text(FINE_DAG)
+    (tmp_path / "dags" / "broken.py").write_text("from airflow.sdk import DAG\n\nimport no_such_thing_here\n")
+    (tmp_path / "test_mine.py").write_text(
+        "def test_slow(run_dag):\n    run_dag('slow')\n\n\n"
+        "def test_fine(run_dag):\n    assert run_dag('fine').xcom('hello') == 'hi'\n\n\n"
+        "def test_fine_again(run_dag):\n    assert run_dag('fine').succeeded\n"
+    )
+    proc = subprocess.run([str(BIN / "pytest"), "-p", "no:randomly", "-p", "no:cacheprovider", "-rA"],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert "1 failed, 2 passed" in out, out[-4000:]
+    failure = out.split("_ test_slow _", 1)[1].split("short test summary", 1)[0]
+    assert ("DAG slow did not finish within the run timeout of 5s; interrupted task nap at dags/slow.py:11 "
+            "(time.sleep(60))") in failure, failure[:3000]  # fmt: skip
+    assert "Traceback" not in out and "task_runner.py" not in out, out[-6000:]
+    # The broken file: once, as a warning located at its own line, in no test's captured output.
+    assert out.count("No module named 'no_such_thing_here'") == 1, out[-6000:]
+    assert "dags/broken.py:3: DagFileWarning: xcomsim: DAG file broken.py failed to import" in out, out[-3000:]

@@ -188,3 +188,47 @@ class TestCheckThenAct(XComBackendContract):
     assert len(doc.having("rect", "lane")) >= 2 and len(doc.having("g", "step")) >= 2  # a race: two workers
     (replay,) = [line for line in page.splitlines() if 'class="replay"' in line]
     assert "--xcomsim-backend" not in replay and "test_claim_races" in replay
+
+
+def test_a_run_that_succeeded_in_a_test_that_failed_says_both(clean_pytester):
+    """The page agrees with the terminal: the run's state and the test's outcome are shown apart."""
+    clean_pytester.makepyfile(test_runs="""
+from datetime import datetime
+
+from airflow.sdk import DAG, task
+
+
+def _dag(dag_id):
+    with DAG(dag_id, start_date=datetime(2024, 1, 1), schedule=None) as dag:
+        @task
+        def produce():
+            return 3
+        produce()
+    return dag
+
+
+def test_fails_after_a_good_run(run_dag):
+    assert run_dag(_dag("good_run")).succeeded
+    assert False, "the test's own assertion"
+
+
+def test_passes(run_dag):
+    assert run_dag(_dag("other_run")).succeeded
+""")
+    result = clean_pytester.runpytest_subprocess("--xcomsim", "-p", "no:randomly", "--xcomsim-report=report.html")
+    result.assert_outcomes(passed=1, failed=1)
+    doc = _parsed((clean_pytester.path / "report.html").read_text())
+    runs = {a["data-outcome"]: a["data-state"] for a in doc.having("div", "run")}
+    assert runs == {"failed": "success", "passed": "success"}, runs
+
+
+def test_a_broken_guarantee_without_a_race_has_its_replay_in_its_row_and_no_empty_counterexample():
+    verdicts = Verdicts("pkg.MyXCom")
+    verdicts.expect("round-trip-exact")
+    verdicts.record_failure(("round-trip-exact",), "InvariantViolation: [round-trip-exact] pushed (1,) pulled [1]",
+                            replay="cd /p && python -m pytest --xcomsim -k test_round_trip_is_exact")  # fmt: skip
+    page = html_report.render({"verdicts": html_report.verdict_entries([verdicts])})
+    doc = _parsed(page)
+    assert not doc.having("div", "counterexample"), page  # nothing to draw: no heading over a lone replay line
+    (row,) = doc.having("tr", "verdict")
+    assert row["data-verdict"] == "broken" and 'class="replay"' in page and "test_round_trip_is_exact" in page

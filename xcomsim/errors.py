@@ -11,6 +11,14 @@ class XcomsimError(Exception):
     """Base class: a problem with the harness's input or environment."""
 
 
+class Interrupt(BaseException):
+    """Raised by the harness inside running code (the run timeout) to end a run.
+
+    A BaseException, so task code's ``except Exception`` cannot swallow it; the harness
+    reports where it struck, so Airflow's own log of it is noise (``xcomsim.noise``).
+    """
+
+
 class ConfigError(XcomsimError):
     """A harness option or setting is malformed."""
 

@@ -7,7 +7,8 @@ needs to know HTML. Every part is optional::
     {
       "title": "xcomsim report",
       "runs": [                                   # DAG runs of the session (run_dag)
-        {"test": "tests/test_x.py::test_y", "dag_id": "d", "run_id": "r", "state": "success",
+        {"test": "tests/test_x.py::test_y", "outcome": "failed",   # the test's own outcome (or absent)
+         "dag_id": "d", "run_id": "r", "state": "success",
          "tasks": [{"task": "t", "state": "success", "try_number": 1, "error": None}]}
       ],
       "verdicts": [                               # the conformance kit, per backend
@@ -15,7 +16,8 @@ needs to know HTML. Every part is optional::
          "guarantees": [                          # in the terminal table's order
            {"name": "push-once", "verdict": "broken",        # kept, broken, not claimed, not run
             "state": "broken (first failure at example 5)",  # the terminal's words for it
-            "detail": "counterexample, or why not claimed / not run (the terminal's lines)", "first_failure": 5, "replay": "pytest ... (or None)",
+            "detail": "counterexample, or why not claimed / not run (the terminal's lines)",
+            "first_failure": 5, "replay": "pytest ... (or None)",
             "timeline": [                         # the counterexample as steps, one lane per worker
               {"step": 0, "worker": "w0", "operation": "push k", "io": "s3 PutObject",
                "fault": None, "crash": False, "violating": False}
@@ -41,7 +43,7 @@ from typing import Any
 _STATE_COLOURS = {
     "success": "#2e7d32", "kept": "#2e7d32", "failed": "#c62828", "broken": "#c62828",
     "upstream_failed": "#ef6c00", "skipped": "#9e9e9e", "not claimed": "#9e9e9e", "inherited": "#6a1b9a",
-    "not run": "#ef6c00",
+    "not run": "#ef6c00", "passed": "#2e7d32", "error": "#c62828",
 }  # fmt: skip
 
 
@@ -152,19 +154,16 @@ def _verdicts(entries: Sequence[Mapping[str, Any]]) -> str:
             first = f'<br><span class="first">first failure at example {_e(g["first_failure"])}</span>' if (
                 g.get("first_failure")) else ""  # fmt: skip
             words = str(g.get("state") or verdict).split(" (first failure")[0]  # the terminal's words
+            replay = f'<p>replay: <code class="replay">{_e(g["replay"])}</code></p>' if g.get("replay") else ""
             out.append(f'<tr class="verdict" data-verdict="{_e(verdict)}"><td>{_e(g.get("name", ""))}</td>'
-                       f"<td>{_badge(verdict, words)}{first}</td><td><pre>{_e(g.get('detail', ''))}</pre></td></tr>")  # fmt: skip
+                       f"<td>{_badge(verdict, words)}{first}</td><td><pre>{_e(g.get('detail', ''))}</pre>{replay}</td></tr>")  # fmt: skip
         out.append("</table>")
         for problem in backend.get("harness", []):
             out.append(f'<p class="harness">harness problem: {_e(problem)}</p>')
         for g in backend.get("guarantees", []):
-            if g.get("verdict") == "broken" and (g.get("timeline") or g.get("replay")):
-                out.append(f'<div class="counterexample"><h4>{_e(g.get("name", ""))}: counterexample</h4>')
-                if g.get("timeline"):
-                    out.append(f'<div class="lanes">{swim_lanes(g["timeline"])}</div>')  # a long race scrolls
-                if g.get("replay"):
-                    out.append(f'<p>replay: <code class="replay">{_e(g["replay"])}</code></p>')
-                out.append("</div>")
+            if g.get("verdict") == "broken" and g.get("timeline"):  # a race: its interleaving drawn
+                out.append(f'<div class="counterexample"><h4>{_e(g.get("name", ""))}: counterexample</h4>'
+                           f'<div class="lanes">{swim_lanes(g["timeline"])}</div></div>')  # a long race scrolls
     out.append("</section>")
     return "\n".join(out)
 
@@ -208,8 +207,12 @@ def _runs(runs: Sequence[Mapping[str, Any]]) -> str:
         out.append("<p>No DAG ran in this session.</p>")
     for run in runs:
         state = str(run.get("state", ""))
-        out.append(f'<div class="run" data-state="{_e(state)}"><h3>{_e(run.get("dag_id", ""))} {_badge(state)}</h3>'
-                   f'<p class="test">{_e(run.get("test", ""))} &middot; {_e(run.get("run_id", ""))}</p>'
+        # The run's state and its test's outcome are two facts: a run can succeed in a test that fails.
+        outcome = str(run.get("outcome") or "")
+        test = f'test {_badge(outcome)} ' if outcome else ""
+        out.append(f'<div class="run" data-state="{_e(state)}" data-outcome="{_e(outcome)}">'
+                   f'<h3>{_e(run.get("dag_id", ""))} run {_badge(state)}</h3>'
+                   f'<p class="test">{test}{_e(run.get("test", ""))} &middot; {_e(run.get("run_id", ""))}</p>'
                    "<table><tr><th>task</th><th>state</th><th>try</th><th>error</th></tr>")  # fmt: skip
         for task in run.get("tasks", []):
             out.append(f'<tr class="task"><td>{_e(task.get("task", ""))}</td><td>{_badge(str(task.get("state", "")))}</td>'

@@ -15,11 +15,20 @@ code, the call into Airflow and the frame that raised, and say how many frames w
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import os
 import re
+import sys
+import sysconfig
 import types
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from xcomsim.errors import Interrupt
 
 # (message regex, category): warnings of Airflow's dependencies a user can do nothing about.
 AIRFLOW_WARNINGS = [
@@ -156,3 +165,94 @@ def _trim_one(exc: BaseException) -> int:
         f"({dropped} frames of {', '.join(sorted(packages))} plumbing hidden by xcomsim; pytest --full-trace shows them)"
     )
     return dropped
+
+
+# -- Airflow's logs of what the harness reports itself ----------------------------------------
+
+
+def drop_harness_reported_logs() -> None:
+    """Keep Airflow's logs of what the harness reports itself out of captured output.
+
+    The task runner logs every exception that ends a task with its whole traceback (about 40
+    lines through its own frames); for an interrupt (the run timeout, Ctrl-C) the harness's one
+    line already names the run, the task and the user's line it struck in. The DAG parser logs
+    a file that fails to import (see :func:`quiet_dag_parsing`). Added once to the structlog
+    configuration Airflow set up at import (the in-process runner does not reconfigure it).
+    """
+    import structlog
+
+    processors = list(structlog.get_config()["processors"])
+    if _drop_reported not in processors:
+        structlog.configure(processors=[_drop_reported, *processors])
+
+
+# The loggers through which Airflow's DAG parser logs a file that fails to import, with its traceback.
+_DAG_PARSER_LOGGERS = ("airflow.dag_processing", "airflow.models.dagbag")
+_PARSING: list[bool] = []  # set while quiet_dag_parsing is in force
+
+
+def _drop_reported(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    import structlog
+
+    exc = event.get("exc_info")
+    if exc is True:
+        exc = sys.exc_info()
+    if isinstance(exc, tuple):
+        exc = exc[1]
+    if isinstance(exc, (Interrupt, KeyboardInterrupt)):
+        raise structlog.DropEvent
+    if _PARSING and str(getattr(logger, "name", "") or event.get("logger", "")).startswith(_DAG_PARSER_LOGGERS):
+        raise structlog.DropEvent
+    return event
+
+
+class _Drop(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def quiet_dag_parsing() -> Iterator[None]:
+    """Silence the DAG parser's per-file error logs while a dags folder is parsed.
+
+    The parser keeps each failure in ``import_errors``; the harness reports it once (see
+    ``xcomsim.env.dag_folder``) instead of a traceback in captured stdout and again in captured
+    log. A filter sits on each parser logger (a logger's filters apply to the records it makes).
+    """
+    quiet = _Drop()
+    names = [n for n in logging.root.manager.loggerDict if n.startswith(_DAG_PARSER_LOGGERS)]
+    loggers = [logging.getLogger(n) for n in dict.fromkeys([*_DAG_PARSER_LOGGERS, *names])]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    _PARSING.append(True)  # the parser's structlog loggers are dropped by _drop_reported
+    try:
+        yield
+    finally:
+        _PARSING.pop()
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+
+def user_line(exc: BaseException) -> str | None:
+    """Where ``exc`` struck in the user's code: the last frame outside Python, its packages and xcomsim.
+
+    ``dags/slow.py:7 (time.sleep(30))``, relative to the current folder when it is below it.
+    """
+    import linecache
+
+    own = Path(__file__).resolve().parent
+    system = {Path(p).resolve() for p in sysconfig.get_paths().values()}
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        path = Path(tb.tb_frame.f_code.co_filename)
+        if path.is_absolute() and not path.resolve().is_relative_to(own) and not any(
+                path.resolve().is_relative_to(s) for s in system) and "site-packages" not in path.parts:  # fmt: skip
+            found = (path, tb.tb_lineno)
+        tb = tb.tb_next
+    if found is None:
+        return None
+    path, line = found
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    code = linecache.getline(str(path), line).strip()
+    return f"{shown}:{line}" + (f" ({code})" if code else "")

@@ -149,6 +149,31 @@ def _values_in(setup: BackendSetup, services: list[Service]) -> str:
     return f"{cell} ({service.short})" if service is not None else cell
 
 
+def observed_values_in(before: dict[str, int], after: dict[str, int], size: int, services: list[Service]) -> str:
+    """Where a backend's pushes of ``size``-byte values landed: the stores whose objects grew by about that much.
+
+    Object names as ``xcomsim.conformance.stores`` lists them (``s3://bucket/key``, ``redis:key``,
+    ``redis/N:key``, ``file:///path``); none grew: the value stayed in the xcom row.
+    """
+    grown: dict[str, set[str]] = {}
+    for name, length in after.items():
+        if length - before.get(name, 0) >= size // 2:
+            kind = "s3" if name.startswith("s3://") else "redis" if name.startswith("redis") else "file"
+            where = name.split("/", 3)[2] if kind == "s3" else name.rsplit("/", 1)[0] if kind == "file" else ""
+            grown.setdefault(kind, set()).add(where)
+    by_role = {s.role: s for s in services}
+    cells = []
+    for kind, role, label in (("s3", "S3", "S3"), ("redis", "Redis", "Redis"), ("file", None, "files")):
+        if kind in grown:
+            service = by_role.get(role) if role else None
+            places = ", ".join(sorted(p for p in grown[kind] if p))
+            cells.append(f"{label} ({service.short if service else places})" if service or places else label)
+    if cells:
+        return " + ".join(cells)
+    db = by_role.get("metadata DB")
+    return f"xcom row ({db.short})" if db is not None else "xcom row"
+
+
 def steps(config: StandardConfig) -> int:
     """How many times ``run`` calls ``progress``: for a progress bar's total."""
     return 2 + 3 * len(standard_setups(config.backend))
@@ -171,7 +196,8 @@ def run(sim: Any, config: StandardConfig, progress: Callable[[str], None] = lamb
     for setup in setups:
         values_in = _values_in(setup, report.services)
         try:
-            report.rows.append(_measure(sim, config, setup, values_in, value, dag, probe_dags, progress))
+            report.rows.append(_measure(sim, config, setup, values_in, value, dag, probe_dags, progress,
+                                        report.services))  # fmt: skip
         except Exception as exc:  # one backend's failure is its row's, the others are still measured
             report.rows.append(Row(setup, values_in, error=one_line(exc)))
             progress(f"{setup.name}: failed")
@@ -185,13 +211,20 @@ def run(sim: Any, config: StandardConfig, progress: Callable[[str], None] = lamb
 
 
 def _measure(sim: Any, config: StandardConfig, setup: BackendSetup, values_in: str, value: str, dag: Any,
-             probe_dags: dict[int, Any], progress: Callable[[str], None]) -> Row:  # fmt: skip
+             probe_dags: dict[int, Any], progress: Callable[[str], None], services: list[Service]) -> Row:  # fmt: skip
+    from xcomsim.conformance.stores import store_sizes, watch
+
     settings = {**dict(config.backend_config), **dict(setup.config)}
     with sim.environment(backend=setup.backend, config=settings) as env:
+        watch()
+        own = setup.store not in ("db", "s3", "redis")  # a backend of the user's: where its pushes really went
+        before = store_sizes(env) if own else {}
         with probes(env, dag=probe_dags[1]) as (one,):
             push = Summary.of(time_calls(one.push, config.push_rounds, setup=lambda: (one.new_key(), value)))
             key = one.pushed(value)
             pull = Summary.of(time_calls(one.pull, config.rounds, setup=lambda: (key,)))
+        if own:
+            values_in = observed_values_in(before, store_sizes(env), len(value), services)
         progress(f"{setup.name}: push/pull latency")
         footprint = per_runs(env, dag, config.runs)
         progress(f"{setup.name}: xcom table per DAG run")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from xcomsim.errors import DagImportError, DagNotFoundError
+from xcomsim.noise import quiet_dag_parsing
+
+
+class DagFileWarning(UserWarning):
+    """A file in the dags folder failed to import (said once a session; running its DAG is an error)."""
 
 
 class DagFolder:
@@ -19,7 +26,14 @@ class DagFolder:
         if self._bag is None:
             from airflow.dag_processing.dagbag import BundleDagBag
 
-            self._bag = BundleDagBag(dag_folder=str(self.path), bundle_path=self.path, bundle_name="dags-folder")
+            with quiet_dag_parsing():
+                self._bag = BundleDagBag(dag_folder=str(self.path), bundle_path=self.path, bundle_name="dags-folder")
+            for file, error in sorted(self._bag.import_errors.items()):  # once a session, not in every test's log
+                path = self.path / file
+                lines = re.findall(rf'File "{re.escape(str(path))}", line (\d+)', error)
+                warnings.warn_explicit(DagFileWarning(f"xcomsim: DAG file {file} failed to import: "
+                                                      f"{_last_line(error)}; its DAGs cannot run"),
+                                       DagFileWarning, str(path), int(lines[-1]) if lines else 1)  # fmt: skip
         return self._bag
 
     def get(self, dag_id: str) -> Any:

@@ -27,6 +27,7 @@ from xcomsim.env.postgres_db import PostgresServer, PostgresTemplate
 from xcomsim.env.redis_store import RedisServer, RedisStore
 from xcomsim.env.s3_store import S3Endpoint, S3Store
 from xcomsim.env.xcom_backend import clear_module_caches, install_backend, load_backend
+from xcomsim import noise
 from xcomsim.errors import ConfigError
 from xcomsim.settings import AIRFLOW_BACKEND, SESSION_ONLY, HarnessSettings
 
@@ -87,6 +88,7 @@ class Simulation:
         from xcomsim.runner import type_adapters
 
         type_adapters.install()  # the task runner's side: its pydantic adapters built once
+        noise.drop_harness_reported_logs()  # Airflow's logging is configured now, at its import
 
     @classmethod
     @contextlib.contextmanager

@@ -10,9 +10,11 @@ variable is set too, so anything resolving afresh agrees.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.machinery
 import os
+import pkgutil
 import sys
 import sysconfig
 from collections.abc import Iterable
@@ -58,12 +60,20 @@ def _not_found(path: str, top: str, folders: list[Path]) -> str:
     system += [Path(home).resolve()] if home else []
     user = [p for p in sys.path if p and not p.endswith(".zip")
             and not any(Path(p).resolve().is_relative_to(s) for s in system)]  # fmt: skip
-    searched = ", ".join(str(f) for f in dict.fromkeys([*folders, *map(Path, user)]))
+    places = list(dict.fromkeys([*folders, *map(Path, user)]))
+    searched = ", ".join(str(f) for f in places)
+    near = _near(top, {m.name for m in pkgutil.iter_modules([str(f) for f in places])})
     return (
-        f"XCom backend {path!r}: no module named {top!r} in {searched} or the installed packages. "
+        f"XCom backend {path!r}: no module named {top!r}{near} in {searched} or the installed packages. "
         f"Fix: put the folder that holds {top}/ or {top}.py on the path, e.g. "
         f"pythonpath = [\"src\"] under [tool.pytest.ini_options] (or pip install -e your project)"
     )
+
+
+def _near(name: str, candidates: Iterable[str]) -> str:
+    """ `` (did you mean 'x'?)`` for a name close to a typed one, else nothing."""
+    found = difflib.get_close_matches(name, sorted(set(candidates) - {name}), n=1, cutoff=0.75)
+    return f" (did you mean {found[0]!r}?)" if found else ""
 
 
 def load_backend(path: str) -> type:
@@ -84,8 +94,9 @@ def load_backend(path: str) -> type:
     try:
         backend = getattr(module, class_name)
     except AttributeError:
+        classes = [name for name, value in vars(module).items() if isinstance(value, type)]
         raise BackendImportError(
-            f"XCom backend {path!r}: module {module_name!r} has no attribute {class_name!r}"
+            f"XCom backend {path!r}: module {module_name!r} has no attribute {class_name!r}{_near(class_name, classes)}"
         ) from None
     if not (isinstance(backend, type) and issubclass(backend, BaseXCom)):
         raise BackendImportError(

@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from xcomsim.errors import Interrupt
+
 # Modules whose ``utcnow`` every Airflow "now" goes through (the task SDK re-exports one function).
 _UTCNOW_MODULES = (
     "airflow.sdk._shared.timezones.timezone",
@@ -34,8 +36,8 @@ _UTCNOW_MODULES = (
 _TIME_MODULES = ("airflow.sdk.bases.sensor",)
 
 
-class RunTimeout(BaseException):
-    """The run timeout expired; a BaseException so task code's ``except Exception`` cannot swallow it."""
+class RunTimeout(Interrupt):
+    """The run timeout expired."""
 
 
 class Deadline:

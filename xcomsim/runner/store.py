@@ -19,6 +19,7 @@ from typing import Any
 
 from xcomsim.env.metadata_db import installed_clone
 from xcomsim.errors import DagSerializationError
+from xcomsim.noise import quiet_dag_parsing
 
 BUNDLE_NAME = "dags-folder"
 
@@ -75,7 +76,8 @@ def _parse_file(path: str) -> list[Any]:
     from airflow.dag_processing.dagbag import DagBag
 
     try:
-        return list(DagBag(dag_folder=path, safe_mode=False, load_op_links=False).dags.values())
+        with quiet_dag_parsing():  # a broken file is reported once by the dags folder, not in every run's log
+            return list(DagBag(dag_folder=path, safe_mode=False, load_op_links=False).dags.values())
     except Exception:  # a sibling that cannot be parsed only loses the sibling
         return []
 

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from xcomsim.env import execution_api
 from xcomsim.errors import ConfigError
+from xcomsim.noise import user_line
 from xcomsim.runner.clock import Deadline, RunTimeout, VirtualClock, run_coroutine
 from xcomsim.runner.store import BUNDLE_NAME
 
@@ -60,14 +61,16 @@ def run_in_process(ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
         try:
             with ctx.deadline.armed():
                 result = run_task_in_process(ti=sdk_ti, task=task, client=execution_api.client(task.dag))
-        except RunTimeout:
+        except RunTimeout as exc:
             _fail_if_unfinished(ti)
+            ctx.current += _struck_at(exc)
             raise
         except Exception as exc:  # the harness's own path failed, not the task
             if ti.state not in State.finished:
                 ti.set_state(TaskInstanceState.FAILED)
             return exc
         if isinstance(result.error, (RunTimeout, KeyboardInterrupt)):
+            ctx.current += _struck_at(result.error)
             raise result.error  # the task runner records an interrupt as the task's failure; it is the run's
         ti.set_state(result.ti.state)
         if ti.state == TaskInstanceState.DEFERRED and isinstance(result.msg, DeferTask):
@@ -93,6 +96,11 @@ def run_in_process(ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
                 session.add(ti)
             continue
         return result.error
+
+
+def _struck_at(exc: BaseException) -> str:
+    where = user_line(exc)
+    return f" at {where}" if where else ""
 
 
 def _fail_if_unfinished(ti: Any) -> None:
