@@ -104,6 +104,18 @@ class _Differential:
             record(request, "xcomsim_inherited", ("round-trip-exact", f"{INHERITED}: {line}"))
 
 
+def _fresh_reference(env: Any, dag: Any, offloaded: Any) -> Any:
+    """Push a value that offloads and return its row as stored: a reference whose object exists now."""
+    from xcomsim.task_context import thread_local_task_state
+
+    with thread_local_task_state():
+        handle = one_task(dag)
+        with handle.active() as ti:
+            ti.xcom_push(key="xcomsim_learned_reference", value=offloaded(0))
+    return next(r["value"] for r in env.xcom_rows() if r["run_id"] == handle.run_id
+                and r["key"] == "xcomsim_learned_reference")  # fmt: skip
+
+
 class RoundTripTests:
     def _round_trip(self, request: Any, dag: Any, values: st.SearchStrategy[Any], edges: tuple[Any, ...] = (),
                     share: int = 1) -> None:  # fmt: skip
@@ -149,19 +161,23 @@ class RoundTripTests:
         values = st.one_of(serde_values(max_leaves=8, infinities=False),
                            value_families(constants, discovered.reference, ceiling=4096, max_items=MAX_ITEMS))
         edges = (*AIRFLOW_LIMITS, *family_edges(constants, sizes=False))
-        self._round_trip(request, contract_dag, values, edges, share=2)
+        self._round_trip(request, contract_dag, values, edges)
 
     @guarantee("round-trip-exact")
     def test_round_trip_through_every_path(self, request: Any, xcomsim_env: Any, contract_dag: Any,
-                                           offload: Any, discovered: Any, probe_max: int) -> None:  # fmt: skip
+                                           offload: Any, offloaded: Any, discovered: Any,
+                                           probe_max: int) -> None:  # fmt: skip
         """At, below and above the threshold, multi-byte text, values of each discovered trigger (a count, a
-        depth, a type), large values to the probe ceiling, and strings and dicts that look like references."""
+        depth, a type), large values to the probe ceiling, and strings and dicts that look like references:
+        among them a row the backend writes in this test, whose object exists (discovery's may be gone)."""
         if offload is not None:
             xcomsim_env.set_config(offload[0])
         allow_family_classes()
-        learned = (discovered.reference,) if discovered.reference is not None else ()
+        reference = _fresh_reference(xcomsim_env, contract_dag, offloaded) if offloaded is not None else None
+        learned = tuple(r for r in (reference, discovered.reference) if r is not None)
         values = reference_lookalikes(learned)
-        edges = [*LOOKALIKE_STRINGS, *reference_variants(discovered.reference), {"__s3_uri": LOOKALIKE_STRINGS[0]}]
+        edges = [*LOOKALIKE_STRINGS, *(v for r in learned for v in reference_variants(r)),
+                 {"__s3_uri": LOOKALIKE_STRINGS[0]}]  # fmt: skip
         large = large_sizes(probe_max)
         edges += [sized_string(size) for size in large] + [utf8_sized_string(size) for size in large[1:2]]
         triggered = discovered.triggered_values()
