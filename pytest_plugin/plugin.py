@@ -105,6 +105,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(report, "xcomsim-report")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _enabled(session.config):
+        from pytest_plugin import session as harness
+
+        harness.say_if_airflow_unsupported(session.config)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _enabled(config):
         return

@@ -107,12 +107,19 @@ def quiet_airflow_internals(config: pytest.Config) -> None:
 
     noise.ignore_airflow_warnings()
     for line in noise.warning_filters():
-        module = line.rsplit(":", 1)[1].rpartition(".")[0]
-        try:
-            __import__(module)
-        except ImportError:
-            continue
         config.addinivalue_line("filterwarnings", line)
+
+
+def say_if_airflow_unsupported(config: pytest.Config) -> None:
+    """One line at session start when the installed Airflow is outside the range xcomsim supports."""
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller says it once
+        return
+    from xcomsim.compat.support import unsupported_line
+
+    line = unsupported_line()
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if line and reporter is not None:
+        reporter.write_line(line, yellow=True, bold=True)
 
 
 def trim_internal_frames(config: pytest.Config, call: pytest.CallInfo[None]) -> None:

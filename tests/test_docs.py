@@ -98,9 +98,44 @@ def test_readme_is_a_front_page_with_the_ci_command():
     assert command == "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest -n auto --dist worksteal"
 
 
+def test_readmes_airflow_matrix_is_the_last_runs_record():
+    """README's matrix table is rendered from docs/airflow-matrix.json (what .ci/airflow-matrix wrote),
+    never typed: ``python -m xcomsim.compat.matrix --readme`` makes them agree."""
+    import json
+
+    from xcomsim.compat import matrix
+
+    record = json.loads((ROOT / "docs" / "airflow-matrix.json").read_text())
+    shown = matrix.readme_section((ROOT / "README.md").read_text())
+    assert shown is not None, "README.md has lost its generated matrix section"
+    assert shown == matrix.table(record), "README's matrix table is not docs/airflow-matrix.json's: rerun --readme"
+
+
+def test_pyproject_allows_exactly_the_versions_the_matrix_passed():
+    """Every cell of the last matrix run is admitted by xcomsim's own requirement on apache-airflow, and the
+    newest one is its upper bound: a version the matrix never ran is not claimed."""
+    import json
+
+    from packaging.requirements import Requirement
+
+    requirement = next(Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+                       if Requirement(r).name == "apache-airflow")  # fmt: skip
+    cells = json.loads((ROOT / "docs" / "airflow-matrix.json").read_text())["cells"]
+    versions = {cell["airflow"] for cell in cells}
+    assert all(cell["result"].endswith("(exit 0)") or cell["result"] == "passed" for cell in cells), cells
+    assert all(requirement.specifier.contains(v) for v in versions), (str(requirement.specifier), versions)
+    upper = [s.version for s in requirement.specifier if s.operator in ("<=", "==")]
+    assert upper == [max(versions, key=lambda v: tuple(map(int, v.split("."))))], (str(requirement.specifier), versions)
+
+
 def _prose(page: Path) -> str:
-    """The page without its code blocks (output pasted from a run lives in ``text`` blocks)."""
-    return re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+    """The page without its code blocks (output pasted from a run lives in ``text`` blocks) and without
+    README's Airflow matrix table (rendered from a run's record, and checked against it below)."""
+    from xcomsim.compat import matrix
+
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+    generated = matrix.readme_section(text)
+    return text.replace(generated, "") if generated else text
 
 
 def test_the_suites_own_counts_and_times_are_not_typed_into_prose():
@@ -242,6 +277,8 @@ def _check_command(tokens: list[str], help_text: str) -> list[str]:
         extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
         asked = [e for a in args if a.startswith(".[") for e in a[2:-1].split(",")]
         return [f"pyproject.toml has no extra {e!r}" for e in asked if e not in extras]
+    if program == "bash" and args:  # a script of this repository (CI's)
+        return [] if (ROOT / args[0]).is_file() else [f"{args[0]} is not a script in this repository"]
     if program == "pytest-benchmark":
         found = shutil.which(program) or (Path(sys.executable).parent / program).exists()
         return [] if found else ["pytest-benchmark is not installed"]

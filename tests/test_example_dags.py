@@ -5,18 +5,25 @@ here), one test per example file. Each DAG runs twice in this process, each time
 a fresh clone of the metadata DB: once through ``run_dag`` and once through
 ``dag.test()`` (after storing the file's DAGs, which ``dag.test()`` would otherwise
 look for in its dags folder); the run's final state and every task instance's state
-must be equal. A DAG both refuse to start (bad params, an unknown weight rule) counts
-as equal. DAGs ``dag.test()`` cannot finish here are in ``EXCLUDED`` with the reason,
-and ``test_exclusions_are_still_accurate`` checks each reason against the DAG.
+must be equal. Both runs get the same logical date (``PINNED``): a DAG that branches on it
+(``example_branch_dop_operator_v3``, on whether its minute is even) must not see two.
+
+``dag.test()`` is the judge only where it completes the DAG: it starts the run and some task
+instance does its work (ends ``success`` or ``skipped``). Two equal failures are not
+agreement: a DAG ``dag.test()`` cannot complete here (refused, or every task failed) fails
+the test unless it is in ``EXCLUDED`` with the reason, and ``test_exclusions_are_still_accurate``
+checks each reason against the DAG.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -24,6 +31,9 @@ from unittest import mock
 import pytest
 
 from xcomsim.errors import DagRunStuckError
+
+# The logical date of both runs of a DAG: this session's start, to the minute.
+PINNED = datetime.now(timezone.utc).replace(second=0, microsecond=0)
 
 # A run that needs more than this is a finding, not a slow test.
 pytestmark = pytest.mark.xcomsim(run_timeout=300)
@@ -47,14 +57,19 @@ def _example_folders() -> list[Path]:
 
 
 FOLDERS = _example_folders()
-FILES = sorted(p.name for folder in FOLDERS for p in folder.glob("*.py") if p.name != "__init__.py")
+def _label(path: Path) -> str:
+    """A file as ``core/NAME`` or ``standard/NAME``: core and the standard provider may ship the same name."""
+    return f"{'standard' if path.resolve().parent.parent.name == 'standard' else 'core'}/{path.name}"
+
+
+FILES = sorted(_label(p) for folder in FOLDERS for p in folder.glob("*.py") if p.name != "__init__.py")
 
 
 def _has_task(*class_paths: str) -> Callable[[Any], bool]:
     """A check that the DAG still has a task of one of these classes (or a subclass)."""
 
     def check(dag: Any) -> bool:
-        from airflow.sdk._shared.module_loading import import_string
+        from xcomsim.compat.names import import_string
 
         classes = tuple(import_string(path) for path in class_paths)
         return any(isinstance(task, classes) for task in dag.tasks)
@@ -78,10 +93,64 @@ def _retries_with_delay(dag: Any) -> bool:
 
 _VIRTUALENV = _has_task("airflow.providers.standard.operators.python._BasePythonVirtualenvOperator")
 
+
+def _plugin_weight_rule(dag: Any) -> bool:
+    return any(".plugins." in str(getattr(t, "weight_rule", "")) or type(getattr(t, "weight_rule", None)).__module__
+               .startswith("airflow.example_dags.plugins") for t in dag.tasks)  # fmt: skip
+
+
+def _plugin_timetable(dag: Any) -> bool:
+    return type(dag.timetable).__module__.startswith("airflow.example_dags.plugins")
+
+
+def _param_without_value(dag: Any) -> bool:
+    from airflow.sdk.definitions._internal.types import NOTSET
+
+    return any(param.value is NOTSET for param in dag.params.values() if hasattr(param, "value"))
+
+
+def _reaches_the_internet(*names: str) -> Callable[[Any], bool]:
+    """A check that the DAG's file still names one of these internet hosts or clients."""
+
+    def check(dag: Any) -> bool:
+        source = Path(dag.fileloc).read_text()
+        return any(name in source for name in names)
+
+    return check
+
+
+def _inlet_event_of_no_run(dag: Any) -> bool:
+    return any(getattr(t, "inlets", None) and "inlet_events" in str(getattr(t, "bash_command", "")) for t in dag.tasks)
+
+
+def _triggers_another_files_dag(dag: Any) -> bool:
+    """A task triggers a DAG that lives in an example file of its own (named after it)."""
+    targets = {getattr(t, "trigger_dag_id", None) for t in dag.tasks} - {None}
+    return any((folder / f"{target}.py").is_file() and (folder / f"{target}.py").resolve() != Path(dag.fileloc).resolve()
+               for target in targets for folder in FOLDERS)  # fmt: skip
+
+
+def _state_store_without_aget(dag: Any) -> bool:
+    from airflow.sdk.execution_time.context import TaskStateStoreAccessor
+
+    return "task_state_store.aget" in Path(dag.fileloc).read_text() and not hasattr(TaskStateStoreAccessor, "aget")
+
 # Files that define no DAG here (checked: they still fail to import or still define none).
 FILES_WITHOUT_DAGS: dict[str, str] = {
     "example_kubernetes_executor.py": "defines its DAG only when the cncf.kubernetes provider is installed",
     "example_local_kubernetes_executor.py": "imports the kubernetes client, which is not installed",
+}
+# Airflow's own example files that fail to import on some supported Airflow, and the error they fail with
+# there (checked: a file is skipped only while it fails with exactly that).
+IMPORT_FAILS_WITH: dict[str, tuple[str, str]] = {
+    "example_bash_decorator.py": (
+        "imports AirflowSkipException from airflow.sdk.exceptions, which this task SDK does not have",
+        r"cannot import name 'AirflowSkipException' from 'airflow\.sdk\.exceptions'",
+    ),
+    "example_custom_weight.py": (
+        "names a plugin's weight rule, not loaded here, which this Airflow refuses as the operator is built",
+        r"Unknown priority strategy airflow\.example_dags\.plugins\.",
+    ),
 }
 # dag_id -> (why dag.test() cannot be the judge here, a check that the reason still holds).
 EXCLUDED: dict[str, tuple[str, Callable[[Any], bool]]] = {
@@ -109,6 +178,30 @@ EXCLUDED: dict[str, tuple[str, Callable[[Any], bool]]] = {
         _has_task("airflow.providers.standard.sensors.time_delta.TimeDeltaSensor"),
     ),
 }
+# DAGs dag.test() cannot complete here either: two equal failures would say nothing about run_dag.
+EXCLUDED.update(
+    {
+        "example_custom_weight": ("its weight rule is a plugin's, not loaded here: neither run can serialise it",
+                                  _plugin_weight_rule),
+        "example_workday_timetable": ("its timetable is a plugin's, not registered here: neither run can serialise it",
+                                      _plugin_timetable),
+        "example_params_ui_tutorial": ("needs params a person types in (no default): no run starts without them",
+                                       _param_without_value),
+        "example_dag_decorator": ("asks httpbingo.org for its IP: no internet here", _reaches_the_internet("httpbingo")),
+        "tutorial_objectstorage": ("downloads air quality data from open-meteo.com: no internet here",
+                                   _reaches_the_internet("open-meteo.com")),
+        "read_asset_event_from_classic": ("renders the last event of an asset no run here produced",
+                                          _inlet_event_of_no_run),
+        "example_trigger_controller_dag": ("triggers a DAG of another example file, stored by neither run",
+                                           _triggers_another_files_dag),
+        "example_task_state_store_async": ("calls TaskStateStoreAccessor.aget, which this Airflow does not have",
+                                           _state_store_without_aget),
+    }
+)  # fmt: skip
+# DAGs that fail by design: here two equal failures are the agreement asked for (the failure is the DAG's own).
+FAILS_BY_DESIGN: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "example_failed_dag": ("its one task raises by design", lambda dag: "raise" in Path(dag.fileloc).read_text()),
+}
 # Ten one-task DAGs, each task a real ``sleep 5`` in bash: 100 s of the suite's budget for a pair of runs.
 EXCLUDED.update(
     {
@@ -128,8 +221,8 @@ RUN_ANYWAY = {"example_sensors", "example_retry_policy", "example_time_delta_sen
 
 @pytest.fixture(scope="module")
 def examples(xcomsim_simulation) -> tuple[dict[str, list[Any]], dict[str, str]]:
-    """Every example DAG, parsed once for the module, by file name; and the files that failed to import."""
-    from airflow.dag_processing.dagbag import DagBag
+    """Every example DAG, parsed once for the module, by file (``_label``); and the files that failed to import."""
+    from xcomsim.compat.names import DagBag
 
     from xcomsim.runner.dag_run import _warm_up_execution_api
 
@@ -139,8 +232,8 @@ def examples(xcomsim_simulation) -> tuple[dict[str, list[Any]], dict[str, str]]:
     for folder in FOLDERS:
         bag = DagBag(dag_folder=str(folder), safe_mode=False)
         for dag in bag.dags.values():
-            by_file.setdefault(Path(dag.fileloc).name, []).append(dag)
-        errors.update({Path(f).name: e for f, e in bag.import_errors.items()})
+            by_file.setdefault(_label(Path(dag.fileloc)), []).append(dag)
+        errors.update({_label(Path(f)): e for f, e in bag.import_errors.items()})
     return by_file, errors
 
 
@@ -178,16 +271,18 @@ def _store(dags: list[Any]) -> None:
     from airflow.dag_processing.collection import update_dag_parsing_results_in_db
     from airflow.serialization.serialized_objects import LazyDeserializedDAG
 
-    lazy = []
+    lazy = {}
     for dag in dags:
         with contextlib.suppress(Exception):  # the one that cannot serialise is refused by dag.test() itself
-            lazy.append(LazyDeserializedDAG.from_dag(dag))
+            lazy.setdefault(dag.dag_id, LazyDeserializedDAG.from_dag(dag))
+    settings.Session.remove()  # a session of its own: nothing another run left pending is written with it
     session = settings.Session()
     try:
-        update_dag_parsing_results_in_db("dags-folder", None, lazy, {}, None, set(), session=session)
+        update_dag_parsing_results_in_db("dags-folder", None, list(lazy.values()), {}, None, set(), session=session)
         session.commit()
     finally:
         session.close()
+        settings.Session.remove()
 
 
 Outcome = tuple[str, dict[str, Any]]
@@ -212,7 +307,7 @@ def _dag_test(dag: Any, siblings: list[Any], empty_folder: Path) -> Outcome:
     _store(siblings)
     try:
         with _alarm(DAG_TEST_LIMIT), mock.patch.dict(os.environ, {"AIRFLOW__CORE__DAGS_FOLDER": str(empty_folder)}):
-            dag_run = dag.test()
+            dag_run = dag.test(logical_date=PINNED)
     except _DagTestTimeout:
         pytest.fail(f"dag.test() did not finish {dag.dag_id} in {DAG_TEST_LIMIT:g}s; list it in EXCLUDED with why")
     except Exception as exc:
@@ -222,7 +317,7 @@ def _dag_test(dag: Any, siblings: list[Any], empty_folder: Path) -> Outcome:
 
 def _run_dag(env: Any, dag: Any) -> Outcome:
     try:
-        result = env.run_dag(dag)
+        result = env.run_dag(dag, logical_date=PINNED)
     except DagRunStuckError:
         raise
     except Exception as exc:
@@ -230,18 +325,21 @@ def _run_dag(env: Any, dag: Any) -> Outcome:
     return result.state, {label: str(state) for label, state in result.task_states.items()}
 
 
-def _same(ours: Outcome, theirs: Outcome) -> bool:
-    if ours[0] == theirs[0] == "refused":
-        return True  # both refuse to start the run; the causes are worded differently
-    return ours == theirs
+def _completed(outcome: Outcome) -> bool:
+    """Whether the run did the DAG's work: it started, and some task instance succeeded or was skipped."""
+    state, tasks = outcome
+    return state != "refused" and any(task_state in ("success", "skipped") for task_state in tasks.values())
 
 
 @pytest.mark.parametrize("filename", FILES)
 def test_example_dag_ends_as_under_dag_test(filename, examples, xcomsim_env, empty_dags_folder):
     by_file, errors = examples
     dags = sorted(by_file.get(filename, []), key=lambda d: d.dag_id)
-    if filename in FILES_WITHOUT_DAGS:
-        pytest.skip(f"{filename}: {FILES_WITHOUT_DAGS[filename]}")
+    if Path(filename).name in FILES_WITHOUT_DAGS:
+        pytest.skip(f"{filename}: {FILES_WITHOUT_DAGS[Path(filename).name]}")
+    known = IMPORT_FAILS_WITH.get(Path(filename).name)
+    if filename in errors and known and re.search(known[1], errors[filename]):
+        pytest.skip(f"{filename}: Airflow's own example does not import here: it {known[0]}")
     assert filename not in errors, f"{filename} failed to import: {errors[filename]}"
     compared = 0
     for dag in dags:
@@ -254,10 +352,23 @@ def test_example_dag_ends_as_under_dag_test(filename, examples, xcomsim_env, emp
         ours = _run_dag(xcomsim_env, dag)
         xcomsim_env.reset()
         theirs = _dag_test(dag, dags, empty_dags_folder)
-        assert _same(ours, theirs), f"{dag.dag_id}: run_dag {ours} != dag.test() {theirs}"
+        assert _completed(theirs) or dag.dag_id in FAILS_BY_DESIGN, (
+            f"{dag.dag_id}: dag.test() could not complete it here ({theirs}; run_dag: {ours}), so it judges "
+            "nothing: fix the harness, or list the DAG in EXCLUDED with why"
+        )
+        assert ours == theirs, f"{dag.dag_id}: run_dag {ours} != dag.test() {theirs}"
         compared += 1
     if compared == 0:
         pytest.skip(f"{filename}: every DAG is excluded: " + "; ".join(EXCLUDED[d.dag_id][0] for d in dags))
+
+
+def _is_newest_supported_airflow() -> bool:
+    from packaging.requirements import Requirement
+
+    from xcomsim.compat.support import installed_airflow, supported_airflow
+
+    upper = [s.version for s in Requirement(f"apache-airflow{supported_airflow()}").specifier if s.operator == "<="]
+    return not upper or upper[0] == installed_airflow()
 
 
 def test_exclusions_are_still_accurate(examples):
@@ -266,11 +377,13 @@ def test_exclusions_are_still_accurate(examples):
     dags = {dag.dag_id: dag for file_dags in by_file.values() for dag in file_dags}
     stale = []
     for filename, reason in FILES_WITHOUT_DAGS.items():
-        if filename in by_file:
+        if any(Path(label).name == filename for label in by_file):
             stale.append(f"{filename} defines DAGs now ({reason})")
-    for name, (reason, check) in EXCLUDED.items():
+    newest = _is_newest_supported_airflow()
+    for name, (reason, check) in {**EXCLUDED, **FAILS_BY_DESIGN}.items():
         if name not in dags:
-            stale.append(f"{name} is no longer an example DAG")
+            if newest:  # an older Airflow may not have had it yet
+                stale.append(f"{name} is no longer an example DAG")
         elif not check(dags[name]):
             stale.append(f"{name} no longer matches its reason: {reason}")
     assert not stale, "EXCLUDED is out of date: " + "; ".join(stale)
@@ -279,6 +392,17 @@ def test_exclusions_are_still_accurate(examples):
 def test_hitl_example_stops_at_the_human_with_a_clear_error(examples, xcomsim_env):
     """The human-in-the-loop exclusion, checked: run_dag stops there and says which task waits."""
     by_file, _ = examples
-    dag = next(d for file_dags in by_file.values() for d in file_dags if d.dag_id == "example_hitl_operator")
-    with pytest.raises(DagRunStuckError, match="cannot progress.*=awaiting_input"):
-        xcomsim_env.run_dag(dag)
+    dag = next((d for file_dags in by_file.values() for d in file_dags if d.dag_id == "example_hitl_operator"), None)
+    if dag is None:
+        pytest.skip("this Airflow has no human-in-the-loop example")
+    try:
+        result = xcomsim_env.run_dag(dag)
+    except DagRunStuckError as stuck:
+        assert re.search("cannot progress.*=awaiting_input", str(stuck)), stuck
+        return
+    # Airflow 3.2's in-process task supervisor answers no GetHITLDetailResponse (its triggerer's does): the
+    # provider's trigger then fails on the missing answer, in dag.test() alike, before anyone is waited for.
+    errors = " ".join(f"{type(t.error).__name__}: {t.error}" for t in result.tasks if t.error is not None)
+    if "TaskDeferralError: Trigger failure" in errors:
+        pytest.skip(f"the HITL trigger gets no answer from this Airflow's in-process task supervisor ({errors[:300]})")
+    pytest.fail(f"run_dag neither stopped at the human nor failed as Airflow does: {result.describe()}")

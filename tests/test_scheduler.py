@@ -364,7 +364,7 @@ def test_an_embedded_server_joins_the_race_cpu_with_every_thread():
         assert {frozenset(os.sched_getaffinity(tid)) for tid in tids} == {frozenset({affinity.race_cpu()})}
     finally:
         server.close()
-    assert server._process.pid not in affinity._companions  # a closed server is not pinned again
+    assert server._process.pid not in affinity.companions()  # a closed server is not pinned again
 
 
 def test_hypothesis_chooser_draws_through_hypothesis_and_replays():

@@ -62,8 +62,21 @@ INTERNAL_MODULES = (
 
 
 def warning_filters() -> list[str]:
-    """The filters as pytest ``filterwarnings`` lines (applied inside every test)."""
-    return [f"ignore:{message}:{category}" for message, category in AIRFLOW_WARNINGS]
+    """The filters as pytest ``filterwarnings`` lines (applied inside every test), for the warning
+    classes the installed dependencies have: pytest stops with a usage error on a filter naming a
+    class that does not exist (``StarletteDeprecationWarning`` is missing from the starlette that
+    Airflow 3.1 installs)."""
+    return [f"ignore:{message}:{category}" for message, category in AIRFLOW_WARNINGS if _category(category)]
+
+
+def _category(dotted: str) -> type[Warning] | None:
+    """The warning class at ``module.Name``, or None when that dependency does not have it."""
+    module, _, name = dotted.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    return found if isinstance(found, type) and issubclass(found, Warning) else None
 
 
 def airflow_locations() -> str:
@@ -89,12 +102,9 @@ def ignore_airflow_warnings() -> None:
     import builtins
 
     for message, category in AIRFLOW_WARNINGS:
-        module, _, name = category.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue  # that dependency is not installed, so neither is its warning
-        warnings.filterwarnings("ignore", message=message, category=cls)
+        cls = _category(category)
+        if cls is not None:  # else that dependency is not installed, or has no such warning
+            warnings.filterwarnings("ignore", message=message, category=cls)
     located = airflow_locations()
     for message, category in AIRFLOW_OWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=getattr(builtins, category), module=located)

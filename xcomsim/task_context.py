@@ -154,19 +154,18 @@ class TaskHandle:
         from airflow.sdk import timezone
         from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        from xcomsim.env import execution_api
         from airflow.utils.session import create_session
         from airflow.utils.state import TaskInstanceState
 
-        from xcomsim.runner import _sdk_task_instance
+        from xcomsim.env import execution_api
+        from xcomsim.runner.tasks import sdk_task_instance
 
         with create_session() as session:
             row = _ti_row(session, self.ti_id)
             row.try_number += 1
             row.state = TaskInstanceState.QUEUED
             session.flush()
-            sdk_ti = _sdk_task_instance(row)
+            sdk_ti = sdk_task_instance(row)
         self.try_number = sdk_ti.try_number
         client = execution_api.client(self.dag)
         supervisor = InProcessTestSupervisor(
@@ -252,7 +251,9 @@ def start_task_instances(dag: Any, keys: Sequence[tuple[str, int]], conf: dict[s
 def _ti_row(session: Any, ti_id: UUID) -> Any:
     from airflow.models.taskinstance import TaskInstance
 
-    return session.get(TaskInstance, ti_id)
+    from xcomsim.compat.models import task_instance_key
+
+    return session.get(TaskInstance, task_instance_key(ti_id))
 
 
 def _process() -> Any:

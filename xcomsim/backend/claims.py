@@ -240,7 +240,7 @@ def open_claim_store(clock: Clock = time.time) -> ClaimStore:
     real worker has none and must set the URL). ``redis`` uses the connection
     ``[xcomsim] claims_redis_conn_id`` (default ``redis_default``).
     """
-    from airflow.sdk.configuration import conf
+    from xcomsim.compat.names import conf
 
     kind = conf.get("xcomsim", "claims_store", fallback="sql").strip().lower()
     if kind == "redis":

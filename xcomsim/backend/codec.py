@@ -47,7 +47,7 @@ class Encoded:
 
 
 def encode(value: Any, *, key: str, task_id: str) -> Encoded:
-    from airflow.sdk.serde import serialize
+    from xcomsim.compat.names import serialize
 
     try:
         serialized = serialize(value)
@@ -61,13 +61,13 @@ def encode(value: Any, *, key: str, task_id: str) -> Encoded:
 
 
 def decode_bytes(data: bytes) -> Any:
-    from airflow.sdk.serde import deserialize
+    from xcomsim.compat.names import deserialize
 
     return deserialize(json.loads(data))
 
 
 def decode_inline(stored: Any) -> Any:
-    from airflow.sdk.serde import deserialize
+    from xcomsim.compat.names import deserialize
 
     if _is_escaped(stored):
         return deserialize(json.loads(stored[ESCAPE_KEY]))

@@ -55,7 +55,7 @@ class BackendConfig:
 
 
 def load() -> BackendConfig:
-    from airflow.sdk.configuration import conf
+    from xcomsim.compat.names import conf
 
     def get(name: str, default: str) -> str:
         return str(conf.get(SECTION, name, fallback=default)).strip()

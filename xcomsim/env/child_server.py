@@ -35,6 +35,14 @@ REPLY_TIMEOUT = 60  # how long the fakeredis server waits for a client to take a
 RESET_PATH = "/xcomsim/reset"  # moto child: empty every store and create ?bucket=NAME
 
 
+_SERVING: set[int] = set()  # pids of this process's child servers that serve now
+
+
+def serving() -> frozenset[int]:
+    """The pids of this process's child servers that are serving now (a race runs them on its CPU)."""
+    return frozenset(_SERVING)
+
+
 class ChildServer:
     """A server of ``kind`` ("moto" or "fakeredis") in a child process, listening on ``host:port``."""
 
@@ -70,10 +78,8 @@ class ChildServer:
                 raise _failure(self.kind, f"did not start serving within {timeout:g}s", output)
             line = self._process.stdout.readline()
             if line == b"ready\n":
-                from xcomsim.scheduler import affinity
-
                 self._ready = True
-                affinity.add_companion(self._process.pid)  # started on any CPU; serves a race on its CPU
+                _SERVING.add(self._process.pid)  # started on any CPU; a race moves it onto the race's CPU
                 return
             if not line:
                 code = self._process.wait(timeout=5)
@@ -84,9 +90,7 @@ class ChildServer:
         return self._log.read().decode(errors="replace")[-2000:]
 
     def close(self) -> None:
-        from xcomsim.scheduler import affinity
-
-        affinity.remove_companion(self._process.pid)
+        _SERVING.discard(self._process.pid)
         if self._process.poll() is None:
             assert self._process.stdin is not None
             self._process.stdin.close()  # the child's signal to stop

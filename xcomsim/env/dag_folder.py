@@ -24,10 +24,10 @@ class DagFolder:
 
     def _parse(self) -> Any:
         if self._bag is None:
-            from airflow.dag_processing.dagbag import BundleDagBag
+            from xcomsim.compat.dagbag import bundle_dag_bag
 
             with quiet_dag_parsing():
-                self._bag = BundleDagBag(dag_folder=str(self.path), bundle_path=self.path, bundle_name="dags-folder")
+                self._bag = bundle_dag_bag(self.path, "dags-folder")
             for file, error in sorted(self._bag.import_errors.items()):  # once a session, not in every test's log
                 path = self.path / file
                 lines = re.findall(rf'File "{re.escape(str(path))}", line (\d+)', error)

@@ -26,13 +26,17 @@ Every xcomsim path to the API goes through ``client()`` or ``mark_requests()``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import Any
 
+from xcomsim.compat.execution_api import api_server, started_transport
 from xcomsim.env.metadata_db import REQUEST
 
 
@@ -90,7 +94,8 @@ _DEPENDANTS_KEPT = 4096
 _original_get_dependant: Any = None
 _solve_dependencies_code: Any = None
 # The arguments solve_dependencies passes; a call with any other is not remembered.
-_MEMO_KEYS = frozenset({"path", "call", "name", "parent_oauth_scopes", "scope"})
+# (FastAPI 0.117, the one Airflow 3.1 allows, passes ``security_scopes``; 0.136 ``parent_oauth_scopes`` and ``scope``.)
+_MEMO_KEYS = frozenset({"path", "call", "name", "parent_oauth_scopes", "scope", "security_scopes"})
 
 
 def _get_dependant(**kwargs: Any) -> Any:
@@ -105,8 +110,9 @@ def _get_dependant(**kwargs: Any) -> Any:
     if sys._getframe(1).f_code is not _solve_dependencies_code or set(kwargs) - _MEMO_KEYS:
         return _original_get_dependant(**kwargs)
     scopes = kwargs.get("parent_oauth_scopes")
+    security = kwargs.get("security_scopes")
     key = (kwargs["path"], kwargs["call"], kwargs.get("name"), tuple(scopes) if scopes is not None else None,
-           kwargs.get("scope"))  # fmt: skip
+           kwargs.get("scope"), tuple(security) if security is not None else None)  # fmt: skip
     try:
         _DEPENDANTS.move_to_end(key)
         return _DEPENDANTS[key]
@@ -130,11 +136,9 @@ def _install_dependant_memo() -> None:
 
 def mark_requests() -> None:
     """Wrap the in-process API app's middleware stack once (building it as Starlette would)."""
-    from airflow.sdk.execution_time.supervisor import in_process_api_server
-
     _install_dependant_memo()
 
-    app = _build_for_sdk_version(in_process_api_server())
+    app = _build_for_sdk_version(api_server())
     if not isinstance(app.middleware_stack, _PerRequest):
         app.middleware_stack = _PerRequest(app.middleware_stack or app.build_middleware_stack())
 
@@ -143,17 +147,32 @@ def client(dag: Any = None) -> Any:
     """Airflow's in-process API client (``InProcessTestSupervisor._api_client``), requests marked and
     served inline in the calling thread (``InlineTransport``)."""
     import httpx
-    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor, in_process_api_server
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
 
     mark_requests()
     airflows = InProcessTestSupervisor._api_client(dag)  # sets the app's DAG-bag override as dag.test() does
+    api = api_server()
     # As a server would: an exception in the app is a 500 response (Airflow's handler), not the client's.
-    app = httpx.ASGITransport(app=in_process_api_server().app, raise_app_exceptions=False)
+    app = httpx.ASGITransport(app=api.app, raise_app_exceptions=False)
     inline = InProcessTestSupervisor._Client(
-        base_url=None, token="", dry_run=True, transport=InlineTransport(app, in_process_api_server().transport)
+        base_url=None, token="", dry_run=True, transport=InlineTransport(app, started_transport(api))
     )
     inline.base_url = airflows.base_url
     return inline
+
+
+_request_scope: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+
+
+def set_request_scope(scope: Callable[[], AbstractContextManager[Any]]) -> None:
+    """Serve every inline request inside ``scope()``.
+
+    The race scheduler registers its own (``interception.serving``): a request a scheduled worker
+    makes is served in the worker's thread, and the server's I/O must be neither a switch point
+    nor the worker's to fail. Registered from above, so this module knows nothing of races.
+    """
+    global _request_scope
+    _request_scope = scope
 
 
 _INLINE: ContextVar[bool] = ContextVar("xcomsim_inline_request", default=False)
@@ -216,9 +235,11 @@ async def _base_http_middleware_call(self: Any, scope: Any, receive: Any, send: 
     if scope["type"] != "http" or not _INLINE.get():
         await _original_base_http_call(self, scope, receive, send)
         return
-    from starlette.middleware.base import _CachedRequest, _StreamingResponse
+    from starlette.middleware.base import _StreamingResponse
 
-    request = _CachedRequest(scope, receive, send)
+    from xcomsim.compat.middleware import cached_request
+
+    request = cached_request(scope, receive, send)
     app_receive = request.wrapped_receive
     failed: list[Exception] = []
 
@@ -367,13 +388,11 @@ class InlineTransport:
             return httpx.Response(response.status_code, headers=response.headers, content=content,
                                   extensions=response.extensions, request=request)  # fmt: skip
 
-        from xcomsim.scheduler.interception import serving
-
         token = _INLINE.set(True)
         loop = _LOOPS.take()
         clean = False
         try:
-            with serving():  # a scheduled worker's request: the server's I/O is not the worker's
+            with _request_scope():  # a scheduled worker's request: the server's I/O is not the worker's
                 response = loop.run_until_complete(serve())
             clean = True
             return response

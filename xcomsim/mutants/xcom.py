@@ -73,7 +73,7 @@ class _S3OffloadMutant(BaseXCom):
     def _serialised(value: Any) -> bytes:
         import json
 
-        from airflow.sdk.serde import serialize
+        from xcomsim.compat.names import serialize
 
         return json.dumps(serialize(value), separators=(",", ":")).encode()
 
@@ -97,7 +97,7 @@ class _S3OffloadMutant(BaseXCom):
                         map_index: int | None = None) -> Any:  # type: ignore[override]  # fmt: skip
         import uuid
 
-        from airflow.sdk.serde import serialize
+        from xcomsim.compat.names import serialize
 
         if cls._offloads(cls._size(value)):
             name = f"mutant/{uuid.uuid4()}"
@@ -111,7 +111,7 @@ class _S3OffloadMutant(BaseXCom):
 
         import boto3
 
-        from airflow.sdk.serde import deserialize
+        from xcomsim.compat.names import deserialize
 
         stored = result.value
         prefix = f"s3://{cls._bucket()}/"

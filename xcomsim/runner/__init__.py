@@ -10,7 +10,6 @@ from xcomsim.runner.dag_run import create_dag_run, read_xcoms, run_dag
 from xcomsim.runner.result import DagRunResult, TaskOutcome, XComRecord
 from xcomsim.runner.store import BUNDLE_NAME
 from xcomsim.runner.tasks import TaskProcessError
-from xcomsim.runner.tasks import sdk_task_instance as _sdk_task_instance
 
 __all__ = [
     "BUNDLE_NAME",
@@ -18,7 +17,6 @@ __all__ = [
     "TaskOutcome",
     "TaskProcessError",
     "XComRecord",
-    "_sdk_task_instance",
     "create_dag_run",
     "read_xcoms",
     "run_dag",

@@ -122,8 +122,9 @@ def create_dag_run(dag: Any, session: Any, conf: Mapping[str, Any] | None = None
     """Store ``dag`` (and ``others``) as the DAG processor would and create a manual run of it."""
     from airflow.models.dagrun import DagRun, get_or_create_dagrun
     from airflow.sdk import timezone
-    from airflow.serialization.serialized_objects import DagSerialization
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+    from xcomsim.compat.names import DagSerialization
 
     dag.validate()
     scheduler_dag = DagSerialization.from_dict(store_dags(dag, others, session))
@@ -211,8 +212,9 @@ class _Runs:
     def _start(self, dag_run: Any) -> None:
         """What the scheduler does to a queued run: attach its DAG and set it running."""
         from airflow.sdk import timezone
-        from airflow.serialization.serialized_objects import DagSerialization
         from airflow.utils.state import DagRunState
+
+        from xcomsim.compat.names import DagSerialization
 
         dag_run.dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(self.dags[dag_run.dag_id]))
         if dag_run.state == DagRunState.QUEUED:

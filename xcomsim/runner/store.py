@@ -73,7 +73,7 @@ def _module_dags(path: str) -> list[Any]:
 
 
 def _parse_file(path: str) -> list[Any]:
-    from airflow.dag_processing.dagbag import DagBag
+    from xcomsim.compat.names import DagBag
 
     try:
         with quiet_dag_parsing():  # a broken file is reported once by the dags folder, not in every run's log

@@ -47,20 +47,23 @@ def run_in_process(ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
 
     A deferred task's trigger runs inline on the virtual clock, bounded by the
     trigger's own timeout (as the scheduler's trigger-timeout check would) and by
-    the run timeout.
+    the run timeout. Its event reaches the task through Airflow's own
+    ``handle_event_submit``; a trigger that raises fails the task as the triggerer's
+    ``submit_failure`` does (the task resumes to fail, with the trigger's traceback).
     """
     from airflow.sdk.execution_time.comms import DeferTask
-    from airflow.sdk.execution_time.supervisor import run_task_in_process
-    from airflow.sdk.serde import deserialize, serialize
     from airflow.utils.session import create_session
     from airflow.utils.state import State, TaskInstanceState
+
+    from xcomsim.compat.names import deserialize
+    from xcomsim.compat.supervisor import run_task_in_process
 
     while True:
         ti.set_state(TaskInstanceState.QUEUED)
         sdk_ti = sdk_task_instance(ti)
         try:
             with ctx.deadline.armed():
-                result = run_task_in_process(ti=sdk_ti, task=task, client=execution_api.client(task.dag))
+                result = run_task_in_process(sdk_ti, task, execution_api.client(task.dag))
         except RunTimeout as exc:
             _fail_if_unfinished(ti)
             ctx.current += _struck_at(exc)
@@ -76,24 +79,43 @@ def run_in_process(ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
         if ti.state == TaskInstanceState.DEFERRED and isinstance(result.msg, DeferTask):
             ti.set_state(TaskInstanceState.QUEUED)
             msg = result.msg
-            from airflow.sdk._shared.module_loading import import_string
+            from xcomsim.compat.names import import_string
 
             trigger = import_string(msg.classpath)(**deserialize(msg.trigger_kwargs))
             ctx.before_trigger()
             ctx.current = f"the trigger of {ti.task_id} ({msg.classpath})"
             timeout = msg.trigger_timeout.total_seconds() if msg.trigger_timeout is not None else None
-            fired, event = _run_trigger(trigger, sdk_ti, timeout, ctx)
-            if fired:
-                ti.next_method = msg.next_method
-                ti.next_kwargs = {"event": serialize(event.payload)} if event else msg.next_kwargs
-            else:
-                from airflow.models.trigger import TRIGGER_FAIL_REPR, TriggerFailureReason
-
-                ti.next_method = TRIGGER_FAIL_REPR
-                ti.next_kwargs = {"error": TriggerFailureReason.TRIGGER_TIMEOUT}
+            failure: Exception | None = None
+            try:
+                fired, event = _run_trigger(trigger, sdk_ti, timeout, ctx)
+            except Exception as exc:  # the trigger crashed: as the triggerer does, the task resumes only to fail
+                fired, event, failure = False, None, exc
             with create_session() as session:
-                ti.state = TaskInstanceState.SCHEDULED
                 session.add(ti)
+                if failure is not None:
+                    from traceback import format_exception
+
+                    from airflow.models.trigger import TRIGGER_FAIL_REPR, TriggerFailureReason
+
+                    ti.next_method = TRIGGER_FAIL_REPR
+                    ti.next_kwargs = {"error": TriggerFailureReason.TRIGGER_FAILURE,
+                                      "traceback": format_exception(type(failure), failure, failure.__traceback__)}  # fmt: skip
+                    ti.state = TaskInstanceState.SCHEDULED
+                elif fired and event is not None:
+                    from airflow.models.trigger import handle_event_submit
+
+                    # As the triggerer hands an event over: Airflow's own code adds it to the kwargs the
+                    # deferral stored, encoded as the installed Airflow stores them.
+                    session.refresh(ti)
+                    handle_event_submit(event, task_instance=ti, session=session)
+                else:
+                    from airflow.models.trigger import TRIGGER_FAIL_REPR, TriggerFailureReason
+
+                    ti.next_method = msg.next_method if fired else TRIGGER_FAIL_REPR
+                    ti.next_kwargs = msg.next_kwargs if fired else {"error": TriggerFailureReason.TRIGGER_TIMEOUT}
+                    ti.state = TaskInstanceState.SCHEDULED
+            if ti.state in State.finished:  # the trigger ended the task itself (a task end event)
+                return None
             continue
         return result.error
 
@@ -175,8 +197,9 @@ class WorkerProcess:
 
     def __call__(self, ti: Any, task: Any, ctx: RunContext) -> BaseException | None:
         from airflow.sdk.api.datamodels._generated import BundleInfo
-        from airflow.sdk.execution_time.supervisor import supervise_task
         from airflow.utils.state import TaskInstanceState
+
+        from xcomsim.compat.names import supervise_task
 
         ti.set_state(TaskInstanceState.QUEUED)
         log_path = self.log_dir / f"{ti.dag_id}.{ti.task_id}.{ti.map_index}.{ti.try_number}.{ti.id}.log"

@@ -13,8 +13,8 @@ is on at its first race. The controller is pinned for the length of a run and pu
 after; the run's worker threads (pooled, started by the pinned controller) stay on the race
 CPU between races, as they run nothing else; any other thread started during the race (by a
 worker: a client's I/O loop, which may outlive the race) is put back with the controller;
-the companion processes (the embedded servers, registered by ``add_companion`` once they
-serve) are moved onto the race CPU at the first race and stay there. A process a worker starts during a race keeps the race CPU. Where the
+the companion processes (the embedded servers serving now, ``child_server.serving()``) are
+moved onto the race CPU at the first race and stay there. A process a worker starts during a race keeps the race CPU. Where the
 platform has no affinity (macOS, Windows) or the container forbids setting it, nothing is
 pinned and races are only slower.
 """
@@ -78,13 +78,17 @@ def pin(cpu: int | None, tid: int = 0) -> bool:
     return True
 
 
-def add_companion(pid: int) -> None:
-    """A process a race talks to synchronously (an embedded server): it joins the race's CPU."""
-    _companions[pid] = None
+def companions() -> dict[int, int | None]:
+    """The processes a race talks to synchronously (the embedded servers serving now), each with the
+    CPU it was last pinned to; a server that stopped serving is forgotten."""
+    from xcomsim.env import child_server
 
-
-def remove_companion(pid: int) -> None:
-    _companions.pop(pid, None)
+    serving = child_server.serving()
+    for pid in [pid for pid in _companions if pid not in serving]:
+        del _companions[pid]
+    for pid in serving:
+        _companions.setdefault(pid, None)
+    return _companions
 
 
 def _pin_process(pid: int, cpu: int) -> None:
@@ -137,7 +141,7 @@ def one_cpu(keep: Callable[[], Iterable[threading.Thread]] = tuple) -> Iterator[
         if not pin(cpu):
             yield None
             return
-        for pid, where in list(_companions.items()):
+        for pid, where in list(companions().items()):
             if where != cpu:
                 _pin_process(pid, cpu)
         yield cpu

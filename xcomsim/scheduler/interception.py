@@ -170,6 +170,9 @@ def install() -> None:
     with _lock:
         if _installed:
             return
+        from xcomsim.env import execution_api
+
+        execution_api.set_request_scope(serving)  # inline requests: the server's I/O is not the worker's
         for wrap in (_wrap_sqlalchemy, _wrap_redis, _wrap_botocore, _wrap_fsspec, _wrap_task_comms):
             try:
                 wrap()

@@ -48,7 +48,7 @@ def serde_values(max_leaves: int = 20, infinities: bool = True) -> st.SearchStra
 
 def serialized_size(value: Any) -> int:
     """Bytes of the value's serialised JSON: the size a threshold is compared with."""
-    from airflow.sdk.serde import serialize
+    from xcomsim.compat.names import serialize
 
     return len(json.dumps(serialize(value), ensure_ascii=False, separators=(",", ":")).encode())
 
