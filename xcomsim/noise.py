@@ -221,19 +221,29 @@ class _Drop(logging.Filter):
         return False
 
 
+class _DropParser(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(_DAG_PARSER_LOGGERS)
+
+
 @contextlib.contextmanager
 def quiet_dag_parsing() -> Iterator[None]:
     """Silence the DAG parser's per-file error logs while a dags folder is parsed.
 
     The parser keeps each failure in ``import_errors``; the harness reports it once (see
     ``xcomsim.env.dag_folder``) instead of a traceback in captured stdout and again in captured
-    log. A filter sits on each parser logger (a logger's filters apply to the records it makes).
+    log. A filter sits on each parser logger (a logger's filters apply to the records it makes), and
+    one on the root logger's handlers for the parser's loggers made during the parse (Airflow 3.3's
+    importer modules are imported by the parse itself).
     """
-    quiet = _Drop()
+    quiet, parser = _Drop(), _DropParser()
     names = [n for n in logging.root.manager.loggerDict if n.startswith(_DAG_PARSER_LOGGERS)]
     loggers = [logging.getLogger(n) for n in dict.fromkeys([*_DAG_PARSER_LOGGERS, *names])]
+    handlers = list(logging.root.handlers)
     for logger in loggers:
         logger.addFilter(quiet)
+    for handler in handlers:
+        handler.addFilter(parser)
     _PARSING.append(True)  # the parser's structlog loggers are dropped by _drop_reported
     try:
         yield
@@ -241,6 +251,8 @@ def quiet_dag_parsing() -> Iterator[None]:
         _PARSING.pop()
         for logger in loggers:
             logger.removeFilter(quiet)
+        for handler in handlers:
+            handler.removeFilter(parser)
 
 
 def user_line(exc: BaseException) -> str | None:

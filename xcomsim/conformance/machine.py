@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from xcomsim.checks import InvariantViolation, require, same
-from xcomsim.conformance.stores import observe
+from xcomsim.conformance.stores import observe_references
 from xcomsim.scheduler.faults import FAULT_KINDS, FaultPlan, WorkerCrash, injecting
 from xcomsim.strategies import sized_string
 
@@ -181,6 +181,4 @@ class XComMachine(RuleBasedStateMachine):
     @invariant()
     def stores_agree(self) -> None:
         if self.env is not None:  # this example's rows only: earlier examples' leftovers are theirs
-            obs = observe(self.env, self.handle.run_id)
-            obs.rows = [row for row in obs.rows or [] if row["key"].startswith(self.prefix)]
-            require("no-dangling-reference", obs)
+            require("no-dangling-reference", observe_references(self.env, self.handle.run_id, self.prefix))
