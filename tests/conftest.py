@@ -38,6 +38,8 @@ def clean_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "long: a test of minutes (a whole kit run in a subprocess); scheduled first, see below")
+    config.addinivalue_line(
+        "markers", "once: runs on one Python only in CI: its subject does not vary with the interpreter")
 
 
 @pytest.hookimpl(trylast=True)

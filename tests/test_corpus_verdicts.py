@@ -77,6 +77,7 @@ HALVES = {"first": list(EXPECTED)[:10], "second": list(EXPECTED)[10:]}
 
 
 @pytest.mark.long
+@pytest.mark.once
 @pytest.mark.parametrize("half", sorted(HALVES))
 def test_every_corpus_backend_gets_its_expected_verdicts(corpus_pytester, half):
     backends = HALVES[half]

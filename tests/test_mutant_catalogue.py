@@ -12,6 +12,7 @@ from xcomsim.mutants.hardening import HARDENING
 
 
 @pytest.mark.long
+@pytest.mark.once
 def test_every_mutant_is_caught_by_its_invariant_within_the_budget(clean_pytester, monkeypatch):
     root = Path(__file__).resolve().parent.parent  # import xcomsim from this checkout, not the installed one
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), str(root / "tests")]))

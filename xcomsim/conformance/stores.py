@@ -117,6 +117,10 @@ def _buckets(env: Any) -> list[str]:
 def _s3_sizes(env: Any) -> dict[str, int]:
     from botocore.exceptions import ClientError
 
+    from xcomsim.env.s3_store import S3Store
+
+    if isinstance(env.simulation.s3, S3Store):  # embedded: every bucket's objects in one request
+        return env.simulation.s3.objects()
     sizes = {}
     paginator = env.s3.get_paginator("list_objects_v2")
     for bucket in _buckets(env):
