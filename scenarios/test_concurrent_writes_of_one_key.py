@@ -33,8 +33,9 @@ def _stored(env, history):
 
 
 def _unclean(history):
-    """Refusals other than push-once's own: a 409 from the Execution API, an IntegrityError, ..."""
-    return [s for s in history.steps if s.error and s.error_type != "XComOverwriteError"]
+    """Refusals other than push-once's own (a later try fencing an earlier one off is one): a 409 from the
+    Execution API, an IntegrityError, ..."""
+    return [s for s in history.steps if s.error and s.error_type not in ("XComOverwriteError", "XComFencedError")]
 
 
 @pytest.mark.xcomsim(backend=AIRFLOW_BACKEND)

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 import pytest
@@ -46,7 +45,7 @@ def _victim(**_):
 # ------------------------------------------------------------------ purge and pull of a forged reference
 def _forged_reference(ti, stolen_task: str) -> str:
     """A reference naming another task's object, as task code could write it in a raw SetXCom."""
-    name = codec.object_name(ti.dag_id, ti.run_id, stolen_task, -1, "return_value")
+    name = codec.object_name(ti.dag_id, ti.run_id, stolen_task, -1, "return_value", attempt=1)  # try 1's object
     return codec.Reference(load().path, name, "0" * 64, 1, "").to_uri()
 
 
@@ -303,9 +302,8 @@ def test_a_lost_reply_after_the_row_committed_leaves_no_dangling_reference(run_d
 
 
 # ------------------------------------------------------------------ a guard without a row does not outlive its try
-# An earlier try's guard is taken over once it is older than [xcomsim] guard_lease_seconds (300 by default, Airflow's
-# default retry_delay; 1 here): until then that try may still be pushing (scenarios/test_concurrent_writes_of_one_key
-# races a zombie try against its retry). A deleted run triggered again under its run_id is another run: at once.
+# A later try takes over an earlier try's guard at once (its try number fences the earlier one off); a deleted run
+# triggered again under its run_id is another run.
 @pytest.fixture
 def outage_during_first_push(monkeypatch):
     """The first value upload and the guard release after it both fail: the store is down for a moment."""
@@ -332,12 +330,10 @@ def outage_during_first_push(monkeypatch):
     return failed
 
 
-LEASE = {**OFFLOAD, "xcomsim.guard_lease_seconds": 1}
+LEASE = OFFLOAD
 
 
 def _push_report_after_the_lease(ti, **_):
-    if ti.try_number > 1:
-        time.sleep(1.2)  # an earlier try's guard protects a push it may still be making until the lease is over
     ti.xcom_push(key="report", value=SECRET)
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from airflow.sdk import DAG, task
-from xcomsim.backend import XComPolicy
+from xcomsim.backend import XComPolicy, codec
 from xcomsim.backend.gc import sweep
 from xcomsim.cli import main
 
@@ -23,6 +23,14 @@ with DAG("gc_probe", start_date=datetime(2024, 1, 1), schedule=None) as gc_dag:
 XComPolicy(pushes={"big": ["return_value"]}).attach(gc_dag)
 
 
+def _orphan(n: int) -> str:
+    """The name an object of a coordinate whose row is gone has (this backend's own scheme)."""
+    return codec.object_name("gone_dag", "r", "t", -1, f"orphan{n}", attempt=1)
+
+
+FOREIGN = ("xcom/README.txt", "xcom/values/ledger.csv", "xcom/guards/notes.md")  # a user's files under the prefix
+
+
 def _keys(env, prefix):
     return sorted(o["Key"] for o in env.s3.list_objects_v2(Bucket=env.bucket, Prefix=prefix).get("Contents", []))
 
@@ -32,30 +40,34 @@ def test_dry_run_lists_then_sweep_deletes_only_orphans(run_dag, xcomsim_env):
     run_dag(gc_dag)
     path = f"s3://aws_default@{xcomsim_env.bucket}/xcom"
     for n in range(3):  # objects left behind by rows deleted without purge
-        xcomsim_env.s3.put_object(Bucket=xcomsim_env.bucket, Key=f"xcom/values/orphan{n}", Body=b"x")
+        xcomsim_env.s3.put_object(Bucket=xcomsim_env.bucket, Key=f"xcom/{_orphan(n)}", Body=b"x")
+    gone = codec.object_name("gone", "r", "t", -1, "k", kind="guards")
     xcomsim_env.s3.put_object(
         Bucket=xcomsim_env.bucket,
-        Key="xcom/guards/gone",
+        Key=f"xcom/{gone}",
         Body=b'{"dag_id": "gone", "run_id": "r", "task_id": "t", "map_index": -1, "key": "k"}',
     )
+    for key in FOREIGN:
+        xcomsim_env.s3.put_object(Bucket=xcomsim_env.bucket, Key=key, Body=b"not an XCom")
 
     dry = sweep(path, xcomsim_env.engine, dry_run=True)
     assert dry.referenced == 1
-    assert dry.orphan_values == [f"values/orphan{n}" for n in range(3)]
-    assert dry.stale_guards == ["guards/gone"]
-    assert len(_keys(xcomsim_env, "xcom/values/")) == 4  # nothing deleted
+    assert dry.orphan_values == sorted(_orphan(n) for n in range(3))
+    assert dry.stale_guards == [gone]
+    assert len(_keys(xcomsim_env, "xcom/values/")) == 5  # nothing deleted
 
     done = sweep(path, xcomsim_env.engine, dry_run=False)
     assert done.deleted == 4
-    assert len(_keys(xcomsim_env, "xcom/values/")) == 1
-    assert len(_keys(xcomsim_env, "xcom/guards/")) == 1  # the live run's guard stays
+    assert len(_keys(xcomsim_env, "xcom/values/")) == 2  # the live value and the user's ledger
+    assert len(_keys(xcomsim_env, "xcom/guards/")) == 2  # the live run's guard stays, and the user's notes
+    assert all(_keys(xcomsim_env, key) == [key] for key in FOREIGN)  # never a name of its own scheme
     assert sweep(path, xcomsim_env.engine).orphan_values == []
 
 
 @pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000, "xcomsim.gc_grace_seconds": 0})
 def test_cli_gc_dry_run_and_sweep(run_dag, xcomsim_env, tmp_path, capsys):
     run_dag(gc_dag)
-    xcomsim_env.s3.put_object(Bucket=xcomsim_env.bucket, Key="xcom/values/orphan", Body=b"x")
+    xcomsim_env.s3.put_object(Bucket=xcomsim_env.bucket, Key=f"xcom/{_orphan(0)}", Body=b"x")
     url = xcomsim_env.engine.url.render_as_string(hide_password=False)  # a server DB: the CLI connects to it
     if xcomsim_env.engine.dialect.name == "sqlite":  # in memory: the CLI opens its own connection, give it a file copy
         db_file = tmp_path / "metadata.db"
@@ -68,10 +80,10 @@ def test_cli_gc_dry_run_and_sweep(run_dag, xcomsim_env, tmp_path, capsys):
 
     assert main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "would delete 1 orphan value(s)" in out and "values/orphan" in out
+    assert "would delete 1 orphan value(s)" in out and _orphan(0) in out
     assert main(args) == 0
     assert "deleted 1 orphan value(s)" in capsys.readouterr().out
-    assert _keys(xcomsim_env, "xcom/values/orphan") == []
+    assert _keys(xcomsim_env, f"xcom/{_orphan(0)}") == []
 
 
 def test_cli_gc_without_a_store_says_what_to_set(capsys, monkeypatch):

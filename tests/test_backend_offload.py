@@ -174,7 +174,7 @@ def test_purge_removes_the_object_and_gc_finds_rows_deleted_without_purge(run_da
     from sqlalchemy import text
 
     from airflow.sdk.execution_time.comms import XComResult
-    from xcomsim.backend import ExclusiveXCom
+    from xcomsim.backend import ExclusiveXCom, XComScopeError
 
     result = run_dag(reruns_dag)
     path = f"s3://aws_default@{xcomsim_env.bucket}/xcom"
@@ -187,8 +187,11 @@ def test_purge_removes_the_object_and_gc_finds_rows_deleted_without_purge(run_da
     # purge given only key and value (Airflow's XComResult) cannot tell whose object it is: it deletes nothing
     ExclusiveXCom.purge(XComResult(key="blob", value=stored))
     assert len([o for o in _objects(xcomsim_env) if "/values/" in o]) == 1
-    # purge given the row with its coordinate removes that coordinate's own object:
+    # purge given the row with its coordinate, from outside any task: refused (only the owner may), nothing deleted
     row = SimpleNamespace(dag_id="many_reruns", run_id=result.run_id, task_id="retried", map_index=-1, key="blob",
                           value=stored)  # fmt: skip
-    ExclusiveXCom.purge(row)
+    with pytest.raises(XComScopeError, match="purge of key 'blob' as task 'retried'.*outside any running task"):
+        ExclusiveXCom.purge(row)
+    assert len([o for o in _objects(xcomsim_env) if "/values/" in o]) == 1
+    sweep(path, xcomsim_env.engine, grace_seconds=0, dry_run=False)  # what deleted rows leave, gc collects
     assert [o for o in _objects(xcomsim_env) if "/values/" in o] == []

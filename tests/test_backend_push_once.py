@@ -11,7 +11,7 @@ from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, task
 from xcomsim.backend import XComOverwriteError, XComPolicy
 from xcomsim.backend.stores import open_store
-from xcomsim.backend.xcom import _Guard
+from xcomsim.backend.guard import Guard, Holder
 
 with DAG("push_twice", start_date=datetime(2024, 1, 1), schedule=None) as push_twice:
 
@@ -50,14 +50,13 @@ with DAG("push_retry_replaces", start_date=datetime(2024, 1, 1), schedule=None) 
 XComPolicy(pushes={"flaky": ["k"]}, retry_replaces=True).attach(replacing_retry)
 
 
-def test_retry_push_raises_and_keeps_the_first_tries_value(run_dag):
+def test_a_retry_replaces_the_value_of_the_try_that_failed(run_dag):
+    """The retry rule: the try that pushed failed, so its value was never final; its retry's value is stored."""
     result = run_dag(strict_retry)
 
-    flaky = result.task("flaky")
-    assert flaky.state == "failed" and flaky.try_number == 2
-    assert isinstance(flaky.error, XComOverwriteError)
-    assert "retry_replaces=True" in str(flaky.error)
-    assert result.xcom("flaky", "k") == "try 1"
+    assert result.succeeded, result.describe()
+    assert result.task("flaky").try_number == 2
+    assert result.xcom("flaky", "k") == "try 2"
 
 
 def test_retry_replaces_is_an_explicit_escape(run_dag):
@@ -68,6 +67,9 @@ def test_retry_replaces_is_an_explicit_escape(run_dag):
     assert result.xcom("flaky", "k") == "try 2"
 
 
+PUSH = {"digest": "d", "stored": "v", "obj": None, "replaces": False, "row_exists": lambda: True}
+
+
 @pytest.mark.parametrize("store_kind", ["s3", "redis"])
 def test_racing_pushers_exactly_one_wins(xcomsim_env, store_kind):
     path = f"s3://aws_default@{xcomsim_env.bucket}/race" if store_kind == "s3" else "redis://redis_default/race"
@@ -76,10 +78,10 @@ def test_racing_pushers_exactly_one_wins(xcomsim_env, store_kind):
     outcomes: list[str] = []
 
     def pusher(n: int) -> None:
-        guard = _Guard(store, "dag", "run", "task", -1, "k")
+        guard = Guard(store, "dag", "run", "task", -1, "k")
         barrier.wait()
         try:
-            guard.acquire(try_number=1, retry_replaces=False)
+            guard.acquire(Holder(1), **PUSH)
             outcomes.append(f"won {n}")
         except XComOverwriteError:
             outcomes.append("lost")
@@ -95,10 +97,10 @@ def test_racing_pushers_exactly_one_wins(xcomsim_env, store_kind):
 
 def test_guard_release_undoes_a_failed_write(xcomsim_env):
     store = open_store(f"s3://aws_default@{xcomsim_env.bucket}/release")
-    guard = _Guard(store, "dag", "run", "task", -1, "k")
-    guard.acquire(try_number=1, retry_replaces=False)
+    guard = Guard(store, "dag", "run", "task", -1, "k")
+    guard.acquire(Holder(1), **PUSH)
     guard.release()
-    again = _Guard(store, "dag", "run", "task", -1, "k")
-    again.acquire(try_number=1, retry_replaces=False)  # would raise if the first had stayed
+    again = Guard(store, "dag", "run", "task", -1, "k")
+    again.acquire(Holder(1), **PUSH)  # would raise if the first had stayed
     with pytest.raises(XComOverwriteError):
-        _Guard(store, "dag", "run", "task", -1, "k").acquire(try_number=1, retry_replaces=False)
+        Guard(store, "dag", "run", "task", -1, "k").acquire(Holder(1), **PUSH)

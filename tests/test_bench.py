@@ -241,7 +241,9 @@ def test_a_users_backend_row_says_where_its_values_really_went(xcomsim_simulatio
     from xcomsim.bench.latency import BackendSetup, probe_dag
     from xcomsim.bench.services import probe
 
-    config = standard.StandardConfig.quick(rounds=2, workers=1, pairs=1, size=64 * 1024)
+    bucket = xcomsim_simulation.settings.bucket  # the user's bucket option names the test's bucket
+    config = standard.StandardConfig.quick(rounds=2, workers=1, pairs=1, size=64 * 1024,
+                                           backend_config=(("s3_xcom.bucket", bucket),))  # fmt: skip
     setup = BackendSetup("custom", backend, backend, "custom")
     with xcomsim_simulation.environment() as env:
         services = probe(env)

@@ -1,8 +1,9 @@
 """The kit on backends it never saw (``tests/corpus``), with nothing declared: every verdict as expected.
 
 One pytester session runs the contract on all of them (the ci profile with a
-small example budget; the model test is left to the mutant catalogue, it
-costs half a minute a backend); discovery must find each threshold to the byte,
+small example budget; the model test is left out: it judges the guarantees the
+targeted tests judge, and the reference's own kit run and test_conformance_model
+test it); discovery must find each threshold to the byte,
 and every guarantee of the table, the liveness family included, gets the verdict
 ``EXPECTED`` gives it.
 """
@@ -68,7 +69,7 @@ def _verdict(table: str, guarantee: str) -> str:
     return found.group(1) if found else "missing"
 
 
-# Every family but the model test (minutes per backend; the mutant catalogue runs it).
+# Every family but the model test.
 SELECTION = "not agrees_with_the_model"
 
 

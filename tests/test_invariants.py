@@ -26,7 +26,8 @@ def test_every_issue_invariant_is_registered():
     assert set(INVARIANTS) == {
         "exactly-one-claim-winner", "no-lost-claim", "push-once", "push-scope", "pull-scope",
         "offload-threshold", "round-trip-exact", "purge-leaves-no-orphan", "no-dangling-reference",
-        "retry-can-push", "purge-deletes-only-its-own", "gc-safe-with-inflight-pushes",
+        "retry-can-push", "purge-deletes-only-its-own", "gc-safe-with-inflight-pushes", "fenced-tries",
+        "refusal-leaves-nothing",
     }  # fmt: skip
 
 

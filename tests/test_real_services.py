@@ -126,6 +126,17 @@ def test_malformed_service_urls(setting, value, message):
         HarnessSettings(**{setting: value})
 
 
+def test_config_naming_the_bucket_points_at_the_tests_own_bucket_on_a_shared_endpoint():
+    """A backend's own ``bucket`` option and ``s3://`` paths both follow the test's bucket; other values stay."""
+    settings = HarnessSettings(config={"s3_xcom.bucket": "xcomsim", "common.io.xcom_objectstorage_path": "s3://aws@xcomsim/x",
+                                       "team.name": "xcomsim-team"})  # fmt: skip
+    env = settings.config_env("xcomsim-gw0-7")
+    assert env["AIRFLOW__S3_XCOM__BUCKET"] == "xcomsim-gw0-7"
+    assert env["AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH"] == "s3://aws@xcomsim-gw0-7/x"
+    assert env["AIRFLOW__TEAM__NAME"] == "xcomsim-team"
+    assert settings.config_env("xcomsim")["AIRFLOW__S3_XCOM__BUCKET"] == "xcomsim"
+
+
 def test_mask_url():
     assert mask_url("redis://user:pw@host:1/2") == "redis://user:***@host:1/2"
     assert mask_url("http://127.0.0.1:9000") == "http://127.0.0.1:9000"

@@ -216,11 +216,6 @@ def _drop_reported(logger: Any, method: str, event: dict[str, Any]) -> dict[str,
     return event
 
 
-class _Drop(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
-
-
 class _DropParser(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.name.startswith(_DAG_PARSER_LOGGERS)
@@ -232,27 +227,21 @@ def quiet_dag_parsing() -> Iterator[None]:
 
     The parser keeps each failure in ``import_errors``; the harness reports it once (see
     ``xcomsim.env.dag_folder``) instead of a traceback in captured stdout and again in captured
-    log. A filter sits on each parser logger (a logger's filters apply to the records it makes), and
-    one on the root logger's handlers for the parser's loggers made during the parse (Airflow 3.3's
-    importer modules are imported by the parse itself).
+    log. The filter sits on every handler (a handler's filters see the records of every logger
+    below it, including a parser module's logger made during this very parse).
     """
-    quiet, parser = _Drop(), _DropParser()
-    names = [n for n in logging.root.manager.loggerDict if n.startswith(_DAG_PARSER_LOGGERS)]
-    loggers = [logging.getLogger(n) for n in dict.fromkeys([*_DAG_PARSER_LOGGERS, *names])]
-    handlers = list(logging.root.handlers)
-    for logger in loggers:
-        logger.addFilter(quiet)
+    quiet = _DropParser()
+    loggers = [logging.root, *(x for x in logging.root.manager.loggerDict.values() if isinstance(x, logging.Logger))]
+    handlers = list(dict.fromkeys(h for logger in loggers for h in logger.handlers))
     for handler in handlers:
-        handler.addFilter(parser)
+        handler.addFilter(quiet)
     _PARSING.append(True)  # the parser's structlog loggers are dropped by _drop_reported
     try:
         yield
     finally:
         _PARSING.pop()
-        for logger in loggers:
-            logger.removeFilter(quiet)
         for handler in handlers:
-            handler.removeFilter(parser)
+            handler.removeFilter(quiet)
 
 
 def user_line(exc: BaseException) -> str | None:

@@ -71,7 +71,8 @@ class HarnessSettings:
 
         ``bucket``: the test's real bucket when it differs from ``self.bucket`` (a
         shared S3 endpoint gives every test its own); values naming
-        ``s3://[conn@]<self.bucket>`` are pointed at it.
+        ``s3://[conn@]<self.bucket>``, or that are exactly ``<self.bucket>`` (a
+        backend's own ``bucket`` option), are pointed at it.
         """
         if not isinstance(self.config, Mapping):
             raise ConfigError(f"xcomsim config must map 'section.option' to a value, got {self.config!r}")
@@ -81,7 +82,9 @@ class HarnessSettings:
             if not dot or not section or not option:
                 raise ConfigError(f"xcomsim config key {name!r} is not 'section.option'")
             text = str(value)
-            if bucket and bucket != self.bucket:
+            if bucket and bucket != self.bucket and text == self.bucket:
+                text = bucket
+            elif bucket and bucket != self.bucket:
                 text = re.sub(rf"(s3://(?:[^@/]*@)?){re.escape(self.bucket)}(?=/|$)", rf"\g<1>{bucket}", text)
             env[f"AIRFLOW__{section.replace('.', '_').upper()}__{option.upper()}"] = text
         return env

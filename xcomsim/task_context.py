@@ -17,6 +17,7 @@ threads can be different task instances at once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from collections import deque
@@ -192,6 +193,10 @@ class TaskHandle:
                 XCom.delete(key=key, dag_id=self.dag.dag_id, task_id=self.task_id, run_id=self.run_id,
                             map_index=self.map_index)  # fmt: skip
         return self
+
+    def snapshot(self) -> TaskHandle:
+        """This try as it is now: a handle that stays this try when ``start`` moves this one to the next."""
+        return dataclasses.replace(self)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[Any]:

@@ -11,7 +11,8 @@ K, B, NC, SAME = "kept", "broken", "not claimed", "not claimed (same as Airflow)
 def verdicts(round_trip: str, offload: str, orphan: str, purge_own: str = "broken", rows: str = "kept") -> dict[str, str]:
     """The table every corpus backend gets, given the five guarantees where they differ.
 
-    Alike for all: push-once is not claimed, as in Airflow; no row dangles, not even after a lost
+    Alike for all: push-once is not claimed, as in Airflow, nor therefore fenced tries; a value Airflow
+    refuses leaves nothing that stops the next push of its key (no guard to leave behind); no row dangles, not even after a lost
     reply (all but ``tidy_on_error``, which overrides it); a crashed push never blocks the next try
     (no guard to leave behind); no sweeper is declared. ``purge_own``: purge deletes whatever a row names, so a row rewritten to name another
     XCom's object (Airflow 3's REST API can rewrite an entry) deletes it; kept only without a purge.
@@ -21,7 +22,7 @@ def verdicts(round_trip: str, offload: str, orphan: str, purge_own: str = "broke
     return {"push-once": SAME, "round-trip-exact": round_trip, "offload-threshold": offload,
             "purge-leaves-no-orphan": orphan, "no-dangling-reference": K, "retry-can-push": K,
             "purge-deletes-only-its-own": purge_own, "gc-safe-with-inflight-pushes": NC,
-            "reads-airflow-rows": rows}  # fmt: skip
+            "reads-airflow-rows": rows, "fenced-tries": SAME, "refusal-leaves-nothing": K}  # fmt: skip
 
 
 def size(threshold: int) -> str:

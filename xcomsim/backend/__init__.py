@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from xcomsim.backend.errors import (
     ExclusiveXComError,
+    XComFencedError,
     XComOverwriteError,
     XComPolicyError,
     XComScopeError,
@@ -19,6 +20,7 @@ from xcomsim.backend.xcom import ExclusiveXCom
 __all__ = [
     "ExclusiveXCom",
     "ExclusiveXComError",
+    "XComFencedError",
     "XComOverwriteError",
     "XComPolicy",
     "XComPolicyError",

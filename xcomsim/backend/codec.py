@@ -176,15 +176,37 @@ def source_folder(dag_id: str, task_id: str, key: str, kind: str = "values") -> 
     return f"{kind}/{_hash([dag_id, task_id, key])}/"
 
 
-def object_name(dag_id: str, run_id: str, task_id: str, map_index: int, key: str, kind: str = "values") -> str:
-    """One fixed name per XCom coordinate: a rerun overwrites, it never leaves a second object.
+def object_name(dag_id: str, run_id: str, task_id: str, map_index: int, key: str, kind: str = "values",
+                attempt: int | None = None) -> str:  # fmt: skip
+    """The name of a coordinate's object: ``<kind>/<hash of dag, task, key>/<hash of run, map index>``.
 
-    The name is ``<kind>/<hash of dag, task, key>/<hash of run, map index>``, so a
-    pull that knows its source but not the run or map index of every row it gets
-    (``get_all``, ``include_prior_dates``) can still refuse any object that is not
-    that source's own.
+    A pull that knows its source but not the run or map index of every row it
+    gets (``get_all``, ``include_prior_dates``) can still refuse any object that
+    is not that source's own. ``attempt`` (a try number) gives each try of a task
+    instance an object of its own (``...<hash>.t<try>``), so two tries in flight
+    at once never write the same bytes; a rerun of the same try overwrites its own.
     """
-    return source_folder(dag_id, task_id, key, kind) + _hash([run_id, map_index])
+    base = source_folder(dag_id, task_id, key, kind) + _hash([run_id, map_index])
+    return base if attempt is None else f"{base}.t{attempt}"
+
+
+def owned_by(name: str, dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> bool:
+    """Whether ``name`` is one of this coordinate's own value objects (any try's, or the fixed name)."""
+    base = object_name(dag_id, run_id, task_id, map_index, key)
+    return name == base or (name.startswith(base + ".t") and name[len(base) + 2:].isdigit())
+
+
+def own_scheme(name: str) -> bool:
+    """Whether ``name`` (relative to the store's prefix) is a name this backend writes: a value or a guard."""
+    kind, _, rest = name.partition("/")
+    folder, _, item = rest.partition("/")
+    stem, dot, attempt = item.partition(".t")
+    return (kind in ("values", "guards") and _is_hash(folder) and _is_hash(stem)
+            and (not dot or (kind == "values" and attempt.isdigit())))  # fmt: skip
+
+
+def _is_hash(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def _hash(parts: list[Any]) -> str:

@@ -16,7 +16,6 @@ from xcomsim.backend.errors import XComPolicyError
 SECTION = "xcomsim"
 DEFAULT_THRESHOLD = 1024 * 1024
 DEFAULT_GC_GRACE = 3600.0
-DEFAULT_GUARD_LEASE = 300.0  # Airflow's default retry_delay
 COMPRESSIONS = ("", "gzip", "zlib", "bz2", "lzma")
 
 
@@ -39,8 +38,6 @@ class BackendConfig:
     undeclared_dags: Undeclared = Undeclared.ALLOW
     retry_replaces: bool = False  # for DAGs without a policy; a policy's own setting wins
     gc_grace_seconds: float = DEFAULT_GC_GRACE  # xcomsim gc keeps unreferenced objects younger than this
-    # An earlier try's guard without a row may be a push still in flight (a zombie try) until it is this old.
-    guard_lease_seconds: float = DEFAULT_GUARD_LEASE
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:
@@ -73,7 +70,6 @@ def load() -> BackendConfig:
     except ValueError:
         raise XComPolicyError(f"[{SECTION}] undeclared_dags={undeclared!r}; use 'allow' or 'deny'") from None
     grace = _seconds(get("gc_grace_seconds", str(DEFAULT_GC_GRACE)), "gc_grace_seconds")
-    lease = _seconds(get("guard_lease_seconds", str(DEFAULT_GUARD_LEASE)), "guard_lease_seconds")
     retry = get("retry_replaces", "false").lower()
     if retry not in ("true", "false"):
         raise XComPolicyError(f"[{SECTION}] retry_replaces={retry!r}; use true or false")
@@ -84,7 +80,6 @@ def load() -> BackendConfig:
         compression=get("xcom_objectstorage_compression", "").lower(),
         undeclared_dags=mode,
         gc_grace_seconds=grace,
-        guard_lease_seconds=lease,
     )
 
 

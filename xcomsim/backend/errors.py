@@ -11,6 +11,10 @@ class XComOverwriteError(ExclusiveXComError):
     """A second push of an XCom that was already written (push-once)."""
 
 
+class XComFencedError(XComOverwriteError):
+    """A push of a try that is over: a later try of the task instance holds the XCom (its try number fences this one)."""
+
+
 class XComScopeError(ExclusiveXComError, PermissionError):
     """A push or pull the DAG's policy does not allow (key scoping)."""
 

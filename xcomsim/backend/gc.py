@@ -1,35 +1,38 @@
-"""The sweeper: delete stored objects that no ``xcom`` row references.
+"""The sweeper: delete stored objects that no ``xcom`` row references, and guards of runs that are gone.
 
 Airflow calls a backend's ``purge`` only through ``BaseXCom.delete`` (a task
 retry or clear). The DB-side replace in ``XComModel.set``, a UI delete,
 ``airflow db clean`` and a DagRun re-run cascade remove rows without it, so any
 object store behind an XCom backend collects orphans. ExclusiveXCom writes one
-fixed object per XCom coordinate, so reruns do not multiply them; what deleted
-rows leave behind is found here. Guards of runs that no longer exist go too.
+object per try of an XCom coordinate (a retry deletes the object it replaced);
+what deleted rows leave behind is found here.
 
-A sweep runs while tasks push. A push uploads its object before its row lands,
-so an object no row references may be a value in flight. Three rules keep
-every live value:
+A sweep runs while tasks push and while runs are deleted and triggered again.
+Four rules keep every live value and guard:
 
+* only names of this backend's own scheme are candidates (``values/`` and
+  ``guards/`` with its hashed names): a ``README.txt`` or ``ledger.csv`` under
+  the prefix is never touched;
 * what a row references is its coordinate's own object, matched by store
-  location (bucket and prefix) and fixed name, never by connection id or how
-  the reference is spelled;
+  location (bucket and prefix) and name, never by connection id or how the
+  reference is spelled;
 * an unreferenced object younger than ``[xcomsim] gc_grace_seconds`` (default
-  an hour) is kept: S3 gives its last-modified time, Redis none, so there the
-  age of its push-once guard is used, and an object of unknown age is kept;
-* right before deleting, the rows are read again and each object's
-  version (S3's ETag) is compared with the listing's: a row that landed, or an
-  object rewritten since, is kept.
+  an hour) is kept, its age read on the store's own clock (S3: the listing's
+  ``Date`` against ``LastModified``; Redis: ``TIME`` against the stamp its guard
+  took from ``TIME``), never the sweeping host's; an object of unknown age is kept;
+* right before each delete the rows and runs are read again, and the delete is
+  conditional on the version judged (S3 ``If-Match``, a Redis compare-and-delete):
+  a row that landed, a run triggered again under the same ``run_id``, a guard a
+  push took over, an object rewritten since, are all kept.
 
-What remains is a push whose upload and row are further apart than the grace,
-and a rewrite in the milliseconds between the last check and the delete.
+What remains is a push whose guard and row are further apart than the grace,
+and, on an S3 endpoint without conditional deletes, a rewrite in the
+milliseconds between the last read and the delete.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,8 +82,9 @@ def referenced_names(engine: Engine, store: ObjectStore) -> set[str]:
                 place = StoreLocation.parse(codec.Reference.parse(value).store_path)
             except XComStoreError:
                 continue  # not a reference this backend wrote: it owns nothing
-            if place.same_place(store.location):
-                names.add(codec.object_name(dag_id, run_id, task_id, map_index, key))
+            name = codec.Reference.parse(value).name
+            if place.same_place(store.location) and codec.owned_by(name, dag_id, run_id, task_id, map_index, key):
+                names.add(name)
     return names
 
 
@@ -92,39 +96,63 @@ def _live_runs(engine: Engine) -> set[tuple[str, str]]:
         return {(d, r) for d, r in conn.execute(select(table.c.dag_id, table.c.run_id))}
 
 
-def sweep(store: ObjectStore | str, engine: Engine | str, *, dry_run: bool = True, grace_seconds: float | None = None,
-          clock: Callable[[], float] = time.time) -> SweepReport:  # fmt: skip
+def sweep(store: ObjectStore | str, engine: Engine | str, *, dry_run: bool = True,
+          grace_seconds: float | None = None) -> SweepReport:  # fmt: skip
     """Find (and unless ``dry_run``, delete) orphan values and guards of gone runs; see the module docstring."""
     from xcomsim.backend.config import load
 
     store = open_store(store) if isinstance(store, str) else store
     engine = create_engine(engine) if isinstance(engine, str) else engine
     grace = load().gc_grace_seconds if grace_seconds is None else grace_seconds
-    values = {o.name: o for o in store.listing("values/")}  # listed before the rows: a row landing after is seen
-    guards = {name: _guard_body(store, name) for name in store.names("guards/")}
+    # listed before the rows: a row landing after is seen; only names of this backend's own scheme
+    values = {o.name: o for o in store.listing("values/") if codec.own_scheme(o.name)}
+    guards = {name: _guard_read(store, name) for name in store.names("guards/") if codec.own_scheme(name)}
     referenced = referenced_names(engine, store)
     report = SweepReport(str(store.location), dry_run, referenced=len(referenced & set(values)))
-    now = clock()
+    server_now = None if store.keeps_times else store.now()
     for name in sorted(set(values) - referenced):
-        modified = values[name].modified
-        if modified is None:  # Redis keeps no time: the guard's is the push's
-            modified = guards.get("guards/" + name.removeprefix("values/"), {}).get("created_at")
-        (report.orphan_values if modified is not None and now - modified >= grace else report.young).append(name)
+        age = values[name].age
+        if age is None and server_now is not None:  # Redis keeps no time: its guard's stamp, on the server's clock
+            stamped = guards.get(_guard_of(name), ({}, None))[0].get("stamped_at")
+            age = None if stamped is None else server_now - float(stamped)
+        (report.orphan_values if age is not None and age >= grace else report.young).append(name)
     runs = _live_runs(engine)
-    report.stale_guards = sorted(n for n, g in guards.items() if (g.get("dag_id"), g.get("run_id")) not in runs)
-    if not dry_run:
-        fresh = referenced_names(engine, store)  # read again right before deleting
-        kept = [n for n in report.orphan_values if n in fresh or store.version(n) != values[n].version]
-        report.orphan_values = [n for n in report.orphan_values if n not in kept]
-        report.young += kept
-        for name in report.orphan_values + report.stale_guards:
-            store.delete(name)
+    report.stale_guards = sorted(n for n, (g, _) in guards.items() if (g.get("dag_id"), g.get("run_id")) not in runs)
+    if dry_run:
+        return report
+    # Right before each delete, everything is judged again against live state, and the delete is conditional
+    # on the version that was judged: a row that landed, a run triggered again under its run_id, a guard
+    # another push took, an object rewritten: each is kept.
+    fresh, runs = referenced_names(engine, store), _live_runs(engine)
+    deleted_values, deleted_guards = [], []
+    for name in report.orphan_values:
+        token = values[name].token or _token(store, name)
+        if name not in fresh and token is not None and store.delete_if(name, token):
+            deleted_values.append(name)
+        else:
+            report.young.append(name)
+    for name in report.stale_guards:
+        body, token = guards[name]
+        if (body.get("dag_id"), body.get("run_id")) not in runs and token is not None and store.delete_if(name, token):
+            deleted_guards.append(name)
+    report.orphan_values, report.stale_guards = deleted_values, deleted_guards
     return report
 
 
-def _guard_body(store: ObjectStore, name: str) -> dict[str, Any]:
+def _guard_of(value_name: str) -> str:
+    return "guards/" + value_name.removeprefix("values/").partition(".t")[0]
+
+
+def _token(store: ObjectStore, name: str) -> str | None:
     found = store.read(name)
+    return None if found is None else found[1]
+
+
+def _guard_read(store: ObjectStore, name: str) -> tuple[dict[str, Any], str | None]:
+    found = store.read(name)
+    if found is None:
+        return {}, None
     try:
-        return json.loads(found[0]) if found else {}
+        return json.loads(found[0]), found[1]
     except ValueError:
-        return {}
+        return {}, found[1]

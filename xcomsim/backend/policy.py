@@ -33,6 +33,15 @@ AIRFLOW_INTERNAL_KEYS = frozenset({"skipmixin_key"})
 _REGISTRY: dict[str, XComPolicy] = {}
 
 
+LINK_PREFIX = "_link_"  # BaseOperatorLink's default xcom_key: _link_<Class>
+
+
+def extra_link_keys(task: Any) -> frozenset[str]:
+    """The XCom keys Airflow's ``finalize`` writes for the task's operator extra links (``_link_<Class>``)."""
+    links = getattr(task, "operator_extra_links", None) or ()
+    return frozenset(key for link in links if isinstance(key := getattr(link, "xcom_key", None), str))
+
+
 @dataclasses.dataclass(frozen=True)
 class XComPolicy:
     """``pushes``: task -> keys it may push. ``pulls``: caller -> {source task -> keys}.
@@ -69,6 +78,14 @@ class XComPolicy:
             raise XComPolicyError(
                 f"XCom policy of DAG {dag.dag_id!r} names task(s) {unknown} that the DAG does not have "
                 f"(tasks: {sorted(task_ids)})"
+            )
+        shadowed = sorted((t, k) for t, keys in bound.pushes.items() for k in keys
+                          if k in extra_link_keys(dag.task_dict[t]) and not k.startswith(LINK_PREFIX))  # fmt: skip
+        if shadowed:
+            details = ", ".join(f"{t!r} key {k!r}" for t, k in shadowed)
+            raise XComPolicyError(
+                f"XCom policy of DAG {dag.dag_id!r} declares pushes under keys Airflow writes an extra link to "
+                f"({details}): Airflow's finalize would replace the value with the link; use another key"
             )
         implicit = _code_edges(dag)
         missing = sorted((p, k, c) for c, p, k in implicit if not bound.may_push(p, k))

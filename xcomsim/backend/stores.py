@@ -68,11 +68,15 @@ class StoreLocation:
 @dataclass(frozen=True)
 class StoredObject:
     name: str
-    modified: float | None  # epoch seconds
+    modified: float | None  # epoch seconds, on the store's clock
     version: str | None
+    age: float | None = None  # seconds since it was written, on the store's own clock (None: unknown)
+    token: str | None = None  # the version ``delete_if`` compares (S3's ETag)
 
 
 class ObjectStore(abc.ABC):
+    keeps_times = True  # whether objects carry a modification time on the store's clock (Redis: no)
+
     def __init__(self, location: StoreLocation):
         self.location = location
 
@@ -116,6 +120,14 @@ class ObjectStore(abc.ABC):
     def version(self, name: str) -> str | None:
         """A token that changes whenever ``name`` is rewritten (None: absent, or the store keeps none)."""
         return None
+
+    def now(self) -> float | None:
+        """The store's own clock, in epoch seconds (None: it has none to read)."""
+        return None
+
+    @abc.abstractmethod
+    def delete_if(self, name: str, token: str) -> bool:
+        """Atomically delete ``name`` if it still has version ``token`` (as ``read`` or ``listing`` gave it)."""
 
 
 class S3ObjectStore(ObjectStore):
@@ -197,9 +209,29 @@ class S3ObjectStore(ObjectStore):
         strip = len(self._key(""))
         paginator = self._client().get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.location.bucket, Prefix=start):
+            # S3's clock, as its reply says: an age from two of its own readings (Date has whole seconds, so an
+            # age can read up to a second short, never long)
+            now = _http_date(page)
             for obj in page.get("Contents", []):
                 modified = obj["LastModified"].timestamp()
-                yield StoredObject(obj["Key"][strip:], modified, f"{obj['ETag']}@{int(modified)}")
+                yield StoredObject(obj["Key"][strip:], modified, f"{obj['ETag']}@{int(modified)}",
+                                   None if now is None else max(0.0, now - modified), obj["ETag"])  # fmt: skip
+
+    def delete_if(self, name: str, token: str) -> bool:
+        """``DeleteObject`` with ``If-Match``; an endpoint without conditional deletes gets a re-read, then a delete."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("delete_object", name, _NO_CONDITION + ("PreconditionFailed",), Key=self._key(name),
+                       IfMatch=token)  # fmt: skip
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                return False
+            found = self.read(name)  # no conditional delete here: the narrowest check-then-act there is
+            if found is None or found[1] != token:
+                return False
+            self.delete(name)
+        return True
 
     def version(self, name: str) -> str | None:
         from botocore.exceptions import ClientError
@@ -213,6 +245,26 @@ class S3ObjectStore(ObjectStore):
             raise
 
 
+_NO_CONDITION = ("NotImplemented", "InvalidArgument", "InvalidRequest")
+
+
+def _http_date(response: dict[str, Any]) -> float | None:
+    from email.utils import parsedate_to_datetime
+
+    raw = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return parsedate_to_datetime(raw).timestamp() if raw else None
+    except (TypeError, ValueError):
+        return None
+
+
+_DELETE_IF_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 _CAS_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2])
@@ -223,6 +275,8 @@ return 0
 
 
 class RedisObjectStore(ObjectStore):
+    keeps_times = False
+
     def _client(self) -> Any:
         return _cached_client("redis", self.location.conn_id, _make_redis_client)
 
@@ -264,6 +318,13 @@ class RedisObjectStore(ObjectStore):
         strip = len(self._key(""))
         for key in self._call("scan_iter", under, match=self._key(under) + "*"):
             yield key.decode()[strip:]
+
+    def now(self) -> float | None:
+        seconds, micros = self._call("time", "TIME")
+        return seconds + micros / 1e6
+
+    def delete_if(self, name: str, token: str) -> bool:
+        return bool(self._call("eval", name, _DELETE_IF_SCRIPT, 1, self._key(name), bytes.fromhex(token)))
 
 
 def open_store(path: str) -> ObjectStore:

@@ -10,7 +10,10 @@ a neighbour's wake-up. Three kinds of race, each in the shape something in xcoms
 - *task workers, one task instance*: workers acting as one running task instance, each
   example racing for a new claim id or XCom key, as the conformance kit's properties do;
 - *task workers, a new DAG run per example*: ``run_workload(..., dag=dag)`` without a
-  handle, which starts a DAG run and a task instance for every example.
+  handle, which starts a DAG run and a task instance for every example;
+- *a zombie and its retry*: the ``fenced-tries`` race, with no time fault, with the
+  zombie's clock skewed (the world's clock runs, every wall-clock read goes through
+  time-machine), and with a slow call: what the time faults cost a race.
 """
 
 from __future__ import annotations
@@ -98,6 +101,20 @@ def measure(examples: int = 100, sim: Simulation | None = None, repeat: int = 5)
             run_workload([[Push(key, 1)], [Push(key, 2)]], dag=dag, handle=handle, chooser=hypothesis_chooser(data))
 
         results["push race, 2 task workers, ExclusiveXCom on S3, one task instance"] = rate(push)
+        from xcomsim.scheduler.faults import FaultPlan
+        from xcomsim.strategies import Takeover
+
+        plans = {"no time fault": lambda: None, "zombie's clock 10 min behind": lambda: FaultPlan({}, skews={"w0": -600.0}),
+                 "a slow call": lambda: FaultPlan({1: "slow-io"}, workers=frozenset({"w0"}))}  # fmt: skip
+        for label, plan in plans.items():
+
+            def zombie(data: Any, plan: Any = plan) -> None:
+                (run,) = start_task_instances(dag, [(WORKLOAD_TASK_ID, -1)])  # each example's own tries
+                key = f"k{next(fresh)}"
+                run_workload([[Push(key, 1)], [Takeover(), Push(key, 2)]], dag=dag, handle=run, faults=plan(),
+                             chooser=hypothesis_chooser(data))  # fmt: skip
+
+            results[f"zombie and retry, ExclusiveXCom on S3, {label}"] = rate(zombie)
         results["push race, 2 task workers, ExclusiveXCom on S3, a new DAG run each"] = rate(
             lambda data: run_workload([[Push("k", 1)], [Push("k", 2)]], dag=dag, chooser=hypothesis_chooser(data))
         )
@@ -108,8 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=100, help="examples per property")
     parser.add_argument("--repeat", type=int, default=5, help="properties per race (the median is reported)")
+    parser.add_argument("--only", default="", help="only the races whose name contains this text")
     args = parser.parse_args(argv)
     for name, rate in measure(args.examples, repeat=args.repeat).items():
+        if args.only not in name:
+            continue
         print(f"{name:<72}{rate:>8.1f} examples/s")
 
 

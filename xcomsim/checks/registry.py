@@ -54,6 +54,7 @@ class Observation:
     scope_attempts: list[ScopeAttempt] | None = None
     unreadable: dict[str, str] | None = None  # key -> why its row cannot be pulled through the backend
     foreign: frozenset[str] | None = None  # objects in the stores that are not any XCom's own
+    retry_replaces_failed_try: bool = False  # the backend's retry rule: a retry may replace a failed try's value
 
     def need(self, invariant: str, *names: str) -> None:
         missing = [n for n in names if getattr(self, n) is None]
@@ -83,22 +84,66 @@ def _ok(step: Step) -> bool:
 
 # ---------------------------------------------------------------------------- push-once, round trip
 def _push_once(obs: Observation) -> list[str]:
+    """Within one try a key is pushed once and its first value stays; across tries the latest try's first.
+
+    Which later try may push a key an earlier try pushed is the retry rule's business (``fenced-tries``,
+    ``retry-can-push``); a history without retries is judged exactly as before.
+    """
     obs.need("push-once", "history")
     problems = []
-    first: dict[str, Any] = {}
+    first: dict[tuple[str, int], Any] = {}
     for step in sorted(obs.history.steps, key=lambda s: s.end):  # type: ignore[union-attr]
         if isinstance(step.op, Push) and _ok(step):
-            if step.op.key in first:
+            mine = (step.op.key, step.attempt)
+            if mine in first:
                 problems.append(
                     f"{step.worker}'s push of {step.op.key!r} (step #{step.index}) succeeded after "
-                    f"{first[step.op.key][0]} had pushed it: the second push must raise"
+                    f"{first[mine][0]} had pushed it in the same try ({step.attempt}): the second push must raise"
                 )
             else:
-                first[step.op.key] = (step.worker, step.op.value)
-    for key, (worker, value) in first.items():
+                first[mine] = (step.worker, step.op.value)
+    latest: dict[str, int] = {}
+    for key, attempt in first:
+        latest[key] = max(attempt, latest.get(key, attempt))
+    for key, attempt in latest.items():
+        worker, value = first[(key, attempt)]
         if key in obs.stored_values and not same(obs.stored_values[key], value):
             problems.append(
                 f"the first value of {key!r} ({worker}: {value!r}) was replaced by {obs.stored_values[key]!r}"
+            )
+    return problems
+
+
+def _fenced_tries(obs: Observation) -> list[str]:
+    """An earlier try's write never replaces what a later try of the task instance pushed and read back."""
+    obs.need("fenced-tries", "history")
+    steps = sorted(obs.history.steps, key=lambda s: s.end)  # type: ignore[union-attr]
+    pushes = [s for s in steps if isinstance(s.op, Push) and _ok(s)]
+    problems = []
+    for key in sorted({s.op.key for s in pushes}):
+        mine = [s for s in pushes if s.op.key == key]
+        latest = max(s.attempt for s in mine)
+        if key in obs.stored_values:
+            stored = obs.stored_values[key]
+            by = sorted({s.attempt for s in mine if same(s.op.value, stored)})
+            if by and by[-1] < latest:
+                later = next(s for s in mine if s.attempt == latest)
+                problems.append(
+                    f"{key!r} holds {stored!r}, try {by[-1]}'s value, although try {latest} ({later.worker}, "
+                    f"step #{later.index}) pushed {later.op.value!r} and its push succeeded: an earlier try's "
+                    "write replaced a later try's value"
+                )
+    for pull in (s for s in steps if isinstance(s.op, Pull) and _ok(s)):
+        own = [s for s in pushes if s.worker == pull.worker and s.op.key == pull.op.key and s.end < pull.start]
+        if not own:
+            continue
+        attempt = own[-1].attempt
+        allowed = [s.op.value for s in steps if isinstance(s.op, Push) and s.op.key == pull.op.key
+                   and s.attempt >= attempt]  # fmt: skip
+        if not any(same(pull.result, value) for value in allowed):
+            problems.append(
+                f"{pull.worker} (try {attempt}) pushed {pull.op.key!r} ({own[-1].op.value!r}), then pulled "
+                f"{pull.result!r} (step #{pull.index}): an earlier try's write replaced it"
             )
     return problems
 
@@ -256,14 +301,38 @@ def _retry_can_push(obs: Observation) -> list[str]:
     for step in steps:
         if not (isinstance(step.op, Push) and step.error and step.error_type != "Crash"):
             continue
-        if _INJECTED in step.error or step.op.key in obs.stored_values:
-            continue  # this push was itself hit by a fault, or a value is stored: refusing is push-once
+        if _INJECTED in step.error:
+            continue  # this push was itself hit by a fault
+        if step.op.key in obs.stored_values and not obs.retry_replaces_failed_try:
+            continue  # a value is stored and the backend keeps it across tries: refusing is push-once
         later = [r for r in retries if r.end < step.start]
         if later:
             problems.append(
                 f"{step.worker}'s push of {step.op.key!r} (step #{step.index}) in try {later[-1].result} was refused "
                 f"although no value of {step.op.key!r} is stored: {step.error_type}: {step.error}"
             )
+    return problems
+
+
+def _refusal_leaves_nothing(obs: Observation) -> list[str]:
+    """A push refused by the backend, with no value stored, must not stop the same try pushing the key again."""
+    obs.need("refusal-leaves-nothing", "history")
+    steps = sorted(obs.history.steps, key=lambda s: s.end)  # type: ignore[union-attr]
+    problems = []
+    for n, step in enumerate(steps):
+        if not (isinstance(step.op, Push) and step.error and step.error_type != "Crash") or _INJECTED in step.error:
+            continue
+        for later in steps[n + 1:]:
+            if later.worker != step.worker or isinstance(later.op, Retry):
+                break
+            if isinstance(later.op, Push) and later.op.key == step.op.key and later.error and (
+                    step.op.key not in obs.stored_values):  # fmt: skip
+                problems.append(
+                    f"{step.worker}'s push of {step.op.key!r} was refused ({step.error_type}), nothing is stored, "
+                    f"and its next push of {step.op.key!r} (step #{later.index}) failed too: {later.error_type}: "
+                    f"{later.error}"
+                )
+                break
     return problems
 
 
@@ -296,7 +365,9 @@ INVARIANTS: dict[str, Invariant] = {
         Invariant("exactly-one-claim-winner", "no claim is won while another worker holds it",
                   _exactly_one_claim_winner),
         Invariant("no-lost-claim", "a released or expired claim can be claimed again", _no_lost_claim),
-        Invariant("push-once", "a second push of an XCom raises and the first value stays", _push_once),
+        Invariant("push-once", "a second push of an XCom in one try raises and the first value stays", _push_once),
+        Invariant("fenced-tries", "an earlier try's late write never replaces what a later try pushed, whatever "
+                  "the clocks say and however slow its I/O", _fenced_tries),
         Invariant("push-scope", "a task pushes only its declared keys; a refusal names task and key",
                   _scope("push")),
         Invariant("pull-scope", "a task pulls only keys allowed from that source; a refusal names caller, "
@@ -310,6 +381,8 @@ INVARIANTS: dict[str, Invariant] = {
                   _no_dangling_reference),
         Invariant("retry-can-push", "after a crashed or failed push, the task's next try can push the key when "
                   "no value is stored", _retry_can_push),
+        Invariant("refusal-leaves-nothing", "a push the backend refuses leaves nothing behind: the same try can "
+                  "push the key again", _refusal_leaves_nothing),
         Invariant("purge-deletes-only-its-own", "purge and the sweeper never delete an object that is not the "
                   "XCom's own, even when a row holds a forged reference", _purge_deletes_only_its_own),
         Invariant("gc-safe-with-inflight-pushes", "a sweep concurrent with pushes deletes no value whose row lands",

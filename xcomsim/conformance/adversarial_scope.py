@@ -69,7 +69,7 @@ def _packages(backend: type) -> tuple[str, ...]:
     top-level), Airflow's ``BaseXCom`` and ``object`` aside."""
     modules = {c.__module__ for c in backend.__mro__} - {"builtins"}
     modules = {m for m in modules if not m.startswith(("airflow.sdk.", "airflow.models."))}
-    return tuple(sorted(m.rsplit(".", 1)[0] if "." in m else m for m in modules))
+    return tuple(sorted({m.rsplit(".", 1)[0] if "." in m else m for m in modules}))
 
 
 def _passed_through(exc: BaseException, packages: tuple[str, ...]) -> bool:

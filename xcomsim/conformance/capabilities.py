@@ -27,7 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_KEYS = {"offload", "scoping", "claim_store", "config", "push_once", "sweeper", "retry_lease"}  # see liveness
+_KEYS = {"offload", "scoping", "claim_store", "config", "push_once", "sweeper", "retry_lease",
+         "retry_replaces_failed_try"}  # see liveness, fencing
 SCOPING_KINDS = {"xcomsim-policy"}
 
 
@@ -43,6 +44,9 @@ class Capabilities:
     config: Mapping[str, Any] = field(default_factory=dict)
     push_once: bool | None = None  # None: not declared
     retry_lease: tuple[dict[str, Any], float] | None = None  # a crashed try holds its keys this long
+    # the retry rule: a retry may replace the value of the try it retries (that try failed), so even a try
+    # killed after its push committed does not stop the next from pushing
+    retry_replaces_failed_try: bool = False
 
 
 def declared(backend: type) -> Capabilities:
@@ -80,8 +84,12 @@ def declared(backend: type) -> Capabilities:
                                            f"got {lease!r}")
         lease = (dict(lease[0]), float(lease[1]))
     factory = raw.get("claim_store")
+    replaces_failed = raw.get("retry_replaces_failed_try", False)
+    if not isinstance(replaces_failed, bool):
+        raise ContractDeclarationError(f"{name}['retry_replaces_failed_try'] must be True or False, "
+                                       f"got {replaces_failed!r}")  # fmt: skip
     return Capabilities(offload, scoping, _factory(name, factory) if factory else None, dict(config), push_once,
-                        lease)
+                        lease, replaces_failed)
 
 
 def _factory(name: str, path: Any) -> Callable[[], Any]:

@@ -36,10 +36,12 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from xcomsim.checks import same
 from xcomsim.conformance.adversarial_scope import AdversarialScopeContract
+from xcomsim.conformance.callers import CallerTests
 from xcomsim.conformance.capabilities import Capabilities, declared
 from xcomsim.conformance.claims import ClaimTests
 from xcomsim.conformance.discovery import MAX_PROBE, Discovery, discover
 from xcomsim.conformance.examples import examples, guarantee, one_task, record
+from xcomsim.conformance.fencing import FencingTests
 from xcomsim.conformance.liveness import LivenessContract
 from xcomsim.conformance.machine import XComMachine
 from xcomsim.conformance.mapped import MappedTests
@@ -113,7 +115,7 @@ class ModelTests:
 
 
 class XComBackendContract(PushOnceTests, RoundTripTests, MappedTests, ScopeTests, AdversarialScopeContract,
-                          ClaimTests, OffloadTests, LivenessContract, ModelTests):
+                          ClaimTests, OffloadTests, LivenessContract, CallerTests, FencingTests, ModelTests):
     """Tests only; the fixtures below are what an adopter overrides."""
 
     #: Whether adopting the contract claims push-once when the backend does not declare it (None: judged

@@ -304,6 +304,7 @@ def _serve_direct(listener: socket.socket, app: Any) -> None:
     """The parent's botocore requests, framed as ``xcomsim.env.s3_direct`` sends them, each run through
     ``app`` with the WSGI environ werkzeug's HTTP server would have built for it; a thread per connection."""
     import pickle
+    from email.utils import formatdate
     from urllib.parse import urlsplit
 
     from werkzeug.test import EnvironBuilder, run_wsgi_app
@@ -324,6 +325,8 @@ def _serve_direct(listener: socket.socket, app: Any) -> None:
             content = b"".join(app_iter)
         finally:
             getattr(app_iter, "close", lambda: None)()
+        if "Date" not in reply_headers:  # as werkzeug's HTTP server adds it: the store's clock, for ages
+            reply_headers["Date"] = formatdate(usegmt=True)
         return pickle.dumps((int(status.split(" ", 1)[0]), list(reply_headers.items()), content), protocol=5)
 
     def serve(conn: socket.socket) -> None:

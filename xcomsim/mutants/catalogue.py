@@ -41,6 +41,13 @@ CATALOGUE: dict[str, str] = {
     "xcomsim.mutants.families.OneMiBTutorialXCom": "purge-leaves-no-orphan",  # discovery past 1 MiB
     "xcomsim.mutants.families.MapIndexlessXCom": "round-trip-exact",  # mapped pushes
     "xcomsim.mutants.families.EveryRowIsAReferenceXCom": "reads-airflow-rows",  # Airflow's own rows
+    # Its holes as a deployment and careless callers find them (xcomsim.mutants.callers, .fencing):
+    "xcomsim.mutants.callers.UncheckedDeleteXCom": "push-scope",
+    "xcomsim.mutants.callers.LooseMapIndexXCom": "push-once",
+    "xcomsim.mutants.callers.GuardLeftOnRefusalXCom": "refusal-leaves-nothing",
+    "xcomsim.mutants.fencing.WallClockGuardXCom": "fenced-tries",
+    "xcomsim.mutants.fencing.WorkerClockClaimsXCom": "exactly-one-claim-winner",
+    "xcomsim.mutants.fencing.StrictAcrossTriesXCom": "retry-can-push",
 }
 
 #: Former holes of the reference that the kit does not yet catch: its tests never change the store's
@@ -48,6 +55,16 @@ CATALOGUE: dict[str, str] = {
 #: ``tests/test_backend_attacks.py`` catches it through a real DAG run.
 NOT_YET_BY_THE_KIT = {
     "xcomsim.mutants.hardening.SpellingSweepXCom",
+    # the kit's task instances run without Airflow's task runner, whose frames a callback's copy hides behind;
+    # tests/test_backend_callers.py catches it through a real DAG run
+    "xcomsim.mutants.callers.CopiedIdentityXCom",
+    # the kit's races never delete a run and trigger it again under its run_id while a sweep lists;
+    # tests/test_backend_fencing.py catches it through real DAG runs
+    "xcomsim.mutants.fencing.UncheckedSweepXCom",
+    # Airflow's own keys and code outside any task need operators, callbacks and the DAG processor's channel;
+    # tests/test_backend_airflow_keys.py catches them through real DAG runs
+    "xcomsim.mutants.airflow_keys.LinkKeysAsDataXCom",
+    "xcomsim.mutants.airflow_keys.UncheckedOutsidePullXCom",
 }
 
 def contract_module(mutants: dict[str, str] | None = None) -> str:

@@ -31,7 +31,7 @@ class CheckThenActClaimStore(SqlClaimStore):
             else:
                 conn.execute(update(claim_table).where(t.claim_id == claim_id).values(
                     status="claimed", claimed_by=worker_id))  # fmt: skip
-        return Claim(claim_id, worker_id, self.clock(), None)
+        return Claim(claim_id, worker_id, (self.clock or time.time)(), None)
 
 
 class NoLeaseClaimStore(SqlClaimStore):

@@ -13,7 +13,9 @@ from typing import Any
 from xcomsim.backend import codec
 from xcomsim.backend.claims import SqlClaimStore
 from xcomsim.backend.stores import open_store
-from xcomsim.backend.xcom import ExclusiveXCom, _Guard
+from xcomsim.backend.guard import Guard
+from xcomsim.mutants.fencing import WallClockGuard
+from xcomsim.backend.xcom import ExclusiveXCom
 
 
 class ForeignReferencePurgeXCom(ExclusiveXCom):
@@ -59,10 +61,10 @@ class TrustedTaskIdXCom(ExclusiveXCom):
     """
 
     @classmethod
-    def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str) -> Any:
-        from xcomsim.backend.xcom import _running_task
+    def _check_pusher(cls, dag_id: str, task_id: str, run_id: str, map_index: int, key: str, **_: Any) -> Any:
+        from xcomsim.backend.caller import running_task
 
-        return _running_task()
+        return running_task()
 
 
 class CallbackPullXCom(ExclusiveXCom):
@@ -104,14 +106,18 @@ class UnguardedSerializeXCom(ExclusiveXCom):
                         dag_id: str | None = None, run_id: str | None = None,
                         map_index: int | None = None) -> Any:  # type: ignore[override]  # fmt: skip
         from xcomsim.backend.config import load
-        from xcomsim.backend.xcom import _store_value
+        from xcomsim.backend.push import store_value
+
+        from xcomsim.backend.caller import running_task
 
         config = load()
         encoded = codec.encode(value, key=key or "", task_id=task_id or "")
         if not config.offloads(encoded.size):
             return codec.inline(encoded)
-        return _store_value(open_store(config.path), config, encoded, dag_id or "", run_id or "", task_id or "",
-                            -1 if map_index is None else map_index, key or "")  # fmt: skip
+        caller = running_task()  # the object a push of this try writes: its own try's
+        return store_value(open_store(config.path), config, encoded, dag_id or "", run_id or "", task_id or "",
+                            -1 if map_index is None else map_index, key or "",
+                            attempt=getattr(caller, "try_number", None))  # fmt: skip
 
 
 class UndoAfterCommitXCom(ExclusiveXCom):
@@ -127,11 +133,11 @@ class UndoAfterCommitXCom(ExclusiveXCom):
         return False
 
 
-class _TryBlindGuard(_Guard):
+class _TryBlindGuard(WallClockGuard):
     """The guard as it was: whoever holds it, with or without a row, a later try is refused."""
 
-    def acquire(self, try_number: int, retry_replaces: bool, **_: Any) -> None:
-        super().acquire(try_number, retry_replaces, ti_id="", run="", lease_seconds=float("inf"))
+    take_over = False
+    lease_seconds = 0.0
 
 
 class StaleGuardXCom(ExclusiveXCom):
@@ -143,7 +149,7 @@ class StaleGuardXCom(ExclusiveXCom):
     """
 
     @classmethod
-    def _guard_type(cls, *args: Any) -> _Guard:
+    def _guard_type(cls, *args: Any) -> Guard:
         return _TryBlindGuard(*args)
 
 

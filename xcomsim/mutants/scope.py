@@ -12,8 +12,10 @@ class PullScopeBypassXCom(ExclusiveXCom):
 
     @classmethod
     def get_all(cls, *, key: str, dag_id: str, task_id: str, run_id: str, include_prior_dates: bool = False) -> Any:
-        return super(ExclusiveXCom, cls).get_all(
-            key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, include_prior_dates=include_prior_dates
+        from airflow.sdk.bases.xcom import BaseXCom
+
+        return BaseXCom.get_all.__func__(  # type: ignore[attr-defined]
+            cls, key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, include_prior_dates=include_prior_dates
         )
 
 

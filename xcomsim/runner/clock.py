@@ -6,9 +6,12 @@ later, a trigger sleeping until a moment, a poke-mode sensor's ``sleep``). The
 ``Deadline`` interrupts the run's own thread with ``SIGALRM`` (task code and
 triggers run there; Airflow's ``execution_timeout`` works the same way) and is
 checked between steps. The ``VirtualClock`` moves "now" forward instead of
-sleeping: Airflow's ``utcnow`` and the sensor module's ``time`` read real time plus
-the skipped seconds, so a sensor's timeout and a trigger's moment still arrive
-in the order they would, only without the wait.
+sleeping: it runs the simulated world's clock (``xcomsim.env.clock``, time-machine
+underneath), so Airflow's ``utcnow``, a backend's ``time.time()`` and everything
+else in the process that reads wall time see real time plus the skipped seconds,
+and the sensor module's ``time`` skips its sleeps; a sensor's timeout, a
+trigger's moment and a retry's ``retry_delay`` still arrive in the order they
+would, only without the wait.
 """
 
 from __future__ import annotations
@@ -24,14 +27,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from xcomsim.env.clock import WORLD
 from xcomsim.errors import Interrupt
 
-# Modules whose ``utcnow`` every Airflow "now" goes through (the task SDK re-exports one function).
-_UTCNOW_MODULES = (
-    "airflow.sdk._shared.timezones.timezone",
-    "airflow._shared.timezones.timezone",
-    "airflow.sdk.timezone",
-)
 # Modules that wait with ``time.sleep`` and measure with ``time.monotonic`` (poke-mode sensors).
 _TIME_MODULES = ("airflow.sdk.bases.sensor",)
 
@@ -93,7 +91,8 @@ class VirtualClock:
         self.skipped = 0.0
 
     def now(self) -> dt.datetime:
-        return dt.datetime.now(tz=dt.timezone.utc) + dt.timedelta(seconds=self.skipped)
+        """The world's time (the simulated clock while installed with travel on)."""
+        return dt.datetime.fromtimestamp(WORLD.authority(), tz=dt.timezone.utc)
 
     def monotonic(self) -> float:
         return time.monotonic() + self.skipped
@@ -101,6 +100,8 @@ class VirtualClock:
     def skip(self, seconds: float) -> None:
         if seconds > 0:
             self.skipped += seconds
+            if WORLD.virtual:
+                WORLD.advance(seconds)
 
     def advance_to(self, moment: dt.datetime) -> None:
         """Skip ahead to ``moment`` (a reschedule date) if it is still in the future."""
@@ -116,18 +117,10 @@ class VirtualClock:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        """Make Airflow's ``utcnow`` and the sensors' ``time`` read this clock while the run lasts."""
-        from airflow.sdk._shared.timezones.timezone import utc
-
-        def utcnow() -> dt.datetime:
-            return self.now().astimezone(utc)
-
+        """Run the world's clock for the process, and make the sensors' ``time`` skip, while the run lasts."""
         with contextlib.ExitStack() as stack:
             if self.travel:
-                for name in _UTCNOW_MODULES:
-                    module = sys.modules.get(name)
-                    if module is not None and hasattr(module, "utcnow"):
-                        stack.enter_context(_patched(module, "utcnow", utcnow))
+                stack.enter_context(WORLD.running())
                 for name in _TIME_MODULES:
                     module = sys.modules.get(name)
                     if module is not None and getattr(module, "time", None) is time:

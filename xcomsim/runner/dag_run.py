@@ -9,9 +9,11 @@ each because a test must end and must say why:
 - scheduling passes repeat until one changes nothing (a fixed point); only then is
   the run "stuck", and the error names every waiting task and the first failure;
 - the run timeout bounds task code, triggers and sensor waits (``Deadline``);
-- retries happen at once, and waits that only pass time (reschedules, time-based
+- waits that only pass time (a retry's ``retry_delay``, reschedules, time-based
   triggers, poke-mode sleeps) are skipped on a ``VirtualClock`` unless
-  ``time_travel=False``;
+  ``time_travel=False``: a retry starts when Airflow would start it, after its
+  ``retry_delay`` on the world's clock, which everything in the process reads
+  (the backend and its clients too), without the wait;
 - a trigger's own timeout fails the task as the scheduler would;
 - runs the DAG starts in other DAGs (``TriggerDagRunOperator``) are run too.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -242,15 +244,9 @@ def _drive(dag: Any, dag_run: Any, session: Any, runner: Any, ctx: RunContext) -
             return errors
         tis = dag_run.get_task_instances(session=session)
         ready = [ti for ti in tis if ti.state == TaskInstanceState.SCHEDULED]
-        if not ready:
-            # Retry at once: waiting out retry_delay only slows tests down.
-            ready = [ti for ti in tis if ti.state == TaskInstanceState.UP_FOR_RETRY]
-            for ti in ready:
-                ti.try_number += 1
-                ti.state = TaskInstanceState.SCHEDULED
         session.commit()  # no connection is held while tasks run: the Execution API needs it
         if not ready:
-            if _wait_for_reschedule(tis, session, ctx):
+            if _wait_for_retry(dag, tis, ctx) or _wait_for_reschedule(tis, session, ctx):
                 continue
             snapshot = (str(dag_run.state), sorted((t.task_id, t.map_index, str(t.state)) for t in tis))
             if snapshot == unchanged:
@@ -282,6 +278,27 @@ def _in_run_order(dag: Any, ready: list[Any]) -> list[Any]:
             ti.map_index,
         ),
     )
+
+
+def _wait_for_retry(dag: Any, tis: list[Any], ctx: RunContext) -> bool:
+    """Bring the earliest retry of a task instance up for retry to now: its ``retry_delay`` passes.
+
+    The scheduler's next pass then finds it out of its retry period and schedules it, as Airflow's does.
+    """
+    from airflow.utils.state import TaskInstanceState
+
+    waiting = [ti for ti in tis if ti.state == TaskInstanceState.UP_FOR_RETRY]
+    if not waiting:
+        return False
+    for ti in waiting:
+        if getattr(ti, "task", None) is None and ti.task_id in dag.task_dict:
+            ti.task = dag.task_dict[ti.task_id]
+    earliest = min(ti.next_retry_datetime() for ti in waiting)
+    if ctx.clock.travel:
+        ctx.clock.advance_to(earliest + timedelta(milliseconds=1))
+    else:
+        ctx.clock.sleep(max(0.0, (earliest - ctx.clock.now()).total_seconds()) + 0.01)
+    return True
 
 
 def _wait_for_reschedule(tis: list[Any], session: Any, ctx: RunContext) -> bool:

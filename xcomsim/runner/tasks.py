@@ -212,7 +212,27 @@ class WorkerProcess:
                 client=execution_api.client(self.dag),
                 log_path=str(log_path),
             )
-        return _failure_from_log(log_path)
+        failure = _failure_from_log(log_path)
+        if _heartbeat_timed_out(ti, ctx):
+            return TaskProcessError("TaskProcessKilled", "the task process died without reporting a state")
+        return failure
+
+
+def _heartbeat_timed_out(ti: Any, ctx: RunContext) -> bool:
+    """A task process that died without a word (SIGKILL, OOM) leaves its task instance running; Airflow's
+    scheduler fails it once its heartbeat is ``[scheduler] task_instance_heartbeat_timeout`` old (then it is
+    up for retry while tries remain). So does this, after that much time on the run's clock."""
+    from airflow.configuration import conf
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    with create_session() as session:
+        row = session.get(type(ti), ti.id)
+        if row is None or row.state != TaskInstanceState.RUNNING:
+            return False
+        ctx.clock.sleep(conf.getfloat("scheduler", "task_instance_heartbeat_timeout", fallback=300.0))
+        row.handle_failure("the task instance's heartbeat timed out: its process died", session=session)
+    return True
 
 
 def _failure_from_log(log_path: Path) -> TaskProcessError | None:

@@ -28,6 +28,17 @@ Kinds, by where they land:
 - ``s3-outage`` / ``redis-outage``: the store goes down from this call on: this
   and every later call of the worker to it fails (503 / connection refused),
   including the backend's cleanup (undo, release) after the failure.
+
+Time, as a deployment has it (the world's clock must be running,
+``xcomsim.env.clock``; ``run_workload`` starts it for these):
+
+- ``slow-io`` (a kind, at an I/O): the call takes ``SLOW_SECONDS`` (longer than
+  any lease the reference used) before it takes effect: time passes for
+  everyone meanwhile.
+- ``FaultPlan.skews`` (per worker, not at an I/O): the worker's host clock runs
+  that many seconds off everyone else's from its start, as on a host whose
+  clock is wrong (``SKEW_SECONDS``, 10 minutes, either way); servers it talks to
+  keep the world's time.
 """
 
 from __future__ import annotations
@@ -46,10 +57,14 @@ FAULT_KINDS = ("s3-503", "s3-412", "s3-timeout", "redis-drop", "redis-drop-after
 # The faults after which a backend must still be live and clean (retries, undo, release): drawn by the
 # liveness tests; the model test draws FAULT_KINDS.
 LIVENESS_FAULT_KINDS = ("crash-after", "api-lost-reply", "s3-outage", "redis-outage")
-ALL_FAULT_KINDS = FAULT_KINDS + LIVENESS_FAULT_KINDS
+# Faults of time: a worker's clock off by minutes, an operation slower than a lease (see the module docstring).
+TIME_FAULT_KINDS = ("slow-io",)
+ALL_FAULT_KINDS = FAULT_KINDS + LIVENESS_FAULT_KINDS + TIME_FAULT_KINDS
+SKEW_SECONDS = 600.0
+SLOW_SECONDS = 400.0
 _SERVICE = {"s3-503": "s3 ", "s3-412": "s3 ", "s3-timeout": "s3 ", "redis-drop": "redis ",
             "redis-drop-after": "redis ", "crash": "", "crash-after": "", "api-lost-reply": "api ",
-            "s3-outage": "s3 ", "redis-outage": "redis "}  # fmt: skip
+            "s3-outage": "s3 ", "redis-outage": "redis ", "slow-io": ""}  # fmt: skip
 _OUTAGE = {"s3-outage": "s3-503", "redis-outage": "redis-drop"}  # what each later call to the store gets
 
 
@@ -79,6 +94,7 @@ class FaultPlan:
 
     at: Mapping[int, str] = field(default_factory=dict)
     workers: frozenset[str] | None = None
+    skews: Mapping[str, float] = field(default_factory=dict)  # worker -> its host clock's offset, in seconds
     applied: list[AppliedFault] = field(default_factory=list)
     seen: dict[str, list[str]] = field(default_factory=dict)  # worker -> the I/O it made, in order
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -89,7 +105,13 @@ class FaultPlan:
             raise ValueError(f"unknown fault kind(s) {unknown}; known: {', '.join(ALL_FAULT_KINDS)}")
 
     def describe(self) -> str:
-        return "\n".join(str(f) for f in self.applied) or "(no fault landed on a matching I/O)"
+        skews = [f"{w}'s clock runs {s:+g}s off the world's" for w, s in sorted(self.skews.items()) if s]
+        return "\n".join([*skews, *(str(f) for f in self.applied)]) or "(no fault landed on a matching I/O)"
+
+    @property
+    def moves_time(self) -> bool:
+        """Whether the plan needs the world's clock running (a skewed worker, a slow call)."""
+        return any(self.skews.values()) or any(kind in TIME_FAULT_KINDS for kind in self.at.values())
 
     def injector(self, worker: str) -> Callable[[str, Callable[[], Any]], Any] | None:
         if self.workers is not None and worker not in self.workers:
@@ -172,27 +194,40 @@ def _api_lost_reply(io: str, call: Callable[[], Any]) -> Any:
                                "the request was handled)")  # fmt: skip
 
 
+def _slow_io(io: str, call: Callable[[], Any]) -> Any:
+    from xcomsim.env.clock import WORLD
+
+    WORLD.advance(SLOW_SECONDS)  # the transfer takes this long; what it writes lands at its end
+    return call()
+
+
 _FAULTS: dict[str, Callable[[str, Callable[[], Any]], Any]] = {
     "s3-503": _s3_503, "s3-412": _s3_412, "s3-timeout": _s3_timeout,
     "redis-drop": _redis_drop, "redis-drop-after": _redis_drop_after, "crash": _crash,
     "crash-after": _crash_after, "api-lost-reply": _api_lost_reply,
     "s3-outage": _s3_503, "redis-outage": _redis_drop,
+    "slow-io": _slow_io,
 }  # fmt: skip
 
 
 @contextlib.contextmanager
 def injecting(plan: FaultPlan | None, worker: str = "main") -> Iterator[None]:
-    """Apply ``plan`` to this thread's I/O for the duration (``None``: nothing)."""
+    """Apply ``plan`` to this thread's I/O (and its skew to this thread's clock) for the duration."""
+    from xcomsim.env.clock import WORLD
+
     inject = plan.injector(worker) if plan is not None else None
-    if inject is None:
+    skew = plan.skews.get(worker, 0.0) if plan is not None else 0.0
+    if inject is None and not skew:
         yield
         return
-    interception.install()
-    interception.set_fault(inject)
-    try:
+    with contextlib.ExitStack() as stack:
+        if skew:
+            stack.enter_context(WORLD.skewed(skew))
+        if inject is not None:
+            interception.install()
+            interception.set_fault(inject)
+            stack.callback(interception.set_fault, None)
         yield
-    finally:
-        interception.set_fault(None)
 
 
 def fault_plans(

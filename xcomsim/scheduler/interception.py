@@ -146,11 +146,15 @@ def set_fault(fault: Callable[[str, Callable[[], Any]], Any] | None) -> None:
 def serving() -> Iterator[None]:
     """While the block runs this thread serves a request on the worker's behalf (the in-process
     Execution API, inline): its I/O is the server's, neither a switch point nor the worker's to
-    fail. The worker's own points are the message it sent, before and after."""
+    fail. The worker's own points are the message it sent, before and after. A server is another
+    host: it reads the world's clock, not the worker's skewed one."""
+    from xcomsim.env.clock import unskewed
+
     hook, fault = getattr(_local, "hook", None), getattr(_local, "fault", None)
     _local.hook = _local.fault = None
     try:
-        yield
+        with unskewed():
+            yield
     finally:
         _local.hook, _local.fault = hook, fault
 

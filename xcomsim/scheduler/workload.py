@@ -8,6 +8,7 @@ and claims race for the same claim ids.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import traceback
@@ -18,7 +19,7 @@ from typing import Any
 
 from xcomsim.scheduler.faults import FaultPlan, WorkerCrash as _Crashed, injecting
 from xcomsim.scheduler.scheduler import Chooser, Scheduler, Timeline, first_runnable
-from xcomsim.strategies import Claim, Crash, Delete, Operation, Pull, Push, Release, Retry, Sweep, Wait
+from xcomsim.strategies import Claim, Crash, Delete, Operation, Pull, Push, Release, Retry, Sweep, Takeover, Wait
 
 WORKLOAD_DAG_ID = "xcomsim_workload"
 WORKLOAD_TASK_ID = "worker"
@@ -43,10 +44,11 @@ class Step:
     end: int = 0
     clock: float = 0.0
     finished_at: float = 0.0
+    attempt: int = 0  # the try of the task instance the worker acted as
 
     def __str__(self) -> str:
         outcome = f"-> {self.error_type}: {self.error}" if self.error else f"-> {self.result!r}"
-        return f"#{self.index} {self.worker}: {self.op} {outcome}"
+        return f"#{self.index} {self.worker} (try {self.attempt}): {self.op} {outcome}"
 
 
 @dataclass
@@ -125,19 +127,24 @@ def run_workload(
     one a ``Wait`` sleeps and leases run on real time); ``faults``
     a ``FaultPlan`` applied to each worker's I/O (see ``xcomsim.scheduler.faults``);
     ``sweeper`` what a ``Sweep`` operation runs (the backend's garbage collector).
+    The world's clock runs (``xcomsim.env.clock``) when a fault moves time; the
+    history is stamped with its unskewed time, as a server every worker trusts would.
     """
+    from xcomsim.env.clock import WORLD
     from xcomsim.task_context import start_task_instances, thread_local_task_state
 
     history = History()
-    with thread_local_task_state():
+    world = WORLD.running() if faults is not None and faults.moves_time else contextlib.nullcontext()
+    with thread_local_task_state(), world:
         if handle is None:
             (handle,) = start_task_instances(dag, [(WORKLOAD_TASK_ID, -1)])
         history.run_id = handle.run_id
         history.faults = faults
         scheduler = Scheduler(chooser, max_preemptions=max_preemptions)
         history.timeline = scheduler.timeline
+        tries = _Tries([f"w{n}" for n in range(len(workload))])
         workers = {
-            f"w{n}": _worker(f"w{n}", ops, handle, (claim_store, sweeper), scheduler, history, clock, faults)
+            f"w{n}": _worker(f"w{n}", ops, handle, (claim_store, sweeper), scheduler, history, clock, faults, tries)
             for n, ops in enumerate(workload)
         }
         results = scheduler.run(workers)
@@ -199,19 +206,31 @@ def stress_workload(
 
 
 def _worker(name: str, ops: Sequence[Operation], handle: Any, services: tuple[Any, Any], scheduler: Any,
-            history: History, clock: ManualClock | None = None, faults: FaultPlan | None = None) -> Callable[[], None]:  # fmt: skip
+            history: History, clock: ManualClock | None = None, faults: FaultPlan | None = None,
+            tries: _Tries | None = None) -> Callable[[], None]:  # fmt: skip
+    from xcomsim.env.clock import WORLD
+
+    tries = _Tries([name]) if tries is None else tries
+
     def run() -> None:
         with injecting(faults, name):
             for op in ops:
                 scheduler.operation(str(op))
-                now = clock or time.time
+                now = clock or WORLD.authority
                 timing = {"start": history.tick(), "clock": now(), "now": now}
                 if isinstance(op, Crash):
                     history.crashed.add(name)
                     history.add(name, op, **timing)
                     raise _Crashed()
+                if isinstance(op, Takeover):  # every other worker goes on as the try that is now over
+                    earlier = handle.snapshot()
+                    for other in tries.workers:
+                        if other != name:
+                            tries.pinned.setdefault(other, earlier)
+                acting = tries.pinned.get(name, handle)
                 try:
-                    with handle.active() as ti:  # per operation: a Retry by anyone starts a new try
+                    with acting.active() as ti:  # per operation: a Retry by anyone starts a new try
+                        timing["attempt"] = int(ti.try_number or 0)
                         result = _apply(op, ti, handle, services, name, clock)
                 except _Crashed:
                     history.crashed.add(name)
@@ -224,6 +243,14 @@ def _worker(name: str, ops: Sequence[Operation], handle: Any, services: tuple[An
                     history.add(name, op, result=result, **timing)
 
     return run
+
+
+@dataclass
+class _Tries:
+    """Which workers go on as an earlier try (a zombie) after another worker took over as the next one."""
+
+    workers: list[str]
+    pinned: dict[str, Any] = field(default_factory=dict)
 
 
 def _apply(op: Operation, ti: Any, handle: Any, services: tuple[Any, Any], worker: str,
@@ -239,7 +266,7 @@ def _apply(op: Operation, ti: Any, handle: Any, services: tuple[Any, Any], worke
     if isinstance(op, Delete):
         XCom.delete(key=op.key, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
         return None
-    if isinstance(op, Retry):
+    if isinstance(op, (Retry, Takeover)):  # Airflow ends the try (a zombie's: failed by the scheduler), then the next
         handle.finish("failed")
         handle.start()
         return handle.try_number

@@ -83,7 +83,18 @@ class Sweep:
         return "sweep"
 
 
-Operation = Push | Pull | Claim | Release | Delete | Retry | Wait | Crash | Sweep
+@dataclass(frozen=True)
+class Takeover:
+    """Airflow declares the running try over (a zombie: its heartbeat timed out) and starts the next one here.
+
+    The other workers go on as the earlier try, in flight beside its retry.
+    """
+
+    def __str__(self) -> str:
+        return "next try (the others are now a zombie of the earlier one)"
+
+
+Operation = Push | Pull | Claim | Release | Delete | Retry | Wait | Crash | Sweep | Takeover
 
 
 def _short(value: object) -> str:
