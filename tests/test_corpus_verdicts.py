@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus import BUCKETS, EXPECTED
+from corpus import BUCKETS, EXPECTED, reported
 from corpus.own_bucket import TeamS3XCom
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,12 +63,6 @@ def _tables(output: str) -> dict[str, str]:
         r"xcomsim conformance verdict for (\S+):\n(.*?)(?=\n=+ |\Z)", output, re.S)}  # fmt: skip
 
 
-def _verdict(table: str, guarantee: str) -> str:
-    found = re.search(rf"^  {re.escape(guarantee)}\s+(kept|broken|not claimed(?: \(same as Airflow\))?|not run)"
-                      r"(?: \(first failure at example \d+\))?$", table, re.M)  # fmt: skip
-    return found.group(1) if found else "missing"
-
-
 # Every family but the model test.
 SELECTION = "not agrees_with_the_model"
 
@@ -98,11 +92,11 @@ def test_every_corpus_backend_gets_its_expected_verdicts(corpus_pytester, half):
         if f"discovered: {expected_line}" not in table:
             wrong[backend] = f"discovery: {table.splitlines()[0]}"
         for guarantee, verdict in verdicts.items():
-            if _verdict(table, guarantee) != verdict:
-                wrong[f"{backend} {guarantee}"] = f"expected {verdict}, reported {_verdict(table, guarantee)}"
+            if reported(table, guarantee) != verdict:
+                wrong[f"{backend} {guarantee}"] = f"expected {verdict}, reported {reported(table, guarantee)}"
         for guarantee in ("push-scope", "pull-scope", "exactly-one-claim-winner", "no-lost-claim"):
-            if _verdict(table, guarantee) != "not claimed":
-                wrong[f"{backend} {guarantee}"] = _verdict(table, guarantee)
+            if reported(table, guarantee) != "not claimed":
+                wrong[f"{backend} {guarantee}"] = reported(table, guarantee)
     assert not wrong, "\n".join(f"{k}: {v}" for k, v in wrong.items()) + "\n" + output[-6000:]
 
 

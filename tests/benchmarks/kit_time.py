@@ -9,6 +9,8 @@ wall time with the 1-minute load average read just before it, the median, and, f
 where the time went (from ``--durations=0``): the session outside the tests (start-up, collection,
 exit), the first test's setup (the simulated world's start), the other setups (discovery among them), the
 round trips, the model test and the other tests.
+Each table is also held to the corpus's expected verdicts (``tests/corpus/__init__.py``): every round says
+which guarantees differ, and the summary how many rounds gave every expected verdict and the discovered line.
 The machine is shared: read a time beside its load.
 """
 
@@ -27,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from corpus import BUCKETS, EXPECTED  # noqa: E402
+from corpus import BUCKETS, EXPECTED, reported  # noqa: E402
 
 CONFTEST = f'''
 import pytest
@@ -82,6 +84,21 @@ def run_once(backend: str, profile: str) -> tuple[float, float, dict[str, float]
     return wall, load, parts, table
 
 
+UNCLAIMED = ("push-scope", "pull-scope", "exactly-one-claim-winner", "no-lost-claim")  # no corpus backend claims them
+
+
+def differences(backend: str, table: str) -> list[str]:
+    """Where ``table`` differs from what the corpus expects of ``backend`` (nothing for a backend not in it)."""
+    if backend not in EXPECTED:
+        return []
+    line, verdicts = EXPECTED[backend]
+    wrong = [] if f"discovered: {line}" in table else [f"discovered: expected {line!r}..."]
+    for guarantee, verdict in {**dict.fromkeys(UNCLAIMED, "not claimed"), **verdicts}.items():
+        if reported(table, guarantee) != verdict:
+            wrong.append(f"{guarantee}: expected {verdict}, reported {reported(table, guarantee)}")
+    return wrong
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("backends", nargs="*", default=list(EXPECTED), help="backend paths (default: the corpus)")
@@ -94,8 +111,9 @@ def main() -> None:
         for backend in order:
             runs[backend].append(run_once(backend, args.profile))
             wall, load, _, table = runs[backend][-1]
+            wrong = differences(backend, table)
             print(f"round {round_ + 1} {backend}: {wall:.1f} s (load {load:.1f}); "
-                  f"{table.splitlines()[1].strip()}", flush=True)  # fmt: skip
+                  f"{'; '.join(wrong) if wrong else 'every verdict as expected'}", flush=True)  # fmt: skip
     print(f"\nkit wall time per backend, {args.profile} profile, {args.rounds} rounds, one session each "
           f"(load: 1-minute average before each round)")  # fmt: skip
     print(f"{'backend':45} {'median':>7}  rounds (load)                      where the median round went")
@@ -105,6 +123,11 @@ def main() -> None:
         rounds = ", ".join(f"{w:.0f} ({ld:.1f})" for w, ld, _, _ in found)
         where = ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
         print(f"{backend:45} {statistics.median(r[0] for r in found):6.1f}s  {rounds:34} {where}")
+    print("\nverdicts against tests/corpus (rounds with every expected verdict and discovered line), discovered line")
+    for backend, found in runs.items():
+        kept = sum(not differences(backend, table) for _, _, _, table in found)
+        counted = f"{kept}/{len(found)}" if backend in EXPECTED else "-"
+        print(f"{backend:45} {counted:>5}  {found[-1][3].splitlines()[1].strip()}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ written from Airflow's docs or a blog post. ``EXPECTED`` lists, per backend,
 the verdict per guarantee and the offload threshold discovery must find.
 """
 
+import re
+
 K, B, NC, SAME = "kept", "broken", "not claimed", "not claimed (same as Airflow)"
 
 
@@ -74,3 +76,10 @@ EXPECTED = {
 # What an operator provides for them: their buckets, and the Redis connection ``xcom_cache`` (DB 3).
 BUCKETS = ("team-xcom-store", "my-airflow-xcoms", "xcom-bare-keys", "all-xcoms", "char-count-xcom", "lookalike-xcom",
            "pickled-xcom", "tidy-xcom", "frames-xcom", "csv-xcom", "blob-xcom", "shared-names-xcom", "all-refs-xcom")
+
+
+def reported(table: str, guarantee: str) -> str:
+    """The verdict a printed verdict table gives ``guarantee`` ("missing" if it has no line)."""
+    found = re.search(rf"^  {re.escape(guarantee)}\s+(kept|broken|not claimed(?: \(same as Airflow\))?|not run)"
+                      r"(?: \(first failure at example \d+\))?$", table, re.M)  # fmt: skip
+    return found.group(1) if found else "missing"
