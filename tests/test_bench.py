@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 BENCHMARKS = ROOT / "tests" / "benchmarks"
 
+# Its subject does not vary with the interpreter: CI runs it on one Python only.
+pytestmark = pytest.mark.once
+
 
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}

@@ -9,6 +9,9 @@ import pytest
 
 from xcomsim.bench import peers
 
+# Its subject does not vary with the interpreter: CI runs it on one Python only.
+pytestmark = pytest.mark.once
+
 
 @pytest.mark.parametrize("tool", peers.TOOLS, ids=lambda t: t.name)
 @pytest.mark.parametrize("dag", sorted(peers.DAGS))

@@ -18,6 +18,10 @@ CONFIG = {
     "common.io.xcom_objectstorage_threshold": "1000",
 }
 
+# Its subject does not vary with the interpreter: CI runs it on one Python only.
+pytestmark = pytest.mark.once
+
+
 @pytest.mark.xcomsim(backend=BACKEND, config=CONFIG)
 class TestObjectStorageBackend(XComBackendContract):
     push_once_unless_declared = True  # held to push-once, as a team adopting the kit would hold it

@@ -34,6 +34,9 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LANGUAGES = {"python", "bash", "toml", "ini", "text"}
 _DIRECTIVE = re.compile(r"<!--\s*docs-test:(.*?)-->")
 
+# Its subject does not vary with the interpreter: CI runs it on one Python only.
+pytestmark = pytest.mark.once
+
 
 @dataclass
 class Block:

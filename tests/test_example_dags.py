@@ -35,11 +35,12 @@ from xcomsim.errors import DagRunStuckError
 # The logical date of both runs of a DAG: this session's start, to the minute.
 PINNED = datetime.now(timezone.utc).replace(second=0, microsecond=0)
 
-# A run that needs more than this is a finding, not a slow test.
-pytestmark = pytest.mark.xcomsim(run_timeout=300)
-
 # Plain dag.test() gets as long; it has no bound of its own (it sleeps while a task waits).
 DAG_TEST_LIMIT = 300.0
+
+# A run that needs more than 300 s is a finding, not a slow test; the subject does not vary with
+# the interpreter, so CI runs it on one Python only.
+pytestmark = [pytest.mark.xcomsim(run_timeout=300), pytest.mark.once]
 
 
 def _example_folders() -> list[Path]:
@@ -387,6 +388,27 @@ def test_exclusions_are_still_accurate(examples):
         elif not check(dags[name]):
             stale.append(f"{name} no longer matches its reason: {reason}")
     assert not stale, "EXCLUDED is out of date: " + "; ".join(stale)
+
+
+def test_the_docs_state_the_counts_of_this_comparison(examples):
+    """README and runner.md say how many example DAGs are compared and excluded: the counts of this run, not typed."""
+    if not _is_newest_supported_airflow():
+        pytest.skip("the docs give the counts of the newest supported Airflow's wheels")
+    by_file, _ = examples
+    dag_ids = {dag.dag_id for file_dags in by_file.values() for dag in file_dags}
+    excluded = len(dag_ids & set(EXCLUDED))
+    counts = {"dags": len(dag_ids), "files": len(FILES), "compared": len(dag_ids) - excluded, "excluded": excluded}
+    root = Path(__file__).resolve().parent.parent
+    readme = " ".join((root / "README.md").read_text().split())
+    said = re.search(r"of (\d+) DAGs in (\d+) files, (\d+) are compared and all (\d+) end in the same run state "
+                     r"and task states; (\d+) are excluded", readme)  # fmt: skip
+    assert said, "README no longer states the example-DAG counts in the words this test reads"
+    assert [int(n) for n in said.groups()] == [counts[k] for k in ("dags", "files", "compared", "compared", "excluded")], counts
+    runner = " ".join((root / "docs" / "runner.md").read_text().split())
+    table = re.search(r"hold (\d+) example files and (\d+) DAGs.*?\| compared with `dag.test\(\)` \| (\d+) \|"
+                      r" \| matching .*?\| (\d+) \| \| excluded, .*?\| (\d+) \|", runner)  # fmt: skip
+    assert table, "docs/runner.md no longer states the example-DAG counts in the words this test reads"
+    assert [int(n) for n in table.groups()] == [counts[k] for k in ("files", "dags", "compared", "compared", "excluded")], counts
 
 
 def test_hitl_example_stops_at_the_human_with_a_clear_error(examples, xcomsim_env):
