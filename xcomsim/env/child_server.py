@@ -164,6 +164,9 @@ def _serve_moto(listener: socket.socket) -> Any:
                                f"{message.group(1) if message else body[:200]}")  # fmt: skip
 
     last: list[str] = []
+    # S3 applies a write's conditions (If-None-Match, If-Match) atomically with the write; moto checks
+    # them and then writes, so two concurrent creates of one key could both succeed. One write at a time.
+    writes = threading.Lock()
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("PATH_INFO") == OBJECTS_PATH:
@@ -172,6 +175,9 @@ def _serve_moto(listener: socket.socket) -> Any:
             return [body]
         if environ.get("PATH_INFO") != RESET_PATH:
             touched.set()
+            if environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE"):
+                with writes:
+                    return moto(environ, start_response)
             return moto(environ, start_response)
         from urllib.parse import parse_qs
 
