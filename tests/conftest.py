@@ -39,11 +39,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "long: a test of minutes (a whole kit run in a subprocess); scheduled first, see below")
     config.addinivalue_line(
+        "markers", "soak: starts a real Celery deployment (minutes); runs only when selected with -m soak")
+    config.addinivalue_line(
         "markers", "once: runs on one Python only in CI: its subject does not vary with the interpreter")
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Long tests first (after pytest-randomly's shuffle, keeping its order otherwise): under ``-n`` the
-    workers start on them at once and share the short ones, instead of one worker ending the run alone."""
+    workers start on them at once and share the short ones, instead of one worker ending the run alone.
+    Tests marked ``soak`` start a real Airflow deployment: they run only when selected with ``-m soak``."""
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    if "soak" not in (config.getoption("markexpr") or ""):
+        skip = pytest.mark.skip(reason="starts a real Celery deployment: select it with -m soak")
+        for item in items:
+            if item.get_closest_marker("soak") is not None:
+                item.add_marker(skip)

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("xcomsim.scheduler",),  # the race scheduler and its I/O interception
     ("xcomsim.checks",),
     ("xcomsim.conformance", "xcomsim.mutants"),
-    ("xcomsim.bench", "xcomsim.html_report", "xcomsim.cli"),
+    ("xcomsim.bench", "xcomsim.html_report", "xcomsim.soak", "xcomsim.cli"),  # soak: a deployment judged by checks
     ("pytest_plugin",),
 ]
 

@@ -39,3 +39,19 @@ class TaggingXComB(TaggingXCom):
 
 class NotAnXComBackend:
     """Deliberately not a BaseXCom subclass."""
+
+
+def _redis_guards() -> type:
+    from xcomsim.backend import ExclusiveXCom
+
+    class RedisGuardsXCom(ExclusiveXCom):
+        """The reference with its push-once guards in Redis and its values in S3 (``[xcomsim] guard_path``)."""
+
+        xcomsim_contract = {**ExclusiveXCom.xcomsim_contract,
+                            "config": {**ExclusiveXCom.xcomsim_contract["config"],
+                                       "xcomsim.guard_path": "redis://redis_default/xcom"}}  # fmt: skip
+
+    return RedisGuardsXCom
+
+
+RedisGuardsXCom = _redis_guards()

@@ -179,6 +179,95 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _soak(args: argparse.Namespace) -> int:
+    from xcomsim.soak import SoakError
+    from xcomsim.soak import run as soak_run
+
+    faults = frozenset(f for f in (args.faults or "").split(",") if f)
+    unknown = sorted(faults - set(soak_run.nemesis.KINDS))
+    if unknown:
+        print(f"xcomsim soak: unknown fault kind(s) {unknown}; use {','.join(soak_run.nemesis.KINDS)}", file=sys.stderr)
+        return 2
+    if args.compare:
+        return _soak_compare(args)
+    if args.mutants:
+        return _soak_mutants(args, faults)
+    options = soak_run.Options(minutes=args.minutes, backend=args.backend, workers=args.workers, seed=args.seed,
+                               faults=faults, runs_in_flight=args.runs, airflow_url=args.airflow_url,
+                               db_url=args.db, s3_endpoint=args.s3_endpoint, dags_folder=args.dags_folder,
+                               history_dir=args.history_dir, logs_to=args.logs)  # fmt: skip
+    try:
+        result = soak_run.soak(options)
+    except SoakError as exc:
+        print(f"xcomsim soak: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xcomsim soak: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    print(soak_run.describe(result))
+    if args.json:
+        soak_run.write_json(result, args.json)
+        print(f"wrote {args.json}")
+    if args.report:
+        from xcomsim.soak import report
+
+        print(f"wrote {report.write(args.report, result)}")
+    return 1 if result.broken else 0
+
+
+def _soak_compare(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from xcomsim.soak import SoakError, throughput
+
+    try:
+        result = throughput.compare([args.backend, args.compare], args.minutes, args.rounds, args.seed, args.runs,
+                                    lambda line: print(line, file=sys.stderr))  # fmt: skip
+    except SoakError as exc:
+        print(f"xcomsim soak: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xcomsim soak: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    print(throughput.table(result))
+    print(f"{args.rounds} round(s) of {args.minutes:g} min each, alternating; medians. machine: {result['machine']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _soak_mutants(args: argparse.Namespace, faults: frozenset[str]) -> int:
+    """Each named backend (mutants of the catalogue, the reference too if named) through the same soak."""
+    import json
+    from pathlib import Path
+
+    from xcomsim.soak import SoakError, modelcheck
+    from xcomsim.soak import run as soak_run
+
+    backends = list(modelcheck.SOAKABLE) if args.mutants == "all" else [b for b in args.mutants.split(",") if b]
+    options = soak_run.Options(minutes=args.minutes, workers=args.workers, seed=args.seed, faults=faults,
+                               runs_in_flight=args.runs, logs_to=args.logs)  # fmt: skip
+    try:
+        found = modelcheck.model_check(backends, options, lambda line: print(line, file=sys.stderr))
+    except SoakError as exc:
+        print(f"xcomsim soak: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xcomsim soak: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    for detection in found:
+        print(detection.verdicts)
+    print(modelcheck.table(found))
+    if args.json:
+        Path(args.json).write_text(json.dumps([d.as_dict() for d in found], indent=1) + "\n")
+        print(f"wrote {args.json}")
+    missed = [d.backend for d in found if d.invariant and not d.caught]
+    reference_broke = [d.backend for d in found if not d.invariant and d.broken]
+    return 1 if missed or reference_broke else 0
+
+
 # command-line option (argparse dest) -> HarnessSettings field, as the pytest plugin's --xcomsim-db etc.
 _REAL_SERVICES = {"db": "db_url", "redis": "redis_url", "s3_endpoint": "s3_endpoint"}
 
@@ -251,6 +340,36 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--redis", metavar="URL", help="a real Redis, e.g. redis://127.0.0.1:6379/0")
     bench.add_argument("--s3-endpoint", metavar="URL", help="a real S3 endpoint, e.g. http://127.0.0.1:9000")
     bench.set_defaults(run=_bench)
+    soak = commands.add_parser(
+        "soak", help="run a real Airflow deployment (Celery, PostgreSQL, Redis, S3) under load and faults, and "
+                     "judge the XCom backend with the kit's invariants",
+        description="Starts a Celery deployment on loopback from installed packages (PostgreSQL and redis-server: "
+                    "apt-get install -y postgresql redis-server faketime), or drives an existing one, triggers "
+                    "generated DAGs, injects faults on a schedule drawn from the seed, and prints the verdict "
+                    "table. Everything it started is stopped at the end, on Ctrl-C and on a crash.",
+    )  # fmt: skip
+    soak.add_argument("--minutes", type=float, default=3.0, help="how long the workload runs (default 3)")
+    soak.add_argument("--backend", default="xcomsim.backend.ExclusiveXCom", help="the XCom backend (dotted path)")
+    soak.add_argument("--workers", type=_positive, default=2, help="Celery workers (default 2)")
+    soak.add_argument("--seed", type=int, default=0, help="reproduces the workload and the fault schedule")
+    soak.add_argument("--faults", default="kill,pause,skew,restart",
+                      help="fault kinds, comma-separated: kill,pause,skew,restart (empty: none)")
+    soak.add_argument("--runs", type=_positive, default=6, help="DAG runs kept in flight (default 6)")
+    soak.add_argument("--report", metavar="PATH.html", help="also write the HTML report (one lane per worker)")
+    soak.add_argument("--json", metavar="PATH", help="also write verdicts, figures and the whole history as JSON")
+    soak.add_argument("--logs", metavar="DIR", help="copy the deployment's logs here before it is removed")
+    soak.add_argument("--airflow-url", help="drive this existing deployment instead of starting one")
+    soak.add_argument("--db", metavar="URL", help="with --airflow-url: its metadata DB (SQLAlchemy URL)")
+    soak.add_argument("--s3-endpoint", metavar="URL", help="with --airflow-url: its S3 endpoint")
+    soak.add_argument("--dags-folder", help="with --airflow-url: its dags folder, as this machine sees it")
+    soak.add_argument("--history-dir", help="with --airflow-url: a folder its workers and this machine share")
+    soak.add_argument("--compare", metavar="BACKEND", help="measure instead: the same workload, without faults, "
+                      "with --backend and this one on one deployment, alternating (e.g. airflow.sdk.bases.xcom.BaseXCom)")
+    soak.add_argument("--rounds", type=_positive, default=2, help="with --compare: rounds per backend (default 2)")
+    soak.add_argument("--mutants", metavar="all|BACKEND,...", help="model check instead: each backend (mutants of "
+                      "the catalogue; the reference too if named) through the same soak on one deployment; exits 1 "
+                      "when a mutant is not caught or the reference breaks a guarantee")  # fmt: skip
+    soak.set_defaults(run=_soak)
     return parser
 
 

@@ -24,7 +24,16 @@ needs to know HTML. Every part is optional::
             ]}
          ]}
       ],
-      "bench": {...}                              # the `xcomsim bench --json` document
+      "bench": {...},                             # the `xcomsim bench --json` document
+      "soak": {                                   # a soak's history on the wall clock (xcomsim.soak.report)
+        "start": 0.0, "end": 180.0,               # seconds, the axis
+        "figures": {"runs_per_minute": 8.5},
+        "lanes": [{"worker": "worker1", "rows": [["worker1/pid 12", "worker1/pid 40"]]}],
+        "processes": {"worker1/pid 12": {"start": 1.0, "end": 3.2, "label": "pushers[3] soak_00002 try 1"}},
+        "operations": [{"index": 0, "process": "worker1/pid 12", "op": "push", "start": 1.2, "end": 1.3,
+                        "outcome": "ok", "text": "op #0 ...", "violates": ["push-once"]}],
+        "nemesis": [{"fault": "pause", "target": "worker1", "start": 60.0, "end": 95.0, "text": "..."}]
+      }
     }
 
 No script and no network resource: inline CSS and SVG only, so the file can be mailed,
@@ -67,6 +76,8 @@ def render(data: Mapping[str, Any]) -> str:
         parts.append(_runs(data["runs"]))
     if data.get("bench"):
         parts.append(_bench(data["bench"]))
+    if data.get("soak"):
+        parts.append(_soak(data["soak"]))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
@@ -201,6 +212,91 @@ def swim_lanes(steps: Sequence[Mapping[str, Any]]) -> str:
     return "".join(out)
 
 
+def _soak(soak: Mapping[str, Any]) -> str:
+    """The soak's history: its figures, the faults, the timeline, and the operations that broke a guarantee."""
+    out = ['<section id="soak"><h2>Soak history</h2>']
+    figures = soak.get("figures") or {}
+    if figures:
+        out.append('<table class="figures">' + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
+                                                        for k, v in figures.items()) + "</table>")  # fmt: skip
+    out.append('<h3>Faults</h3><ul class="nemesis">')
+    for event in soak.get("nemesis", []):
+        out.append(f'<li class="nemesis-event" data-fault="{_e(event.get("fault"))}">{_e(event.get("text", ""))}</li>')
+    out.append("</ul>")
+    out.append("<h3>Timeline: one lane per Celery worker, one row per task process slot</h3>")
+    out.append(f'<div class="lanes">{soak_timeline(soak)}</div>')
+    violating = [o for o in soak.get("operations", []) if o.get("violates")]
+    if violating:
+        out.append('<h3>Operations that break a guarantee</h3><table class="violations">'
+                   "<tr><th>guarantee</th><th>operation</th></tr>")  # fmt: skip
+        for op in violating:
+            out.append(f'<tr class="violation" id="op-{_e(op["index"])}"><td>{_e(", ".join(op["violates"]))}</td>'
+                       f'<td><code>{_e(op.get("text", ""))}</code></td></tr>')  # fmt: skip
+        out.append("</table>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def soak_timeline(soak: Mapping[str, Any]) -> str:
+    """Wall-clock swim lanes: a row per slot of each worker, a bar per task process, a box per operation;
+    faults as bands over the lanes they hit (a paused worker's, a killed process's, all for a service)."""
+    start, end = float(soak.get("start", 0.0)), float(soak.get("end", 1.0))
+    span = max(end - start, 1e-6)
+    left, row_h, top, plot_w = 150, 16, 28, 1400
+    rows: list[tuple[str, list[str]]] = [(lane["worker"], row) for lane in soak.get("lanes", []) for row in lane["rows"]]
+    where = {process: i for i, (_, row) in enumerate(rows) for process in row}
+    height = top + row_h * max(len(rows), 1) + 10
+    width = left + plot_w + 10
+    x = lambda t: left + (float(t) - start) / span * plot_w  # noqa: E731
+    out = [f'<svg class="soak-timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" aria-label="soak timeline">']  # fmt: skip
+    for tick in range(0, int(span) + 1, max(10, int(span / 12) // 10 * 10 or 10)):
+        out.append(f'<text x="{x(start + tick):.1f}" y="12" class="tick">{tick}s</text>'
+                   f'<line x1="{x(start + tick):.1f}" y1="16" x2="{x(start + tick):.1f}" y2="{height}" stroke="#eeeeee"/>')  # fmt: skip
+    shown: set[str] = set()
+    for i, (worker, _) in enumerate(rows):
+        y = top + i * row_h
+        first = worker not in shown
+        shown.add(worker)
+        out.append(f'<rect class="lane" data-worker="{_e(worker)}" x="0" y="{y}" width="{width}" height="{row_h}" '
+                   f'fill="{"#f7f7f7" if sorted(shown).index(worker) % 2 else "#ffffff"}"/>')  # fmt: skip
+        if first:
+            out.append(f'<text x="6" y="{y + 12}" class="lane-label">{_e(worker)}</text>')
+    for event in soak.get("nemesis", []):
+        hit = [i for i, (worker, row) in enumerate(rows) if event.get("target") in (worker, *row)] or range(len(rows))
+        t0, t1 = float(event["start"]), float(event.get("end") or event["start"])
+        x0, x1 = x(t0), max(x(t1), x(t0) + 3)
+        y0, y1 = top + min(hit) * row_h, top + (max(hit) + 1) * row_h
+        out.append(f'<g class="nemesis" data-fault="{_e(event.get("fault"))}"><title>{_e(event.get("text", ""))}</title>'
+                   f'<rect x="{x0:.1f}" y="{y0}" width="{x1 - x0:.1f}" height="{y1 - y0}" fill="#c62828" '
+                   f'fill-opacity="0.15" stroke="#c62828"/><text x="{x0 + 2:.1f}" y="{top - 2}" class="fault">'
+                   f"{_e(_short(str(event.get('fault')), 12))}</text></g>")  # fmt: skip
+    for process, info in (soak.get("processes") or {}).items():
+        if process not in where:
+            continue
+        y = top + where[process] * row_h
+        x0 = x(info["start"])
+        out.append(f'<g class="process"><title>{_e(process)}: {_e(info.get("label", ""))}</title>'
+                   f'<rect x="{x0:.1f}" y="{y + 6}" width="{max(x(info["end"]) - x0, 1):.1f}" height="4" '
+                   f'fill="#90a4ae"/></g>')  # fmt: skip
+    colours = {"push": "#1565c0", "pull": "#2e7d32", "claim": "#6a1b9a", "release": "#8e24aa", "scope": "#ef6c00"}
+    for op in soak.get("operations", []):
+        if op["process"] not in where:
+            continue
+        y = top + where[op["process"]] * row_h
+        x0 = x(op["start"])
+        w = max(x(op["end"] if op.get("end") is not None else end) - x0, 2)
+        classes = ["op", str(op.get("op"))] + (["violating"] if op.get("violates") else [])
+        classes += ["died"] if op.get("outcome") == "died" else []
+        stroke = "#c62828" if op.get("violates") or op.get("outcome") == "died" else "none"
+        out.append(f'<g class="{" ".join(classes)}" id="timeline-op-{_e(op["index"])}"><title>{_e(op.get("text", ""))}'
+                   f'</title><rect x="{x0:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_h - 4}" '
+                   f'fill="{colours.get(str(op.get("op")), "#455a64")}" stroke="{stroke}" '
+                   f'stroke-width="{3 if stroke != "none" else 0}"/></g>')  # fmt: skip
+    out.append("</svg>")
+    return "".join(out)
+
+
 def _runs(runs: Sequence[Mapping[str, Any]]) -> str:
     out = ['<section id="runs"><h2>DAG runs</h2>']
     if not runs:
@@ -311,5 +407,6 @@ vertical-align:top}th{background:#fafafa}pre{margin:0;white-space:pre-wrap;font-
 .bench-failure{color:#c62828}svg text{font-size:11px;font-family:inherit}svg .lane-label{font-weight:600}
 svg .op{font-weight:600}.counterexample{margin:12px 0 24px}code.replay{background:#f5f5f5;padding:2px 4px}
 .lanes{overflow-x:auto}.discovered{font-size:13px;color:#424242}.first{font-size:11px;color:#616161}
-.harness{color:#ef6c00;font-size:13px}
+.harness{color:#ef6c00;font-size:13px}svg .tick{fill:#757575}svg .fault{fill:#c62828;font-size:9px}
+.nemesis{font-size:13px}.violations code{font-size:12px}
 """

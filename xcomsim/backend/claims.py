@@ -128,7 +128,9 @@ class SqlClaimStore:
     """
 
     def __init__(self, engine: Engine | str, clock: Clock | None = None, create_table: bool = True):
-        self.engine = create_engine(engine) if isinstance(engine, str) else engine
+        # pre_ping: a pooled connection the server dropped (a restart, pg_terminate_backend, an idle
+        # timeout) is replaced on checkout instead of failing the claim, as Airflow's own engine does
+        self.engine = create_engine(engine, pool_pre_ping=True) if isinstance(engine, str) else engine
         self.clock = clock
         if self.engine.dialect.name not in ("sqlite", "postgresql"):
             raise ExclusiveXComError(

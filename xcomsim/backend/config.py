@@ -30,9 +30,12 @@ class BackendConfig:
 
     ``s3://CONN_ID@BUCKET/PREFIX`` (or ``s3://BUCKET/PREFIX`` with ``aws_default``), or
     ``redis://CONN_ID/PREFIX``. ``threshold`` -1 keeps every value inline; 0 offloads all.
+    ``guard_path``: a ``redis://`` store for the guards alone, values staying at ``path``:
+    a push's three guard operations are then Redis round trips instead of S3 requests.
     """
 
     path: str = ""
+    guard_path: str = ""
     threshold: int = DEFAULT_THRESHOLD
     compression: str = ""
     undeclared_dags: Undeclared = Undeclared.ALLOW
@@ -46,6 +49,11 @@ class BackendConfig:
             )
         if self.threshold < -1:
             raise XComPolicyError(f"[{SECTION}] xcom_objectstorage_threshold={self.threshold}; use -1 or more")
+
+    @property
+    def guards(self) -> str:
+        """Where the push-once guards live."""
+        return self.guard_path or self.path
 
     def offloads(self, size: int) -> bool:
         return self.threshold >= 0 and size >= self.threshold
@@ -73,9 +81,16 @@ def load() -> BackendConfig:
     retry = get("retry_replaces", "false").lower()
     if retry not in ("true", "false"):
         raise XComPolicyError(f"[{SECTION}] retry_replaces={retry!r}; use true or false")
+    guard_path = get("guard_path", "")
+    if guard_path and not guard_path.startswith("redis://"):
+        raise XComPolicyError(
+            f"[{SECTION}] guard_path={guard_path!r}; use redis://CONN_ID/PREFIX (or leave it unset: the guards "
+            "then live with the values, at xcom_objectstorage_path)"
+        )
     return BackendConfig(
         retry_replaces=retry == "true",
         path=get("xcom_objectstorage_path", ""),
+        guard_path=guard_path,
         threshold=threshold,
         compression=get("xcom_objectstorage_compression", "").lower(),
         undeclared_dags=mode,

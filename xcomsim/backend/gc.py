@@ -97,19 +97,25 @@ def _live_runs(engine: Engine) -> set[tuple[str, str]]:
 
 
 def sweep(store: ObjectStore | str, engine: Engine | str, *, dry_run: bool = True,
-          grace_seconds: float | None = None) -> SweepReport:  # fmt: skip
-    """Find (and unless ``dry_run``, delete) orphan values and guards of gone runs; see the module docstring."""
+          grace_seconds: float | None = None, guard_store: ObjectStore | str | None = None) -> SweepReport:  # fmt: skip
+    """Find (and unless ``dry_run``, delete) orphan values and guards of gone runs; see the module docstring.
+
+    ``guard_store``: where the guards live (default: ``[xcomsim] guard_path`` if set, else ``store``)."""
     from xcomsim.backend.config import load
 
+    config = load()
     store = open_store(store) if isinstance(store, str) else store
+    if guard_store is None:
+        guard_store = open_store(config.guard_path) if config.guard_path else store
+    guard_store = open_store(guard_store) if isinstance(guard_store, str) else guard_store
     engine = create_engine(engine) if isinstance(engine, str) else engine
-    grace = load().gc_grace_seconds if grace_seconds is None else grace_seconds
+    grace = config.gc_grace_seconds if grace_seconds is None else grace_seconds
     # listed before the rows: a row landing after is seen; only names of this backend's own scheme
     values = {o.name: o for o in store.listing("values/") if codec.own_scheme(o.name)}
-    guards = {name: _guard_read(store, name) for name in store.names("guards/") if codec.own_scheme(name)}
+    guards = {name: _guard_read(guard_store, name) for name in guard_store.names("guards/") if codec.own_scheme(name)}
     referenced = referenced_names(engine, store)
     report = SweepReport(str(store.location), dry_run, referenced=len(referenced & set(values)))
-    server_now = None if store.keeps_times else store.now()
+    server_now = None if store.keeps_times else guard_store.now()  # guards' stamps are on the guard store's clock
     for name in sorted(set(values) - referenced):
         age = values[name].age
         if age is None and server_now is not None:  # Redis keeps no time: its guard's stamp, on the server's clock
@@ -133,7 +139,8 @@ def sweep(store: ObjectStore | str, engine: Engine | str, *, dry_run: bool = Tru
             report.young.append(name)
     for name in report.stale_guards:
         body, token = guards[name]
-        if (body.get("dag_id"), body.get("run_id")) not in runs and token is not None and store.delete_if(name, token):
+        if (body.get("dag_id"), body.get("run_id")) not in runs and token is not None and guard_store.delete_if(
+                name, token):  # fmt: skip
             deleted_guards.append(name)
     report.orphan_values, report.stale_guards = deleted_values, deleted_guards
     return report

@@ -78,6 +78,9 @@ class Guard:
         self.store = store
         self.coordinate = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, "key": key}
         self.name = codec.object_name(dag_id, run_id, task_id, map_index, key, kind="guards")
+        # whether the guard carries a stamp of its store's clock, the age gc gives the values of a store that keeps
+        # no times (Redis); values in S3 have their own
+        self.stamps = not store.keeps_times
         self._previous: tuple[bytes, str] | None = None
         self._mine: tuple[bytes, str] | None = None  # (body, version) as this push last wrote it
         self._held = False
@@ -103,11 +106,12 @@ class Guard:
         Raises XComOverwriteError when push-once keeps what is there.
         """
         recorded = stored if len(json.dumps(stored)) <= RECORDED else None
-        stamp = {"stamped_at": self.store.now()} if not self.store.keeps_times else {}  # its clock, for gc's ages
+        stamp = {"stamped_at": self.store.now()} if self.stamps else {}  # its clock, for gc's ages
         body = self._body(holder, "pushing", digest=digest, object=obj, stored=recorded, **stamp)
         for _ in range(_SWAP_ATTEMPTS):
-            if self.store.create(self.name, body):
-                self._mine, self._held = (body, ""), True
+            token = self.store.create(self.name, body)
+            if token is not None:
+                self._mine, self._held = (body, token), True
                 return TAKE, None
             existing = self._version()
             if existing is None:
@@ -117,8 +121,9 @@ class Guard:
             if decision == SAME:  # this try now holds the key, with the earlier try's stored value
                 body = self._body(holder, "writing", digest=digest, object=earlier.get("object"),
                                   stored=earlier.get("stored"))  # fmt: skip
-            if self.store.swap(self.name, existing[1], body):
-                self._previous, self._mine, self._held = existing, (body, ""), True
+            token = self.store.swap(self.name, existing[1], body)
+            if token is not None:
+                self._previous, self._mine, self._held = existing, (body, token), True
                 return decision, earlier
         raise XComStoreError(f"guard {self.name}: {_SWAP_ATTEMPTS} takeovers raced this one; try again")
 
@@ -156,18 +161,30 @@ class Guard:
 
     # ------------------------------------------------------------------ holding it
     def fence(self) -> None:
-        """Right before the row: still ours? Mark it ``writing`` by compare-and-swap; raise if it was taken."""
+        """Right before the row: still ours? Mark it ``writing`` by compare-and-swap; raise if it was taken.
+
+        The swap is conditional on the version this push wrote (the store told it when it wrote the guard),
+        so one request both checks and marks; only a guard already marked is read first."""
+        mine = None if self._mine is None else json.loads(self._mine[0])
+        if mine is not None and mine.get("state") != "writing" and self._mine[1]:
+            marked = json.dumps({**mine, "state": "writing"}).encode()
+            token = self.store.swap(self.name, self._mine[1], marked)
+            if token is None:
+                raise XComFencedError(self._lost(self._version()))
+            self._mine = (marked, token)
+            return
         found = self._version()
-        if found is None or self._mine is None or json.loads(found[0]) != json.loads(self._mine[0]):
+        if found is None or mine is None or json.loads(found[0]) != mine:
             raise XComFencedError(self._lost(found))
         body = json.loads(found[0])
         if body.get("state") == "writing":
             self._mine = found
             return
         marked = json.dumps({**body, "state": "writing"}).encode()
-        if not self.store.swap(self.name, found[1], marked):
+        token = self.store.swap(self.name, found[1], marked)
+        if token is None:
             raise XComFencedError(self._lost(self._version()))
-        self._mine = (marked, "")
+        self._mine = (marked, token)
 
     def still_mine(self) -> dict[str, Any] | None:
         """After the row: None if this push still holds the guard, else the holder's record (or {} if none)."""

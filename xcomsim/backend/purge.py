@@ -63,7 +63,7 @@ class Purge:
         SUPERVISOR_COMMS.send(DeleteXCom(key=key, dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=index))
         cls.purge(Row(dag_id, run_id, task_id, index, key, row.value))
         if key not in AIRFLOW_INTERNAL_KEYS and caller is not None:  # this try may write it afresh; earlier ones not
-            Guard(open_store(load().path), dag_id, run_id, task_id, index, key).forget(Holder.of(caller))
+            Guard(open_store(load().guards), dag_id, run_id, task_id, index, key).forget(Holder.of(caller))
 
     @classmethod
     def _check_deleter(cls, key: Any, task_id: Any, dag_id: Any, run_id: Any, map_index: Any) -> tuple[int, Any]:

@@ -158,7 +158,9 @@ class PushPath:
         stored, upload = plan_value(store, config, encoded, dag_id, run_id, task_id, map_index, key,
                                     attempt=cls._object_attempt(holder), inline=bookkeeping)  # fmt: skip
         built = None if message is None else message(stored, map_index)
-        guard = cls._guard_type(store, dag_id, run_id, task_id, map_index, key)
+        guards = open_store(config.guard_path) if config.guard_path else store
+        guard = cls._guard_type(guards, dag_id, run_id, task_id, map_index, key)
+        guard.stamps = guard.stamps and not store.keeps_times  # values that keep their own times need no stamp
         push = Pending(store, stored, guard, None if upload is None else upload[0])
         if bookkeeping:
             push.guarded = False

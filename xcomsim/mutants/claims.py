@@ -63,9 +63,13 @@ class RedisGetThenSetClaimStore:
 
 # Zero-argument factories, as a backend's ``xcomsim_contract['claim_store']`` names them.
 def _metadata_engine() -> Any:
+    """The database the reference's claim store uses: ``[xcomsim] claims_sql_conn`` where set (a real worker
+    has no metadata engine of its own), else the process's Airflow engine (the harness's test DB)."""
     from airflow import settings
+    from airflow.sdk.configuration import conf
 
-    return settings.engine
+    url = conf.get("xcomsim", "claims_sql_conn", fallback="").strip()
+    return url or settings.engine
 
 
 def check_then_act_store() -> CheckThenActClaimStore:

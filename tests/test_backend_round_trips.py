@@ -1,0 +1,161 @@
+"""What a push costs in store requests, where the guards live, and clients a task process inherits.
+
+On a Celery deployment each store request of a push is a network round trip and client CPU in the task process
+(docs/soak.md: the throughput table). A push takes its guard (create-if-absent), uploads an offloaded value,
+marks the guard ``writing`` right before its row (compare-and-swap on the version it wrote: no read first), and
+reads the guard once after its row. With ``[xcomsim] guard_path`` the guards live in Redis and S3 sees only the
+values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from datetime import datetime
+
+import pytest
+
+from airflow.sdk import DAG, task
+from xcomsim.backend import XComPolicy, stores
+from xcomsim.backend.config import load
+from xcomsim.backend.errors import XComPolicyError
+from xcomsim.backend.gc import sweep
+
+OFFLOAD = {"xcomsim.xcom_objectstorage_threshold": 1000}
+REDIS_GUARDS = {**OFFLOAD, "xcomsim.guard_path": "redis://redis_default/xcom"}
+
+with DAG("round_trips", start_date=datetime(2024, 1, 1), schedule=None) as round_trips:
+
+    @task(do_xcom_push=False)
+    def pusher(ti=None):
+        ti.xcom_push(key="small", value="s" * 100)  # inline
+        ti.xcom_push(key="large", value="l" * 5000)  # offloaded
+
+    @task(do_xcom_push=False)
+    def reader(ti=None):
+        assert ti.xcom_pull(task_ids="pusher", key="small") == "s" * 100
+        assert ti.xcom_pull(task_ids="pusher", key="large") == "l" * 5000
+
+    pusher() >> reader()
+
+XComPolicy(pushes={"pusher": ["small", "large"]}, pulls={"reader": {"pusher": ["small", "large"]}}).attach(round_trips)
+
+
+with DAG("round_trips_twice", start_date=datetime(2024, 1, 1), schedule=None) as twice:
+
+    @task(do_xcom_push=False)
+    def again(ti=None):
+        ti.xcom_push(key="k", value="first" * 300)
+        try:
+            ti.xcom_push(key="k", value="second" * 300)
+        except Exception as exc:  # noqa: BLE001
+            ti.xcom_push(key="why", value=type(exc).__name__)
+
+    again()
+
+XComPolicy(pushes={"again": ["k", "why"]}).attach(twice)
+
+
+@pytest.fixture
+def requests(monkeypatch):
+    """Every store request of the run, as (store kind, action, what kind of object)."""
+    seen: Counter[tuple[str, str, str]] = Counter()
+
+    def counting(kind, real):
+        def call(self, action, name, *args, **kwargs):
+            what = "guard" if str(name).startswith("guards/") else "value"
+            seen[(kind, action + ("-if" if kwargs.get("IfMatch") or kwargs.get("IfNoneMatch") else ""), what)] += 1
+            return real(self, action, name, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(stores.S3ObjectStore, "_call", counting("s3", stores.S3ObjectStore._call))
+    monkeypatch.setattr(stores.RedisObjectStore, "_call", counting("redis", stores.RedisObjectStore._call))
+    return seen
+
+
+def _pushes_only(seen: Counter) -> Counter:
+    return Counter({k: v for k, v in seen.items() if not (k[1] == "get_object" and k[2] == "value")})
+
+
+@pytest.mark.xcomsim(config=OFFLOAD)
+def test_a_push_is_three_guard_requests_and_its_upload(run_dag, requests):
+    result = run_dag(round_trips)
+    assert result.succeeded, result.describe()
+    assert _pushes_only(requests) == Counter({
+        ("s3", "put_object-if", "guard"): 4,  # per push: the create, and the fence's swap on the version it wrote
+        ("s3", "get_object", "guard"): 2,  # per push: the read after its row
+        ("s3", "put_object", "value"): 1,  # the offloaded value
+    })  # fmt: skip
+
+
+@pytest.mark.xcomsim(config=REDIS_GUARDS)
+def test_with_guard_path_the_guards_live_in_redis_and_s3_sees_only_values(run_dag, requests, xcomsim_env):
+    result = run_dag(round_trips)
+    assert result.succeeded, result.describe()
+    s3 = Counter({k: v for k, v in _pushes_only(requests).items() if k[0] == "s3"})
+    assert s3 == Counter({("s3", "put_object", "value"): 1})
+    keys = {o["Key"] for o in xcomsim_env.s3.list_objects_v2(Bucket=xcomsim_env.bucket).get("Contents", [])}
+    assert [k for k in keys if "/guards/" in k] == [] and len([k for k in keys if "/values/" in k]) == 1
+    guards = [json.loads(xcomsim_env.redis.get(k)) for k in xcomsim_env.redis.scan_iter("xcom/guards/*")]
+    assert sorted((g["key"], g["state"]) for g in guards) == [("large", "writing"), ("small", "writing")]
+    assert not any("stamped_at" in g for g in guards)  # the values' ages are S3's: no Redis TIME a push
+    assert s3 + Counter({k: v for k, v in _pushes_only(requests).items() if k[0] == "redis"}) == Counter({
+        ("s3", "put_object", "value"): 1, ("redis", "set", "guard"): 2, ("redis", "eval", "guard"): 2,
+        ("redis", "get", "guard"): 2})  # fmt: skip
+
+
+@pytest.mark.xcomsim(config=REDIS_GUARDS)
+def test_with_guard_path_a_second_push_is_refused_and_gc_finds_guards_in_redis(run_dag, xcomsim_env):
+    from sqlalchemy import text
+
+    result = run_dag(twice)
+    assert result.succeeded, result.describe()
+    assert result.xcom("again", "k") == "first" * 300
+    assert result.xcom("again", "why") == "XComOverwriteError"
+
+    with xcomsim_env.engine.begin() as conn:  # the run is deleted: its guards are stale, its object an orphan
+        conn.execute(text("DELETE FROM xcom"))
+        conn.execute(text("DELETE FROM dag_run WHERE dag_id = 'round_trips_twice'"))
+    report = sweep(load().path, xcomsim_env.engine, dry_run=False, grace_seconds=0)
+    assert len(report.stale_guards) == 2 and len(report.orphan_values) == 1, report.describe()
+    assert list(xcomsim_env.redis.scan_iter("xcom/guards/*")) == []
+
+
+def test_guard_path_must_be_a_redis_store(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__XCOMSIM__GUARD_PATH", "s3://aws_default@bucket/guards")
+    with pytest.raises(XComPolicyError, match=r"guard_path=.*use redis://CONN_ID/PREFIX"):
+        load()
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")  # Python 3.12+: fork in a threaded process
+def test_a_task_process_forked_after_warm_inherits_the_stores_clients(monkeypatch):
+    """The Celery worker builds the configured stores' clients before it forks: a task builds none."""
+    conn = {"conn_type": "aws", "login": "k", "password": "s", "extra": {"endpoint_url": "http://127.0.0.1:9"}}
+    monkeypatch.setenv("AIRFLOW_CONN_XCOMSIM_INHERIT_TEST", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_XCOMSIM_INHERIT_REDIS", "redis://127.0.0.1:9/0")
+    paths = ("s3://xcomsim_inherit_test@bucket/xcom", "redis://xcomsim_inherit_redis/xcom")
+    stores.clear_client_cache()
+    try:
+        assert stores.warm_clients(paths) == list(paths)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the task process
+            built: list[str] = []
+            try:
+                for name in ("_make_s3_client", "_make_redis_client"):
+                    setattr(stores, name, lambda conn_id, name=name: built.append(name))
+                for path in paths:
+                    stores.open_store(path)._client()
+                os.write(write, json.dumps(built).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as out:
+            built = json.loads(out.read() or '["child failed"]')
+        os.waitpid(pid, 0)
+        assert built == []
+        assert stores.warm_clients(("s3://xcomsim_no_such_conn@bucket/x",)) == []  # unresolvable: left to the task
+    finally:
+        stores.clear_client_cache()
