@@ -21,7 +21,8 @@ _OPTIONS = [
     ("db", "xcomsim_db", "PostgreSQL instead of in-memory SQLite: postgresql+psycopg://user:password@host:5432/postgres"),
     ("redis", "xcomsim_redis", "a real Redis instead of fakeredis: redis://host:6379/N (DB index N, N+k for xdist worker k)"),
     ("s3-endpoint", "xcomsim_s3_endpoint", "an S3 endpoint instead of the embedded moto: http://[KEY:SECRET@]host:port"),
-    ("report", "xcomsim_report", "write one self-contained HTML page of the run (DAG runs, verdicts) to this path"),
+    ("probe-max", "xcomsim_probe_max", "the kit's discovery probes values up to this many bytes (default 16MiB+1)"),
+    ("report", "xcomsim_report", "write one self-contained HTML page of the run (DAG runs, verdicts) to this path; a path ending in .json: the same as JSON"),
 ]
 _FIXTURES = {"xcomsim_env", "run_dag", "xcomsim_simulation"}
 _STATE = pytest.StashKey[object]()
@@ -94,10 +95,12 @@ def pytest_configure(config: pytest.Config) -> None:
                              replay=config.getoption("xcomsim_replay"))  # fmt: skip
     session.quiet_airflow_internals(config)
     session.freeze_heap_at_exit()
-    suite = session.conformance_suite(config.getoption("xcomsim_conformance") or config.getini("xcomsim_conformance"),
-                                      backend_given=bool(config.getoption("xcomsim_backend")))  # fmt: skip
-    if suite:
-        config.args.append(suite)
+    if session.conformance_suite(config.getoption("xcomsim_conformance") or config.getini("xcomsim_conformance"),
+                                 backend_given=bool(config.getoption("xcomsim_backend"))):  # fmt: skip
+        from pytest_plugin import kit_items
+
+        kit_items.want(config)
+        config.pluginmanager.register(kit_items, "xcomsim-kit-items")
     config.pluginmanager.register(fixtures, "xcomsim-fixtures")
     config.pluginmanager.register(report, "xcomsim-report")
 

@@ -47,8 +47,8 @@ _NOT_REPLAYED = {"report"}
 def _replay_command(item: pytest.Item) -> str:
     """Ready to paste: run from the rootdir with the options given on this command line.
 
-    The kit's own module lives in the installed package, outside the rootdir (its node id has no file
-    part), so it is selected with ``-k``; any other test by its node id. A path option typed relative
+    Every test by its node id (the kit's are collected under a folder of the rootdir, and the plugin reads
+    their node ids back: ``kit_items``); a node id without a file part by ``-k``. A path option typed relative
     to a subfolder pytest was started from is given as an absolute path, so it names the same folder
     after the ``cd``.
     """

@@ -163,16 +163,12 @@ def write_html_report(config: pytest.Config, terminal: pytest.TerminalReporter) 
     terminal.write_line(f"xcomsim report: {written}")
 
 
-def conformance_suite(mode: str | None, backend_given: bool) -> str | None:
-    """The kit's test module to collect as well, or None (``auto``: when a backend is named on the command line)."""
+def conformance_suite(mode: str | None, backend_given: bool) -> bool:
+    """Whether to collect the kit's tests as well (``auto``: when a backend is named on the command line)."""
     mode = (mode or "auto").strip().lower()
     if mode not in ("auto", "on", "off"):
         raise pytest.UsageError(f"xcomsim: --xcomsim-conformance={mode!r}; use auto, on or off")
-    if mode == "on" or (mode == "auto" and backend_given):
-        from xcomsim.conformance import suite
-
-        return suite.__file__
-    return None
+    return mode == "on" or (mode == "auto" and backend_given)
 
 
 def check_backend(config: pytest.Config, backend: str) -> None:

@@ -61,7 +61,9 @@ def test_exclusive_concurrent_writers_exactly_one_wins(xcomsim_env):
     history = stress_workload([[Push("k", n)] for n in range(WRITERS)], dag=DAG, timeout=120)
     winners = [s for s in history.steps if s.error is None]
     refused = {s.error_type for s in history.steps if s.error}
-    assert len(winners) == 1 and refused == {"XComOverwriteError"}, history.describe()
+    # XComFencedError is push-once's refusal too: a push that lost its guard before its row (on an S3
+    # endpoint whose conditional writes check then act, as moto's server does, two creates can both land).
+    assert len(winners) == 1 and refused <= {"XComOverwriteError", "XComFencedError"}, history.describe()
     assert _stored(xcomsim_env, history) == winners[0].op.value
 
 

@@ -69,7 +69,7 @@ def test_kit_reports_what_the_objectstorage_backend_keeps(clean_pytester, monkey
     result.stdout.fnmatch_lines(
         [
             "*xcomsim conformance verdict for airflow.providers.common.io.xcom.backend.XComObjectStorageBackend:",
-            "  discovered: offloads >= 1000 B to s3://xcomsim/xcom/",
+            "  discovered: offloads >= 1000 B to s3://xcomsim/xcom/; inline otherwise",
             "*push-once*broken*",
             "*DID NOT RAISE*",
             "*round-trip-exact*broken*",

@@ -4,7 +4,8 @@ it did not write by raising. Neither may get a verdict for the kit's own reasons
 
 from __future__ import annotations
 
-from test_corpus_verdicts import _tables, _verdict
+from corpus import reported
+from test_corpus_verdicts import _tables
 
 BACKENDS = '''
 import hashlib
@@ -94,7 +95,7 @@ def test_purge_verdicts_on_a_content_addressed_and_a_refusing_backend(clean_pyte
     result = clean_pytester.runpytest_subprocess("--xcomsim", "-p", "no:randomly", "-k", "sweeper_delete",
                                                  timeout=600)  # fmt: skip
     output = result.stdout.str()
-    verdicts = {backend.rsplit(".", 1)[-1]: _verdict(table, "purge-deletes-only-its-own")
+    verdicts = {backend.rsplit(".", 1)[-1]: reported(table, "purge-deletes-only-its-own")
                 for backend, table in _tables(output).items()}  # fmt: skip
     # distinct values per push give each its own object: the forged row deletes another XCom's
     assert verdicts.get("ContentAddressedXCom") == "broken", output[-3000:]

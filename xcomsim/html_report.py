@@ -15,7 +15,9 @@ needs to know HTML. Every part is optional::
         {"backend": "pkg.MyXCom", "discovered": "offloads >= 1000 B to ...", "harness": [],
          "guarantees": [                          # in the terminal table's order
            {"name": "push-once", "verdict": "broken",        # kept, broken, not claimed, not run
-            "detail": "counterexample or reason", "first_failure": 5, "replay": "pytest ... (or None)",
+            "state": "broken (first failure at example 5)",  # the terminal's words for it
+            "detail": "counterexample, or why not claimed / not run (the terminal's lines)",
+            "first_failure": 5, "replay": "pytest ... (or None)",
             "timeline": [                         # the counterexample as steps, one lane per worker
               {"step": 0, "worker": "w0", "operation": "push k", "io": "s3 PutObject",
                "fault": None, "crash": False, "violating": False}
@@ -55,9 +57,13 @@ _STATE_COLOURS = {
 
 
 def write(path: str | Path, data: Mapping[str, Any]) -> Path:
+    """The page, or, for a path ending in ``.json``, the dict itself (the same words as the page and terminal)."""
+    import json
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render(data), encoding="utf-8")
+    text = json.dumps(data, indent=2, default=str) + "\n" if target.suffix == ".json" else render(data)
+    target.write_text(text, encoding="utf-8")
     return target
 
 
@@ -106,17 +112,11 @@ def verdict_entries(verdicts: Iterable[Any]) -> list[dict[str, Any]]:
     """
     entries = []
     for per_backend in verdicts:
-        guarantees = []
-        for entry in per_backend.ordered():
-            broken = entry.verdict == "broken"
-            lines = [entry.counterexample if broken else entry.reason, *entry.inherited]
-            timeline = parse_timeline(entry.detail or entry.counterexample) if broken else []
-            guarantees.append({"name": entry.name, "verdict": entry.verdict,
-                               "detail": "\n".join(line for line in lines if line),
-                               "first_failure": entry.first_failure if broken else None,
-                               "replay": entry.replay, "timeline": timeline})  # fmt: skip
-        entries.append({"backend": per_backend.backend, "discovered": per_backend.discovered,
-                        "harness": list(per_backend.harness), "guarantees": guarantees})  # fmt: skip
+        entry = per_backend.as_dict()
+        for g, verdict in zip(entry["guarantees"], per_backend.ordered()):
+            broken = verdict.verdict == "broken"
+            g["timeline"] = parse_timeline(verdict.detail or verdict.counterexample) if broken else []
+        entries.append(entry)
     return entries
 
 
@@ -164,9 +164,10 @@ def _verdicts(entries: Sequence[Mapping[str, Any]]) -> str:
             verdict = str(g.get("verdict", ""))
             first = f'<br><span class="first">first failure at example {_e(g["first_failure"])}</span>' if (
                 g.get("first_failure")) else ""  # fmt: skip
+            words = str(g.get("state") or verdict).split(" (first failure")[0]  # the terminal's words
             replay = f'<p>replay: <code class="replay">{_e(g["replay"])}</code></p>' if g.get("replay") else ""
             out.append(f'<tr class="verdict" data-verdict="{_e(verdict)}"><td>{_e(g.get("name", ""))}</td>'
-                       f"<td>{_badge(verdict)}{first}</td><td><pre>{_e(g.get('detail', ''))}</pre>{replay}</td></tr>")  # fmt: skip
+                       f"<td>{_badge(verdict, words)}{first}</td><td><pre>{_e(g.get('detail', ''))}</pre>{replay}</td></tr>")  # fmt: skip
         out.append("</table>")
         for problem in backend.get("harness", []):
             out.append(f'<p class="harness">harness problem: {_e(problem)}</p>')
@@ -371,9 +372,9 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _badge(state: str) -> str:
+def _badge(state: str, words: str | None = None) -> str:
     colour = _STATE_COLOURS.get(state, "#455a64")
-    return f'<span class="badge" style="background:{colour}">{_e(state)}</span>'
+    return f'<span class="badge" style="background:{colour}">{_e(words or state)}</span>'
 
 
 def _short(text: str, limit: int) -> str:

@@ -195,9 +195,15 @@ class Guard:
 
     def _lost(self, found: tuple[bytes, str] | None) -> str:
         holder = json.loads(found[0]) if found else {}
-        who = f"try {holder.get('try_number')}" if holder else "nobody (deleted)"
+        mine = json.loads(self._mine[0]).get("try_number") if self._mine else None
+        if not holder:
+            who, why = "nobody (deleted)", "its guard is gone"
+        elif holder.get("try_number") == mine:
+            who, why = f"another push of this try ({mine})", "push-once keeps that one"
+        else:
+            who, why = f"try {holder.get('try_number')}", "this try is over in Airflow's view"
         return (f"push of XCom {self.coordinate['key']!r} lost its push-once guard to {who} of the task instance "
-                "before its row was written: this try is over in Airflow's view; nothing of it is kept")
+                f"before its row was written: {why}; nothing of it is kept")
 
     def forget(self, holder: Holder) -> None:
         """A try deleted its XCom (Airflow's clear before a retry, with retry_replaces): the guard goes too,

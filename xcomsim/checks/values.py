@@ -20,7 +20,12 @@ def same(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
+    module = type(a).__module__.split(".")[0]
+    if module == "pandas" and hasattr(a, "equals"):  # element-wise ``==`` has no single truth value
+        return bool(a.equals(b)) and list(getattr(a, "columns", [])) == list(getattr(b, "columns", []))
+    if module == "numpy" and getattr(a, "ndim", 0):
+        return a.dtype == b.dtype and a.shape == b.shape and bool((a == b).all())
+    return bool(a == b)
 
 
 def object_key(name: str) -> str:

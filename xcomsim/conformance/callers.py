@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from xcomsim.checks import InvariantViolation, Observation, require
+from xcomsim.checks import InvariantViolation, Observation, require, same
 from xcomsim.conformance.examples import guarantee, one_task, start
 from xcomsim.conformance.push_once import refuses_second_push, require_claimed
-from xcomsim.strategies import Push, sized_string
+from xcomsim.strategies import Push
 
 _fresh = itertools.count()
 
@@ -39,7 +39,8 @@ def _short(exc: BaseException | None) -> str:
 
 class CallerTests:
     @guarantee("push-scope")
-    def test_a_task_deletes_only_its_own_xcoms(self, xcomsim_env: Any, scoping: Any, offload: Any) -> None:
+    def test_a_task_deletes_only_its_own_xcoms(self, xcomsim_env: Any, scoping: Any, offload: Any,
+                                               offloaded: Any) -> None:  # fmt: skip
         """A task that may push nothing calls ``XCom.delete`` and ``XCom.purge`` with another task's coordinate
         (and that task's row, read raw): the other task's value must still pull as pushed."""
         if scoping is None:
@@ -53,7 +54,7 @@ class CallerTests:
         key = sorted(scoping.pushes[owner])[0]
         if offload is not None:
             xcomsim_env.set_config(offload[0])
-        value = sized_string(int(offload[1]) * 4) if offload is not None else "the owner's value"
+        value = offloaded(next(_fresh)) if offloaded is not None else "the owner's value"
         with thread_local_task_state():
             handles = dict(zip([owner, outsider], start(scoping.dag, [owner, outsider])))
             with handles[owner].active() as ti:
@@ -73,7 +74,7 @@ class CallerTests:
             try:
                 with handles[owner].active() as ti:
                     pulled = ti.xcom_pull(task_ids=owner, key=key)
-                after = "as pushed" if pulled == value else f"as {str(pulled)[:60]!r}"
+                after = "as pushed" if same(pulled, value) else f"as {str(pulled)[:60]!r}"
             except Exception as exc:  # noqa: BLE001 - reported below
                 after = f"not at all ({_short(exc)})"
         if after != "as pushed":

@@ -53,16 +53,19 @@ def _strict_dag(contract: Any, keys: list[str]) -> Any:
     return dag
 
 
-def _value(offload: Any, tag: str) -> str:
-    """A value the backend offloads if it offloads at all (four times its threshold; 64 characters at least)."""
+def _value(offload: Any, offloaded: Any, tag: str) -> Any:
+    """A value the backend offloads if it offloads at all: four times its threshold (64 characters at least),
+    or a fresh value of what discovery saw it offload (a type, an item count, a depth)."""
+    if offload is not None and offload[1] is None:
+        return offloaded(next(_fresh))
     size = max(64, int(offload[1]) * 4) if offload is not None else 64
     return tag + sized_string(size - len(tag))
 
 
 class FencingTests:
     @guarantee("fenced-tries")
-    def test_an_earlier_try_never_replaces_a_later_tries_value(self, xcomsim_env: Any, contract: Any,
-                                                               offload: Any, push_once: bool | None) -> None:  # fmt: skip
+    def test_an_earlier_try_never_replaces_a_later_tries_value(self, xcomsim_env: Any, contract: Any, offload: Any,
+                                                               offloaded: Any, push_once: bool | None) -> None:  # fmt: skip
         """A zombie try and its retry push one key in any interleaving, the zombie's clock off or its I/O slow."""
         from xcomsim.task_context import thread_local_task_state
 
@@ -86,8 +89,8 @@ class FencingTests:
                 key = next(names)
                 plan = FaultPlan({} if slow is None else {slow: "slow-io"}, workers=frozenset({"w0"}),
                                  skews={"w0": skew})  # fmt: skip
-                workload = [[Push(key, _value(offload, "zombie:"))],
-                            [Takeover(), Push(key, _value(offload, "retry:")), Pull(key)]]  # fmt: skip
+                workload = [[Push(key, _value(offload, offloaded, "zombie:"))],
+                            [Takeover(), Push(key, _value(offload, offloaded, "retry:")), Pull(key)]]  # fmt: skip
                 history = run_workload(workload, dag=dag, handle=handle, chooser=hypothesis_chooser(data),
                                        faults=plan)  # fmt: skip
                 note(history.describe())
@@ -119,7 +122,7 @@ class FencingTests:
 
     @guarantee("retry-can-push")
     def test_a_retry_can_push_after_a_fault_at_any_point_of_a_push(self, xcomsim_env: Any, contract: Any,
-                                                                    offload: Any) -> None:  # fmt: skip
+                                                                    offload: Any, offloaded: Any) -> None:  # fmt: skip
         """A fault drawn at any I/O of try 1's push; the next try pushes the key again."""
         from xcomsim.task_context import start_task_instances, thread_local_task_state
 
@@ -134,7 +137,7 @@ class FencingTests:
         with thread_local_task_state():
             (probe,) = start_task_instances(dag, [(WORKLOAD_TASK_ID, -1)])
             dry = FaultPlan({})
-            run_workload([[Push("dry", _value(offload, "dry:"))]], dag=dag, handle=probe, faults=dry)
+            run_workload([[Push("dry", _value(offload, offloaded, "dry:"))]], dag=dag, handle=probe, faults=dry)
             io_calls = [io for io in dry.seen.get("w0", []) if matters(io)]
             names = iter(keys)
             counter = FirstFailure()
@@ -150,8 +153,8 @@ class FencingTests:
                 (handle,) = start_task_instances(dag, [(WORKLOAD_TASK_ID, -1)])
                 key = next(names)
                 plan = FaultPlan({index: kind}, workers=frozenset({"w0"}))
-                retry = [Wait(lease)] * bool(lease) + [Retry(), Push(key, _value(offload, "try 2:"))]
-                history = run_workload([[Push(key, _value(offload, "try 1:"))], retry], dag=dag, handle=handle,
+                retry = [Wait(lease)] * bool(lease) + [Retry(), Push(key, _value(offload, offloaded, "try 2:"))]
+                history = run_workload([[Push(key, _value(offload, offloaded, "try 1:"))], retry], dag=dag, handle=handle,
                                        faults=plan, chooser=first_runnable)  # fmt: skip
                 stored = stored_values(xcomsim_env, dag.dag_id, handle.run_id)
                 story = f"{kind} at I/O #{index} ({io_calls[index]}) of try 1's push\n{history.describe()}"

@@ -26,6 +26,7 @@ with the fixtures.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -38,19 +39,42 @@ from xcomsim.conformance.adversarial_scope import AdversarialScopeContract
 from xcomsim.conformance.callers import CallerTests
 from xcomsim.conformance.capabilities import Capabilities, declared
 from xcomsim.conformance.claims import ClaimTests
-from xcomsim.conformance.discovery import Discovery, discover
+from xcomsim.conformance.discovery import MAX_PROBE, Discovery, discover
 from xcomsim.conformance.examples import examples, guarantee, one_task, record
 from xcomsim.conformance.fencing import FencingTests
 from xcomsim.conformance.liveness import LivenessContract
 from xcomsim.conformance.machine import XComMachine
+from xcomsim.conformance.mapped import MappedTests
 from xcomsim.conformance.offload import OffloadTests
 from xcomsim.conformance.push_once import PushOnceTests, refuses_second_push
 from xcomsim.conformance.round_trip import RoundTripTests
 from xcomsim.conformance.scope import ScopeSetup, ScopeTests, xcomsim_policy_scoping
 from xcomsim.conformance.stores import store_objects, store_sizes
+from xcomsim.conformance.verdict import CANNOT_TEST
 from xcomsim.scheduler.workload import workload_dag
+from xcomsim.strategies._internal.families import numbered
 
 MAX_REFERENCE = 1024
+
+
+def probe_ceiling(typed: Any) -> int:
+    """``--xcomsim-probe-max`` (bytes; ``16MiB``, ``1048577``) as an int, or a usage error naming it."""
+    text = str(typed or "").strip().replace("_", "")
+    if not text:
+        return MAX_PROBE
+    found = re.fullmatch(r"(\d+)\s*(KiB|MiB|GiB|B)?(\s*\+\s*(\d+))?", text)
+    if not found or int(found.group(1)) < 2:
+        raise pytest.UsageError(f"xcomsim: --xcomsim-probe-max={typed!r}: a size of 2 bytes or more, such as "
+                                "16777217 or 16MiB+1")  # fmt: skip
+    scale = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}.get(found.group(2) or "B", 1)
+    return int(found.group(1)) * scale + int(found.group(4) or 0)
+
+
+def _folder(request: Any) -> str:
+    """The folder of the test's module, from the rootdir: where a conftest.py reaches the kit's tests."""
+    import os
+
+    return os.path.relpath(request.node.path.parent, request.config.rootpath)
 
 __all__ = ["ScopeSetup", "XComBackendContract", "same", "store_objects", "store_sizes", "xcomsim_policy_scoping"]
 
@@ -69,11 +93,12 @@ class ModelTests:
         threshold = None
         if offload is not None:
             xcomsim_env.set_config(offload[0])
-            threshold = int(offload[1])
+            threshold = None if offload[1] is None else int(offload[1])
         from xcomsim.task_context import thread_local_task_state
 
         # Each example is up to 10 steps of real I/O, and shrinking one takes minutes: the first failing
         # sequence is reported as found (the targeted tests above give each guarantee's minimal story).
+        # The invariants look up only the objects an example's rows name, so 20 sequences (ci) cost seconds.
         budget = max(10, settings().max_examples // 5)
         run = examples(max_examples=budget, stateful_step_count=10, report_multiple_bugs=False,
                        phases=[Phase.explicit, Phase.reuse, Phase.generate])  # fmt: skip
@@ -89,8 +114,8 @@ class ModelTests:
             run_state_machine_as_test(machine, settings=run)
 
 
-class XComBackendContract(PushOnceTests, RoundTripTests, ScopeTests, AdversarialScopeContract, ClaimTests,
-                          OffloadTests, LivenessContract, CallerTests, FencingTests, ModelTests):
+class XComBackendContract(PushOnceTests, RoundTripTests, MappedTests, ScopeTests, AdversarialScopeContract,
+                          ClaimTests, OffloadTests, LivenessContract, CallerTests, FencingTests, ModelTests):
     """Tests only; the fixtures below are what an adopter overrides."""
 
     #: Whether adopting the contract claims push-once when the backend does not declare it (None: judged
@@ -125,13 +150,19 @@ class XComBackendContract(PushOnceTests, RoundTripTests, ScopeTests, Adversarial
         return workload_dag("xcomsim_contract")
 
     @pytest.fixture
-    def discovered(self, request: Any, xcomsim_env: Any, contract: Capabilities) -> Discovery:
-        """What probing the backend found: whether, where and from how many bytes it offloads."""
+    def probe_max(self, request: Any) -> int:
+        """The largest serialised size discovery probes, in bytes (``--xcomsim-probe-max``; 16 MiB + 1)."""
+        return probe_ceiling(request.config.getoption("xcomsim_probe_max", None)
+                             or request.config.getini("xcomsim_probe_max"))  # fmt: skip
+
+    @pytest.fixture
+    def discovered(self, request: Any, xcomsim_env: Any, contract: Capabilities, probe_max: int) -> Discovery:
+        """What probing the backend found: whether, where and what (bytes, items, depth, types) makes it offload."""
         config = {**contract.config, **(contract.offload[0] if contract.offload else {})}
         xcomsim_env.set_config(config)
         backend = xcomsim_env.backend
         found = discover(xcomsim_env, (f"{backend.__module__}.{backend.__qualname__}", tuple(sorted(
-            (k, str(v)) for k, v in config.items()))))  # fmt: skip
+            (k, str(v)) for k, v in config.items()))), where=_folder(request), probe_max=probe_max)  # fmt: skip
         record(request, "xcomsim_discovered", found.describe())
         return found
 
@@ -144,7 +175,20 @@ class XComBackendContract(PushOnceTests, RoundTripTests, ScopeTests, Adversarial
         if contract.offload is not None:
             return contract.offload
         found = request.getfixturevalue("discovered")
-        return ({}, found.threshold or 0) if found.offloads else None
+        if found.error:
+            pytest.skip(f"{CANNOT_TEST}{found.describe()}")
+        return ({}, found.threshold) if found.offloads else None
+
+    @pytest.fixture
+    def offloaded(self, offload: Any, request: Any) -> Callable[[int], Any] | None:
+        """A factory of distinct values that offload (``n`` -> value): past the threshold, else of a discovered
+        trigger (a type, an item count, a depth); None: nothing offloads."""
+        if offload is None:
+            return None
+        if offload[1] is not None:
+            size = max(64, int(offload[1]) * 8)
+            return lambda n: numbered(size + n, n)
+        return request.getfixturevalue("discovered").offloaded_value
 
     @pytest.fixture
     def push_once(self, contract: Capabilities) -> bool | None:

@@ -42,7 +42,7 @@ from hypothesis import strategies as st
 from xcomsim.checks import Observation, require
 from xcomsim.checks.values import object_key
 from xcomsim.conformance.verdict import CANNOT_TEST
-from xcomsim.conformance.offload import offload_threshold
+from xcomsim.conformance.offload import offloading
 from xcomsim.conformance.stores import read_rows
 from xcomsim.scheduler import first_runnable, hypothesis_chooser, stop_at_harness_errors
 from xcomsim.scheduler.faults import FaultPlan, fits
@@ -111,7 +111,7 @@ def _start(dag: Any) -> Any:
 
 
 def _offloaded_size(offload: Any) -> int | None:
-    return None if offload is None else int(offload[1]) * 4
+    return None if offload is None or offload[1] is None else int(offload[1]) * 4
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def _learn(env: Any, handle: Any, key: str, value: Any, first: bool = False) -> 
     row = next(r for r in env.xcom_rows() if r["run_id"] == handle.run_id and r["key"] == key)
     new = sorted(set(store_sizes(env)) - before)
     if not new and first:
-        pytest.skip(f"not claimed: a push of {len(value)} characters wrote no object to any store, so purge has "
+        pytest.skip(f"not claimed: a push of a {type(value).__name__} wrote no object to any store, so purge has "
                     "nothing of its own to delete")  # fmt: skip
     if not new:
         pytest.skip(f"{CANNOT_TEST}the push of {key!r} wrote no new object (its row {str(row['value'])[:60]!r}), "
@@ -239,12 +239,12 @@ class LivenessContract:
     # ---------------------------------------------------------------- lost reply after the row committed
     @guarantee("no-dangling-reference")
     def test_a_lost_reply_after_the_row_committed_leaves_it_pullable(
-        self, xcomsim_env: Any, contract_dag: Any, offload: Any
+        self, xcomsim_env: Any, contract_dag: Any, offload: Any, offloaded: Any
     ) -> None:
         """The supervisor commits the row, the reply is lost, the push raises: the row must still be pullable."""
         from xcomsim.task_context import thread_local_task_state
 
-        value = sized_string(offload_threshold(xcomsim_env, offload) * 4 or 64)
+        value = offloading(xcomsim_env, offload, offloaded)(0)
         with thread_local_task_state():
             handle = _start(contract_dag)
             dry = FaultPlan({})
@@ -260,7 +260,7 @@ class LivenessContract:
     # ---------------------------------------------------------------- purge and sweeper: only their own
     @guarantee("purge-deletes-only-its-own")
     def test_purge_and_sweeper_delete_only_their_own(
-        self, xcomsim_env: Any, contract_dag: Any, offload: Any, sweeper: Sweeper | None
+        self, xcomsim_env: Any, contract_dag: Any, offload: Any, offloaded: Any, sweeper: Sweeper | None
     ) -> None:
         """Rows forged to name another XCom's object (and a user's objects beside the XComs) are deleted.
 
@@ -274,13 +274,13 @@ class LivenessContract:
         from xcomsim.conformance.stores import plant, store_sizes
         from xcomsim.task_context import thread_local_task_state
 
-        size = offload_threshold(xcomsim_env, offload) * 4 or 64
-        sizes = itertools.count(size)  # a distinct value per push: a content-addressed store writes each anew
+        make = offloading(xcomsim_env, offload, offloaded)
+        values = map(make, itertools.count())  # a distinct value per push: a content-addressed store writes each anew
         with thread_local_task_state():
             handle = _start(contract_dag)
             # keys of 8 characters or more: a row may name its object by the XCom key alone
-            own = _learn(xcomsim_env, handle, "model_value", sized_string(next(sizes)), first=True)
-            other = _learn(xcomsim_env, handle, "other_value", sized_string(next(sizes)))
+            own = _learn(xcomsim_env, handle, "model_value", next(values), first=True)
+            other = _learn(xcomsim_env, handle, "other_value", next(values))
             targets = {other.name: other.token}  # another XCom's object, named the way its row names it
             if own.token == object_key(own.name):  # the row holds the whole key: it can name any object
                 for name in _beside(own.name):
@@ -288,7 +288,7 @@ class LivenessContract:
                     targets[name] = object_key(name)
             forged, refused = [], []
             for n, (name, token) in enumerate(sorted(targets.items())):
-                victim = _learn(xcomsim_env, handle, f"forged_{n}", sized_string(next(sizes)))
+                victim = _learn(xcomsim_env, handle, f"forged_{n}", next(values))
                 _rewrite(xcomsim_env, handle.run_id, victim.key, victim.token, token)
                 forged.append(f"{victim.key!r} -> {name}")
             with handle.active() as ti:
@@ -316,14 +316,14 @@ class LivenessContract:
     # ---------------------------------------------------------------- gc with pushes in flight
     @guarantee("gc-safe-with-inflight-pushes")
     def test_a_sweep_racing_pushes_deletes_no_landed_value(
-        self, xcomsim_env: Any, contract_dag: Any, offload: Any, sweeper: Sweeper | None
+        self, xcomsim_env: Any, contract_dag: Any, offload: Any, offloaded: Any, sweeper: Sweeper | None
     ) -> None:
         if sweeper is None:
             pytest.skip("not claimed: the backend declares no sweeper (xcomsim_contract['sweeper'] or "
                         "xcomsim_sweeper), or override the 'sweeper' fixture")  # fmt: skip
         from xcomsim.task_context import thread_local_task_state
 
-        value = sized_string(offload_threshold(xcomsim_env, offload) * 4 or 64)
+        value = offloading(xcomsim_env, offload, offloaded)(0)
         keys = itertools.count()
         with thread_local_task_state():
             handle = _start(contract_dag)

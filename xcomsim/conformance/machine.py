@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from xcomsim.checks import InvariantViolation, require, same
-from xcomsim.conformance.stores import observe
+from xcomsim.conformance.stores import observe_references
 from xcomsim.scheduler.faults import FAULT_KINDS, FaultPlan, WorkerCrash, injecting
 from xcomsim.strategies import sized_string
 
@@ -28,9 +28,10 @@ _runs = itertools.count()
 
 
 def small_values() -> st.SearchStrategy[Any]:
-    scalars = st.one_of(st.integers(-(2**40), 2**40), st.text(max_size=8), st.booleans(), st.none())
+    text = st.characters(exclude_categories=("Cs",))  # st.text()'s, without building its UTF-8 codec table
+    scalars = st.one_of(st.integers(-(2**40), 2**40), st.text(text, max_size=8), st.booleans(), st.none())
     return st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                        st.tuples(inner, inner), st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+                        st.tuples(inner, inner), st.dictionaries(st.text(text, max_size=4), inner, max_size=3)),
                         max_leaves=6)  # fmt: skip
 
 
@@ -181,6 +182,4 @@ class XComMachine(RuleBasedStateMachine):
     @invariant()
     def stores_agree(self) -> None:
         if self.env is not None:  # this example's rows only: earlier examples' leftovers are theirs
-            obs = observe(self.env, self.handle.run_id)
-            obs.rows = [row for row in obs.rows or [] if row["key"].startswith(self.prefix)]
-            require("no-dangling-reference", obs)
+            require("no-dangling-reference", observe_references(self.env, self.handle.run_id, self.prefix))

@@ -1,6 +1,8 @@
-"""Offload: where values go by size, that deletes and reruns leave no orphan, that crashes leave no dangling row.
+"""Offload: where values go, that deletes and reruns leave no orphan, that crashes leave no dangling row.
 
-The threshold is the declared one, else the discovered one (``discovery``);
+The threshold is the declared one, else the discovered one (``discovery``); a backend that
+offloads by type, item count or depth is tested with values of that trigger (the kit's
+``offloaded`` fixture);
 objects are looked for in every store (``stores``) and matched to rows by what
 the backend was seen to write (``references``). A row dangles when the backend
 cannot read it back.
@@ -8,13 +10,15 @@ cannot read it back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from xcomsim.checks import InvariantViolation, require
+from xcomsim.checks.registry import MAX_REFERENCE
 from xcomsim.conformance.examples import guarantee, one_task
-from xcomsim.conformance.references import dangling, offload_violations, orphans
+from xcomsim.conformance.references import dangling, offload_violations, orphans, refers_to
 from xcomsim.conformance.stores import observe, read_rows, store_sizes
 from xcomsim.scheduler.faults import FaultPlan, WorkerCrash, injecting
 from xcomsim.strategies import sized_string
@@ -24,18 +28,21 @@ NOT_CLAIMED = ("not claimed: no offload declared (xcomsim_contract['offload'] or
                "and none discovered")  # fmt: skip
 
 
-def offload_threshold(env: Any, offload: Any) -> int:
-    """Apply the offload configuration and return its threshold, or skip as not claimed."""
+def offload_threshold(env: Any, offload: Any) -> int | None:
+    """Apply the offload configuration and return its threshold (None: it offloads, but not by size), or skip."""
     if offload is None:
         pytest.skip(NOT_CLAIMED)
     config, threshold = offload
     env.set_config(config)
-    return int(threshold)
+    return None if threshold is None else int(threshold)
 
 
-def big(threshold: int) -> str:
-    """A value well past the threshold (and a size no probe or guard object reaches by accident)."""
-    return sized_string(max(64, threshold * 8))
+def offloading(env: Any, offload: Any, offloaded: Callable[[int], Any] | None) -> Callable[[int], Any]:
+    """Apply the offload configuration and return the factory of values that offload, or skip as not claimed."""
+    offload_threshold(env, offload)
+    if offloaded is None:
+        pytest.skip(NOT_CLAIMED)
+    return offloaded
 
 
 def _same_threshold(declared: int, found: int) -> bool:
@@ -44,9 +51,16 @@ def _same_threshold(declared: int, found: int) -> bool:
 
 class OffloadTests:
     @guarantee("offload-threshold")
-    def test_offload_at_and_above_threshold_only(self, xcomsim_env: Any, contract_dag: Any, offload: Any) -> None:
+    def test_offload_at_and_above_threshold_only(self, xcomsim_env: Any, contract_dag: Any, offload: Any,
+                                                 request: Any) -> None:  # fmt: skip
+        """Around the byte threshold; and each other discovered trigger (a type, a count, a depth) offloads to a
+        short reference."""
         threshold = offload_threshold(xcomsim_env, offload)
         from xcomsim.task_context import thread_local_task_state
+
+        if threshold is None:
+            self._each_trigger_offloads(xcomsim_env, contract_dag, request.getfixturevalue("discovered"))
+            return
 
         sizes = sorted({s for s in (threshold - 1, threshold, threshold + 1, threshold * 8) if s >= 2} | {2, 64})
         pushed = {f"size_{s}": (sized_string(s), s) for s in sizes}
@@ -63,6 +77,26 @@ class OffloadTests:
         problems = offload_violations(obs.rows or [], dict(obs.objects or {}), before, threshold, pushed)
         if problems:
             raise InvariantViolation("offload-threshold", problems)
+        self._each_trigger_offloads(xcomsim_env, contract_dag, request.getfixturevalue("discovered"))
+
+    def _each_trigger_offloads(self, env: Any, dag: Any, discovered: Any) -> None:
+        from xcomsim.task_context import thread_local_task_state
+
+        problems = []
+        with thread_local_task_state():
+            handle = one_task(dag)
+            for n, (trigger, value) in enumerate(discovered._triggered(7)):
+                before = frozenset(store_sizes(env))
+                with handle.active() as ti:
+                    ti.xcom_push(key=f"trigger_{n}", value=value)
+                row = next(r["value"] for r in env.xcom_rows() if r["run_id"] == handle.run_id
+                           and r["key"] == f"trigger_{n}")  # fmt: skip
+                new = [name for name in store_sizes(env) if name not in before and refers_to(row, name)]
+                if not new or len(str(row).encode()) > MAX_REFERENCE:
+                    problems.append(f"{trigger}: {type(value).__name__} pushed, the row ({len(str(row).encode())} B) "
+                                    f"{'names no new object' if not new else 'is longer than a reference'}")  # fmt: skip
+        if problems:
+            raise InvariantViolation("offload-threshold", problems)
 
     @guarantee("offload-threshold")
     def test_declared_threshold_is_the_discovered_one(self, contract: Any, discovered: Any) -> None:
@@ -76,8 +110,9 @@ class OffloadTests:
             raise InvariantViolation("offload-threshold", [f"declared {declared}, {behaves} ({discovered.describe()})"])
 
     @guarantee("purge-leaves-no-orphan")
-    def test_delete_leaves_no_object_of_the_xcom(self, xcomsim_env: Any, contract_dag: Any, offload: Any) -> None:
-        threshold = offload_threshold(xcomsim_env, offload)
+    def test_delete_leaves_no_object_of_the_xcom(self, xcomsim_env: Any, contract_dag: Any, offload: Any,
+                                                 offloaded: Any) -> None:  # fmt: skip
+        value = offloading(xcomsim_env, offload, offloaded)(0)
         from airflow.sdk.execution_time.xcom import XCom
 
         from xcomsim.task_context import thread_local_task_state
@@ -86,7 +121,7 @@ class OffloadTests:
             handle = one_task(contract_dag)
             before = set(store_sizes(xcomsim_env))
             with handle.active() as ti:
-                ti.xcom_push(key="big", value=big(threshold))
+                ti.xcom_push(key="big", value=value)
                 appeared = set(store_sizes(xcomsim_env)) - before
                 assert appeared, "an offloaded value wrote no object to any store"
                 XCom.delete(key="big", dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
@@ -95,10 +130,11 @@ class OffloadTests:
 
     @guarantee("purge-leaves-no-orphan")
     def test_reruns_leave_at_most_one_object_per_live_xcom(
-        self, xcomsim_env: Any, contract_dag: Any, offload: Any
+        self, xcomsim_env: Any, contract_dag: Any, offload: Any, offloaded: Any
     ) -> None:
         """A DAG-run clear deletes rows without calling purge; the task then runs again."""
-        threshold = offload_threshold(xcomsim_env, offload)
+        value = offloading(xcomsim_env, offload, offloaded)(0)
+        threshold = offload[1] or 0
         from sqlalchemy import text
 
         from xcomsim.task_context import thread_local_task_state
@@ -114,7 +150,7 @@ class OffloadTests:
                     handle.finish("failed")
                     handle.start()
                 with handle.active() as ti:
-                    ti.xcom_push(key="big", value=big(threshold))
+                    ti.xcom_push(key="big", value=value)
         obs = observe(xcomsim_env, handle.run_id)
         left = orphans(obs.rows or [], dict(obs.objects or {}), before, max(16, threshold))
         if left:
@@ -123,13 +159,12 @@ class OffloadTests:
 
     @guarantee("no-dangling-reference")
     def test_crash_at_any_io_of_a_push_leaves_no_dangling_reference(
-        self, xcomsim_env: Any, contract_dag: Any, offload: Any
+        self, xcomsim_env: Any, contract_dag: Any, offload: Any, offloaded: Any
     ) -> None:
         """The worker dies at each I/O point of an offloaded push in turn (e.g. between upload and row)."""
-        threshold = offload_threshold(xcomsim_env, offload)
+        value = offloading(xcomsim_env, offload, offloaded)(0)
         from xcomsim.task_context import thread_local_task_state
 
-        value = big(threshold)
         with thread_local_task_state():
             handle = one_task(contract_dag)
             dry = FaultPlan({})

@@ -72,7 +72,7 @@ class PushOnceTests:
         from xcomsim.task_context import thread_local_task_state
 
         pairs = [("first", "second")]
-        if offload is not None:
+        if offload is not None and offload[1] is not None:
             xcomsim_env.set_config(offload[0])
             pairs.append((sized_string(max(64, offload[1] * 4)), sized_string(max(64, offload[1] * 4) + 1)))
         with thread_local_task_state():

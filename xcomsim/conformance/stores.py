@@ -117,6 +117,10 @@ def _buckets(env: Any) -> list[str]:
 def _s3_sizes(env: Any) -> dict[str, int]:
     from botocore.exceptions import ClientError
 
+    from xcomsim.env.s3_store import S3Store
+
+    if isinstance(env.simulation.s3, S3Store):  # embedded: every bucket's objects in one request
+        return env.simulation.s3.objects()
     sizes = {}
     paginator = env.s3.get_paginator("list_objects_v2")
     for bucket in _buckets(env):
@@ -171,10 +175,7 @@ def _redis_sizes(env: Any) -> dict[str, int]:
             continue
         for key in client.keys("*"):
             name = f"redis:{key.decode()}" if db == 0 else f"redis/{db}:{key.decode()}"
-            try:
-                sizes[name] = client.strlen(key)
-            except Exception:  # not a string value: count it, size unknown
-                sizes[name] = 0
+            sizes[name] = _redis_size(client, key)
     return sizes
 
 
@@ -219,6 +220,49 @@ def plant(env: Any, name: str, body: bytes) -> None:
 
 def store_objects(env: Any) -> set[str]:
     return set(store_sizes(env))
+
+
+def object_size(env: Any, name: str) -> int | None:
+    """The size of one object named as ``store_sizes`` names it, or None if it does not exist."""
+    from botocore.exceptions import ClientError
+
+    from xcomsim.checks.values import object_key
+
+    if name.startswith("s3://"):
+        try:
+            return int(env.s3.head_object(Bucket=name.split("/", 3)[2], Key=object_key(name))["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchBucket"):
+                return None
+            raise
+    if name.startswith("redis"):
+        db = int(name.partition(":")[0].partition("/")[2] or 0)
+        client = env.redis if db == 0 else dict(_redis_databases(env)).get(db)
+        key = object_key(name)
+        return None if client is None or not client.exists(key) else _redis_size(client, key)
+    try:
+        return os.path.getsize(object_key(name))
+    except OSError:
+        return None
+
+
+def _redis_size(client: Any, key: Any) -> int:
+    try:
+        return int(client.strlen(key))
+    except Exception:  # noqa: BLE001 - not a string value: counted, size unknown
+        return 0
+
+
+def observe_references(env: Any, run_id: str, prefix: str = "") -> Observation:
+    """The run's rows (of keys starting with ``prefix``) and, of the stores, only the objects those rows
+    name (``checks.values.references``): all the dangling-reference check reads, one look-up per
+    reference instead of a listing of every store (the model test checks it after every step)."""
+    from xcomsim.checks.values import references
+
+    rows = [row for row in env.xcom_rows() if row["run_id"] == run_id and row["key"].startswith(prefix)]
+    names = sorted({name for row in rows for name in references(row["value"], env.bucket)})
+    sizes = {name: object_size(env, name) for name in names}
+    return Observation(rows=rows, objects={n: s for n, s in sizes.items() if s is not None}, bucket=env.bucket)
 
 
 def observe(env: Any, run_id: str | None = None, **fields: Any) -> Observation:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 KEPT, BROKEN, NOT_CLAIMED, NOT_RUN = "kept", "broken", "not claimed", "not run"
 # A skip reason starting with this says the kit could not test a guarantee the backend may well hold
-# (it could not learn what it needed): "not run", never "not claimed".
-CANNOT_TEST = "xcomsim could not test this: "
-ORDER = ("push-once", "round-trip-exact", "push-scope", "pull-scope", "exactly-one-claim-winner", "no-lost-claim",
+# (discovery failed, or it could not learn what it needed): "not run", never "not claimed".
+CANNOT_TEST = "not run: "
+NEVER_RAN = "not run: no test of it ran (the run stopped early: -x, --maxfail, Ctrl-C; or its tests were deselected)"
+ORDER = ("push-once", "round-trip-exact", "reads-airflow-rows", "push-scope", "pull-scope", "exactly-one-claim-winner", "no-lost-claim",
          "offload-threshold", "purge-leaves-no-orphan", "no-dangling-reference")  # fmt: skip
 
 
@@ -40,6 +41,36 @@ class GuaranteeVerdict:
         if self.passed:
             return KEPT
         return NOT_CLAIMED if self.skipped and not self.untestable else NOT_RUN
+
+    @property
+    def state(self) -> str:
+        """The verdict in the words every output uses (terminal, HTML, JSON)."""
+        verdict = self.verdict
+        if verdict == BROKEN and self.first_failure:
+            return f"{BROKEN} (first failure at example {self.first_failure})"
+        if verdict == NOT_CLAIMED and "(same as Airflow)" in self.reason:
+            return f"{NOT_CLAIMED} (same as Airflow)"
+        return verdict
+
+    def lines(self) -> list[str]:
+        """What is said under the verdict: the counterexample, why it is not claimed or not run, Airflow's limits.
+
+        A kept guarantee some of whose tests the kit could not run says so: kept by the tests that ran.
+        """
+        verdict = self.verdict
+        if verdict == BROKEN:
+            said = self.counterexample.splitlines()
+        elif verdict == NOT_RUN:
+            said = [self.reason if self.reason.startswith(CANNOT_TEST) else NEVER_RAN]
+        elif verdict == NOT_CLAIMED:
+            said = [self.reason] if self.reason else []
+        else:
+            said = [f"kept by the tests that ran; {self.untestable} test(s) {self.reason}"] if self.untestable else []
+        return said + self.inherited
+
+    def as_dict(self) -> dict[str, object]:
+        return {"name": self.name, "verdict": self.verdict, "state": self.state, "detail": "\n".join(self.lines()),
+                "first_failure": self.first_failure if self.verdict == BROKEN else None, "replay": self.replay}
 
 
 @dataclass
@@ -70,13 +101,19 @@ class Verdicts:
             entry.skipped += 1
             if detail.startswith(CANNOT_TEST):
                 entry.untestable += 1
-                entry.reason = detail
+                entry.reason = entry.reason if entry.reason.startswith(CANNOT_TEST) else detail
             entry.reason = entry.reason or detail
 
     def record_inherited(self, name: str, line: str) -> None:
+        """One line per way Airflow fails (the text after ``: Airflow``), with the shortest value shown."""
         entry = self.guarantees.setdefault(name, GuaranteeVerdict(name))
-        if line not in entry.inherited:
-            entry.inherited.append(line)
+        outcome = line.partition(": Airflow ")[2] or line
+        for index, known in enumerate(entry.inherited):
+            if (known.partition(": Airflow ")[2] or known) == outcome:
+                if len(line) < len(known):
+                    entry.inherited[index] = line
+                return
+        entry.inherited.append(line)
 
     def record_failure(self, names: tuple[str, ...], detail: str, from_model: bool = False,
                        replay: str | None = None) -> None:
@@ -99,16 +136,15 @@ class Verdicts:
             lines.append(f"  {self.discovered}")
         width = max((len(n) for n in self.guarantees), default=10) + 2
         for entry in self.ordered():
-            found = f" (first failure at example {entry.first_failure})" if entry.first_failure else ""
-            same = " (same as Airflow)" if entry.verdict == NOT_CLAIMED and "(same as Airflow)" in entry.reason else ""
-            lines.append(f"  {entry.name:<{width}}{entry.verdict}{same}{found}")
-            if entry.verdict == BROKEN and entry.counterexample:
-                lines += [f"      {line}" for line in entry.counterexample.splitlines()]
-            elif entry.verdict in (NOT_CLAIMED, NOT_RUN) and entry.reason:
-                lines.append(f"      {entry.reason}")
-            lines += [f"      {line}" for line in entry.inherited]
+            lines.append(f"  {entry.name:<{width}}{entry.state}")
+            lines += [f"      {line}" for line in entry.lines()]
         lines += [f"  harness problem: {line}" for line in self.harness]
         return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, object]:
+        """The table as data (the HTML report and the JSON one): the same states and lines, the same order."""
+        return {"backend": self.backend, "discovered": self.discovered, "harness": list(self.harness),
+                "guarantees": [entry.as_dict() for entry in self.ordered()]}  # fmt: skip
 
 
 # Failures that say the test itself could not run as designed (Hypothesis saw the data generation
@@ -134,7 +170,9 @@ def _counterexample(detail: str, limit: int = 40) -> str:
         telling = (any(mark in line for mark in _TELLING) or line.startswith(_STORY)
                    or (example and _ARGUMENT.match(line)))  # fmt: skip
         line = line.replace("xcomsim.checks.registry.", "")
-        if len(line) > 200:
+        if " pulled " in line and len(line) > 200:  # a difference, already cut to where it starts: keep it whole
+            line = line[:400] + (" ..." if len(line) > 400 else "")
+        elif len(line) > 200:
             line = f"{line[:150]} ... {line[-45:]}"
         if line and telling:
             kept.append(line)

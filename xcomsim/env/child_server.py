@@ -16,6 +16,7 @@ xcomsim there: the child pays only for its own server.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import select
@@ -33,6 +34,7 @@ READY_TIMEOUT = 60.0  # a child that has not started serving by then is reported
 _POLL_INTERVAL = 0.01  # as fakeredis's: how long a reply the server pushes unasked may wait
 REPLY_TIMEOUT = 60  # how long the fakeredis server waits for a client to take a reply
 RESET_PATH = "/xcomsim/reset"  # moto child: empty every store and create ?bucket=NAME
+OBJECTS_PATH = "/xcomsim/objects"  # moto child: every object of every bucket and its size, as JSON
 
 
 _SERVING: set[int] = set()  # pids of this process's child servers that serve now
@@ -162,10 +164,20 @@ def _serve_moto(listener: socket.socket) -> Any:
                                f"{message.group(1) if message else body[:200]}")  # fmt: skip
 
     last: list[str] = []
+    # S3 applies a write's conditions (If-None-Match, If-Match) atomically with the write; moto checks
+    # them and then writes, so two concurrent creates of one key could both succeed. One write at a time.
+    writes = threading.Lock()
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == OBJECTS_PATH:
+            body = json.dumps(_moto_objects()).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
         if environ.get("PATH_INFO") != RESET_PATH:
             touched.set()
+            if environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE"):
+                with writes:
+                    return moto(environ, start_response)
             return moto(environ, start_response)
         from urllib.parse import parse_qs
 
@@ -192,6 +204,27 @@ def _serve_moto(listener: socket.socket) -> Any:
     warm_up = functools.partial(s3_here.get, "/", headers={"Host": f"{host}:{port}", "Authorization": credential})
     threading.Thread(target=warm_up, daemon=True, name="xcomsim-moto-warm-up").start()
     return server
+
+
+def _moto_objects() -> dict[str, int]:
+    """``s3://bucket/key`` -> size of every object in every bucket of moto's S3, as ListObjectsV2 lists
+    them (each key's latest version, no delete markers), read from moto's state in one request instead
+    of a ListBuckets and a ListObjectsV2 per bucket."""
+    from moto.s3.models import FakeDeleteMarker, s3_backends
+
+    for _ in range(10):  # a request in another thread may change a bucket while it is read
+        try:
+            found = {}
+            for regions in list(s3_backends.values()):
+                for backend in list(regions.values()):
+                    for name, bucket in list(backend.buckets.items()):
+                        for key_name, key in list(bucket.keys.items()):
+                            if not isinstance(key, FakeDeleteMarker):
+                                found[f"s3://{name}/{key_name}"] = key.size
+            return found
+        except RuntimeError:  # changed size during iteration: read again
+            continue
+    raise RuntimeError("moto's buckets kept changing while they were listed")
 
 
 class _WholeSend:

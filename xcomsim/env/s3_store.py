@@ -24,7 +24,7 @@ import urllib.request
 from typing import Any
 
 from xcomsim.env import s3_direct
-from xcomsim.env.child_server import RESET_PATH
+from xcomsim.env.child_server import OBJECTS_PATH, RESET_PATH
 from xcomsim.env.naming import mask_url, next_number, process_tag
 from xcomsim.errors import ServiceError
 
@@ -72,6 +72,12 @@ class S3Store:
         except urllib.error.HTTPError as exc:
             raise ServiceError(f"xcomsim: resetting the embedded S3 to bucket {self.bucket!r} failed: "
                                f"{exc.read().decode(errors='replace')}") from None  # fmt: skip
+
+    def objects(self) -> dict[str, int]:
+        """``s3://bucket/key`` -> size of every object on the server, in one request to the child."""
+        self._server.wait_ready()
+        with urllib.request.urlopen(f"{self.endpoint}{OBJECTS_PATH}", timeout=READ_TIMEOUT) as reply:
+            return json.loads(reply.read())
 
     def open_bucket(self, bucket: str) -> str:
         """The start of a test: an empty server with ``bucket``; returns the bucket's name."""

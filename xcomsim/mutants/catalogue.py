@@ -31,6 +31,16 @@ CATALOGUE: dict[str, str] = {
     "xcomsim.mutants.hardening.RacingSweepXCom": "gc-safe-with-inflight-pushes",
     "xcomsim.mutants.hardening.UnguardedSerializeXCom": "push-once",
     "xcomsim.mutants.hardening.UncheckedLeaseClaimsXCom": "exactly-one-claim-winner",
+    # One per value family and discovery dimension (xcomsim.mutants.families):
+    "xcomsim.mutants.families.CountOffloadXCom": "round-trip-exact",  # counts
+    "xcomsim.mutants.families.DecimalAsFloatXCom": "round-trip-exact",  # types
+    "xcomsim.mutants.families.DepthCappedXCom": "round-trip-exact",  # depth
+    "xcomsim.mutants.families.MarkerKeyXCom": "round-trip-exact",  # constants of the backend's module
+    "xcomsim.mutants.families.ReferenceDictXCom": "round-trip-exact",  # references: its own row shape
+    "xcomsim.mutants.families.HundredKiloReaderXCom": "round-trip-exact",  # sizes past 100,000 B
+    "xcomsim.mutants.families.OneMiBTutorialXCom": "purge-leaves-no-orphan",  # discovery past 1 MiB
+    "xcomsim.mutants.families.MapIndexlessXCom": "round-trip-exact",  # mapped pushes
+    "xcomsim.mutants.families.EveryRowIsAReferenceXCom": "reads-airflow-rows",  # Airflow's own rows
     # Its holes as a deployment and careless callers find them (xcomsim.mutants.callers, .fencing):
     "xcomsim.mutants.callers.UncheckedDeleteXCom": "push-scope",
     "xcomsim.mutants.callers.LooseMapIndexXCom": "push-once",

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+from xcomsim.strategies._internal.families import (
+    FAMILIES,
+    PROBE_MAX,
+    airflow_types,
+    backend_constants,
+    constant_values,
+    counted_values,
+    family_edges,
+    nested_values,
+    reference_variants,
+    sized_values,
+    typed_values,
+    value_families,
+)
 from xcomsim.strategies._internal.identifiers import (
     invalid_xcom_keys,
     map_indexes,
@@ -43,6 +57,18 @@ from xcomsim.strategies._internal.workloads import (
 )
 
 __all__ = [
+    "FAMILIES",
+    "PROBE_MAX",
+    "airflow_types",
+    "backend_constants",
+    "constant_values",
+    "counted_values",
+    "family_edges",
+    "nested_values",
+    "reference_variants",
+    "sized_values",
+    "typed_values",
+    "value_families",
     "BOOKKEEPING_KEY",
     "PULL_VIAS",
     "PUSH_VIAS",
