@@ -41,6 +41,7 @@ SOAKABLE = (
     "xcomsim.mutants.liveness.ListThenDeleteSweeperXCom",
     "xcomsim.mutants.fencing.StrictAcrossTriesXCom",
     "xcomsim.mutants.fencing.WorkerClockClaimsXCom",
+    "xcomsim.mutants.families.MapIndexlessXCom",  # mapped pushers' offloaded values: not yet run through the soak
 )
 
 #: What a soak's workload lacks to exercise the rest of the catalogue (the kit catches them all).
@@ -67,6 +68,14 @@ NOT_SOAKABLE = {
                                                       "same try",
     "xcomsim.mutants.callers.LooseMapIndexXCom": "a map index of another type (a bool, a numpy integer)",
     "xcomsim.mutants.callers.UncheckedDeleteXCom": "a task deleting another task's XCom",
+    "xcomsim.mutants.families.CountOffloadXCom": "a list or tuple of more than 50 items (the workload pushes dicts)",
+    "xcomsim.mutants.families.DecimalAsFloatXCom": "a `Decimal` value",
+    "xcomsim.mutants.families.DepthCappedXCom": "a value nested deeper than 20 levels",
+    "xcomsim.mutants.families.EveryRowIsAReferenceXCom": "rows Airflow writes itself (an operator's extra link), read back",
+    "xcomsim.mutants.families.HundredKiloReaderXCom": "a value over 100,000 bytes (the workload's stay under 4 KiB)",
+    "xcomsim.mutants.families.MarkerKeyXCom": "a dict with a `__xcom_snapshot__` key",
+    "xcomsim.mutants.families.OneMiBTutorialXCom": "values over 1 MiB (the workload's stay under 4 KiB)",
+    "xcomsim.mutants.families.ReferenceDictXCom": "a dict value shaped like its reference (`{\"__xcom_ref\": ...}`)",
 }  # fmt: skip
 
 
