@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xcomsim.checks import INVARIANTS, Observation, ScopeAttempt
-from xcomsim.conformance.verdict import BROKEN, Verdicts
+from xcomsim.conformance.verdict import BROKEN, CANNOT_TEST, Verdicts
 from xcomsim.scheduler.workload import History as StepHistory
 from xcomsim.scheduler.workload import Step
 from xcomsim.soak import tasks
@@ -172,7 +172,7 @@ def judge(history: History, end_state: dict[str, Any], plan: dict[str, Any], cla
             problems += [(p, ops) for p in INVARIANTS[invariant or name].check(observation)]
         problems += extra() if extra else []
         if not observations and not problems:
-            verdicts.record(name, "skipped", f"xcomsim could not test this: {not_run}")
+            verdicts.record(name, "skipped", f"{CANNOT_TEST}{not_run}")
             return
         if problems:
             judged.violating[name] = sorted({i for _, ops in problems for i in ops})
@@ -253,7 +253,7 @@ def judge(history: History, end_state: dict[str, Any], plan: dict[str, Any], cla
     record("gc-safe-with-inflight-pushes", claims.sweeper, "the backend declares no sweeper",
            _gc_observations(history, clock, end_state, pushes, values), "gc never ran during the workload")
     verdicts.record("purge-deletes-only-its-own", "skipped",
-                    "xcomsim could not test this: the soak forges no rows (the kit does)")  # fmt: skip
+                    f"{CANNOT_TEST}the soak forges no rows (the kit does)")  # fmt: skip
     judged.notes += _retry_notes(history, end_state, rule)
     return judged
 

@@ -67,6 +67,16 @@ NOT_SOAKABLE = {
                                                       "same try",
     "xcomsim.mutants.callers.LooseMapIndexXCom": "a map index of another type (a bool, a numpy integer)",
     "xcomsim.mutants.callers.UncheckedDeleteXCom": "a task deleting another task's XCom",
+    "xcomsim.mutants.families.CountOffloadXCom": "lists of more than 50 items (the workload pushes strings)",
+    "xcomsim.mutants.families.DecimalAsFloatXCom": "Decimal values",
+    "xcomsim.mutants.families.DepthCappedXCom": "values nested deeper than 20 levels",
+    "xcomsim.mutants.families.MarkerKeyXCom": "dicts carrying the backend's own marker key",
+    "xcomsim.mutants.families.ReferenceDictXCom": "values that look like its reference dict",
+    "xcomsim.mutants.families.HundredKiloReaderXCom": "offloaded values past 100,000 bytes",
+    "xcomsim.mutants.families.OneMiBTutorialXCom": "values past 1 MiB, and purges of them",
+    "xcomsim.mutants.families.MapIndexlessXCom": "not yet model-checked through the soak (its mapped pushers offload: "
+                                                 "a candidate)",
+    "xcomsim.mutants.families.EveryRowIsAReferenceXCom": "Airflow's extra-link rows (the workload's operators have no links)",
 }  # fmt: skip
 
 
