@@ -51,9 +51,9 @@ class Measurement:
 
 def allow_family_classes() -> None:
     """Let Airflow's serde rebuild the family's own classes (``Measurement``), where it can be told to."""
-    from airflow.sdk import serde
+    from xcomsim.compat.names import serialize
 
-    allow = getattr(serde, "allow_class", None)
+    allow = getattr(sys.modules[serialize.__module__], "allow_class", None)
     if allow is not None:
         allow(Measurement)
 
@@ -98,7 +98,7 @@ def type_samples() -> dict[str, Callable[[int], Any]]:
 
 @functools.lru_cache(maxsize=8)
 def _carried(names: tuple[str, ...]) -> frozenset[str]:
-    from airflow.sdk.serde import serialize
+    from xcomsim.compat.names import serialize
 
     carried = set()
     samples = type_samples()
