@@ -120,6 +120,14 @@ def airflow_types() -> dict[str, Callable[[int], Any]]:
     return {name: make for name, make in samples.items() if name in carried}
 
 
+def uncarried_types() -> dict[str, Callable[[int], Any]]:
+    """The type families this Airflow's serde cannot carry (``bytes``, numpy arrays; DataFrames on Airflow 3.2
+    with pandas 3): a backend may carry one itself (DataFrames to parquet), and is then held to it."""
+    samples = type_samples()
+    carried = _carried(tuple(samples))
+    return {name: make for name, make in samples.items() if name not in carried}
+
+
 def typed_values() -> st.SearchStrategy[Any]:
     samples = airflow_types()
     return st.builds(lambda name, n: samples[name](n), st.sampled_from(sorted(samples)), st.integers(0, 1000))
