@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from xcomsim.conformance.verdict import Verdicts
+from xcomsim.conformance.verdict import Verdicts, harness_problem
 
 _verdicts: dict[str, Verdicts] = {}
 _outcomes: dict[str, str] = {}
@@ -85,6 +85,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     marker = item.get_closest_marker("xcomsim_guarantee")
     if marker is not None:
         report.xcomsim_guarantee = (marker.args, item.stash.get(_BACKEND, None) or _backend(item))  # type: ignore[attr-defined]
+        if report.failed and call.excinfo is not None:
+            report.xcomsim_harness = harness_problem(call.excinfo.value)  # type: ignore[attr-defined]
     return report
 
 
@@ -121,6 +123,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         for name in names:
             verdicts.record(name, "skipped", reason.removeprefix("Skipped: "))
+    elif report.failed and getattr(report, "xcomsim_harness", None):
+        verdicts.record_harness(names, report.xcomsim_harness)  # type: ignore[attr-defined]
     elif report.failed:
         replay = next((text.strip() for title, text in report.sections if title == _REPLAY), None)
         verdicts.record_failure(names, report.longreprtext, from_model="xcomsim_judged" in found, replay=replay)

@@ -55,3 +55,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("soak") is not None:
                 item.add_marker(skip)
+
+
+@pytest.fixture
+def fixed_mutant_bucket(xcomsim_simulation):
+    """The bucket 'xcomsim' for mutants that name it themselves (s3://xcomsim/mutant/...): on a shared S3
+    endpoint each test's own bucket has another name, so this one is made (and left: other workers use it)."""
+    from botocore.exceptions import ClientError
+
+    from xcomsim.env.s3_store import S3Store
+
+    if not isinstance(xcomsim_simulation.s3, S3Store):
+        try:
+            xcomsim_simulation.s3.client().create_bucket(Bucket="xcomsim")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+    yield

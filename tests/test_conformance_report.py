@@ -94,3 +94,41 @@ def test_a_story_line_is_kept_but_not_the_same_words_in_the_tracebacks_source():
     shown = verdicts.guarantees["purge-deletes-only-its-own"].counterexample.splitlines()
     assert shown == ["InvariantViolation: [purge-deletes-only-its-own] 1 object(s) ...",
                      "after XCom.delete of rows forged to name other objects: [\"'forged_0' -> s3://b/k\"]"]
+
+
+def test_an_import_the_harness_cannot_make_is_a_harness_problem_never_a_break(kit_pytester):
+    """Airflow 3.1 has no ``airflow.sdk.serde``: a kit test reaching for it said "offload-threshold broken"."""
+    kit_pytester.makepyfile(test_mine="""
+        import pytest
+        from xcomsim.compat import names
+
+        @pytest.mark.xcomsim_guarantee("offload-threshold")
+        def test_mine(monkeypatch):
+            monkeypatch.setitem(names.HOMES, "gone", (("airflow.no_such_module", "serialize", "9.9"),))
+            names.home("gone")
+    """)
+    result = kit_pytester.runpytest_subprocess("--xcomsim", "-k", "test_mine", "-p", "no:randomly")
+    result.assert_outcomes(failed=1)  # the test still fails: the harness could not run it
+    result.stdout.fnmatch_lines(["  offload-threshold *not run*",
+                                 "  harness problem: ImportError: the installed Airflow has no gone *"
+                                 "(at xcomsim/compat/names.py) in a test of offload-threshold: no verdict drawn from it"])
+    assert "broken" not in result.stdout.str()
+
+
+def test_an_import_failing_in_a_backend_is_the_backends_own(tmp_path):
+    """Only the harness's own imports are excused: the user's backend and ours (and the mutants) answer for theirs."""
+    from xcomsim.conformance import verdict
+
+    def raised_in(path: Path) -> BaseException:
+        try:
+            exec(compile("raise ImportError('no module named pyarrow')", str(path), "exec"))
+        except ImportError as error:
+            return error
+        raise AssertionError("compiled code did not raise")
+
+    package = Path(verdict.__file__).resolve().parents[1]
+    assert verdict.harness_problem(raised_in(package / "strategies" / "_internal" / "families.py"))
+    assert verdict.harness_problem(raised_in(tmp_path / "my_backend.py")) is None
+    assert verdict.harness_problem(raised_in(package / "backend" / "codec.py")) is None
+    assert verdict.harness_problem(raised_in(package / "mutants" / "families.py")) is None
+    assert verdict.harness_problem(ValueError("not an import")) is None

@@ -57,6 +57,7 @@ def test_a_process_forked_after_warm_builds_its_client_without_parsing_botocore_
 
 
 def test_the_celery_configuration_module_is_airflows_own_and_warms():
+    pytest.importorskip("airflow.providers.celery", reason="the celery provider comes with the soak extra")
     from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
 
     from xcomsim.backend import warm

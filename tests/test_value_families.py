@@ -134,6 +134,7 @@ def test_a_bad_probe_ceiling_is_a_usage_error_naming_it():
         ("xcomsim.mutants.families.DecimalAsFloatXCom", "stores every value inline (probed: 16777217 B, 4096 items, 64 levels, "),
     ],
 )
+@pytest.mark.usefixtures("fixed_mutant_bucket")
 def test_discovery_finds_what_triggers_offload_beyond_byte_size(xcomsim_simulation, backend, line):
     """An item count, a threshold past 1 MiB (where the old probes stopped), or nothing up to the ceiling."""
     from xcomsim.conformance.discovery import discover

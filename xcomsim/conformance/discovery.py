@@ -29,7 +29,8 @@ from typing import Any
 
 from xcomsim.conformance.references import is_inline, local_files, refers_to
 from xcomsim.conformance.stores import store_sizes, watch_directory
-from xcomsim.strategies._internal.families import PROBE_MAX, airflow_types, counted, nested, numbered
+from xcomsim.strategies._internal.families import (PROBE_MAX, airflow_types, counted, nested, numbered, type_samples,
+                                                   uncarried_types)
 
 MAX_PROBE = PROBE_MAX  # the default ceiling of the size probes
 MAX_COUNT = 4096  # items; a container this long that stays inline is taken to stay inline
@@ -83,7 +84,7 @@ class Discovery:
         return [value for _, value in self._triggered(0)]
 
     def _triggered(self, n: int) -> list[tuple[str, Any]]:
-        samples = airflow_types()
+        samples = type_samples()
         found = [(f"every {name}", samples[name](n + 3)) for name in self.types if name in samples]
         found += [(f"{kind}s", counted(count + n, kind)) for kind, count in self.counts.items()]
         found += [("depth", nested(self.depth + n))] if self.depth else []
@@ -329,15 +330,19 @@ def _probe(prober: _Prober, found: Discovery) -> None:
         def small(make: Callable[[int], Any]) -> Callable[[int], bool]:
             return lambda n: serialized_size(make(n)) < below
 
-        samples = airflow_types()
-        found.probed_types = len(samples)
+        samples, uncarried = airflow_types(), uncarried_types()
+        found.probed_types = len(samples) + len(uncarried)
         for name, make in samples.items():
-            value = make(3)
+            if serialized_size(make(3)) < below and prober.confirm(f"type {name}", 3, make):
+                found.types.append(name)
+        # A type Airflow cannot store inline, that the backend stores as an object, offloads by its type
+        # whatever its size; one the backend refuses as Airflow does is no trigger (the refusal is inherited).
+        for name, make in uncarried.items():
             try:
-                fits = serialized_size(value) < below
-            except Exception:  # noqa: BLE001 - Airflow cannot carry it (bytes): not a trigger to look for
+                stored = prober.confirm(f"type {name}", 3, make)
+            except Exception:  # noqa: BLE001 - the backend cannot carry it either
                 continue
-            if fits and prober.confirm(f"type {name}", 3, make):
+            if stored:
                 found.types.append(name)
         for kind in COUNT_KINDS:
             make = _zeros if kind == "list" else _zero_dict

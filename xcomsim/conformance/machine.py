@@ -4,8 +4,9 @@ Rules push, pull, claim and release, and push under injected faults (S3 errors,
 lost replies, Redis drops) or with the worker crashing at any I/O point. After
 every step the backend must agree with the model and the stores must hold no
 dangling reference. A push whose outcome the caller cannot know (it raised after
-a fault or a crash) makes that key *uncertain* in the model: the next pull
-settles it.
+a fault or a crash) makes its value a *candidate* for that key in the model: the
+next pull settles it, and may find any of the candidates (a push that failed before
+landing, then another whose worker crashed after landing: the second is there).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class XComMachine(RuleBasedStateMachine):
         super().__init__()
         self.prefix = f"m{next(_runs)}_"  # each example writes fresh keys and claims on one task instance
         self.model: dict[str, Any] = {}
-        self.uncertain: dict[str, Any] = {}  # key -> the value whose push may or may not have landed
+        self.uncertain: dict[str, list[Any]] = {}  # key -> the values whose pushes may or may not have landed
         self.holders: dict[str, str] = {}
         if self.claim_store is not None:
             for claim in CLAIMS:  # a fresh example starts with every claim free
@@ -87,13 +88,19 @@ class XComMachine(RuleBasedStateMachine):
             if raised is None:
                 self.model[key] = value
             elif not self.push_once:  # a failed overwrite may or may not have replaced the value
-                self.uncertain[key] = value
+                self._maybe(key, value)
             return
         if raised is None:
             self.model[key] = value
             self.uncertain.pop(key, None)
-        elif key not in self.uncertain:
-            self.uncertain[key] = value
+        else:
+            self._maybe(key, value)
+
+    def _maybe(self, key: str, value: Any) -> None:
+        self.uncertain.setdefault(key, []).append(value)
+
+    def _candidate(self, key: str, got: Any) -> bool:
+        return any(same(got, value) for value in self.uncertain.get(key, ()))
 
     # ------------------------------------------------------------ rules
     @rule(key=st.sampled_from(KEYS), data=st.data())
@@ -128,10 +135,8 @@ class XComMachine(RuleBasedStateMachine):
             with injecting(FaultPlan({io: "crash"})):
                 self._push(key, value)
         except WorkerCrash:
-            if key not in self.model:
-                self.uncertain.setdefault(key, value)
-            elif not self.push_once:  # an overwrite that may or may not have landed
-                self.uncertain[key] = value
+            if key not in self.model or not self.push_once:  # a push (or an overwrite) that may have landed
+                self._maybe(key, value)
             return
         except Exception:  # noqa: BLE001 - refused before reaching that I/O: an ordinary refusal
             self._pushed(key, value, RuntimeError("refused"))
@@ -142,17 +147,21 @@ class XComMachine(RuleBasedStateMachine):
     def pull(self, key: str) -> None:
         got = self._pull(key)
         if key in self.model:
-            if key in self.uncertain and same(got, self.uncertain[key]):
-                self.model[key] = self.uncertain.pop(key)
+            if self._candidate(key, got):
+                self.model[key] = got
+                self.uncertain.pop(key)
             elif not same(got, self.model[key]):
                 self._fail("round-trip-exact", f"pulled {key!r} as {got!r}; the model holds {self.model[key]!r}")
             else:
                 self.uncertain.pop(key, None)
         elif key in self.uncertain:
-            if got is not None and not same(got, self.uncertain[key]):
-                self._fail("round-trip-exact", f"pulled {key!r} as {got!r}; only {self.uncertain[key]!r} was pushed")
+            if got is not None and not self._candidate(key, got):
+                pushed = " or ".join(repr(value) for value in self.uncertain[key])
+                self._fail("round-trip-exact", f"pulled {key!r} as {got!r}; only {pushed} "
+                           f"{'was' if len(self.uncertain[key]) == 1 else 'were'} pushed")
             if got is not None:
-                self.model[key] = self.uncertain.pop(key)
+                self.model[key] = got
+                self.uncertain.pop(key)
         elif got is not None:
             self._fail("round-trip-exact", f"pulled {key!r} as {got!r}, but it was never pushed")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 KEPT, BROKEN, NOT_CLAIMED, NOT_RUN = "kept", "broken", "not claimed", "not run"
 # A skip reason starting with this says the kit could not test a guarantee the backend may well hold
@@ -126,6 +127,10 @@ class Verdicts:
         for name in named or names:
             self.record(name, "failed", detail, from_model, replay)
 
+    def record_harness(self, names: tuple[str, ...], problem: str) -> None:
+        """A test the harness itself could not run (``harness_problem``): said under the table, no verdict."""
+        self.harness.append(f"{problem} in a test of {', '.join(names)}: no verdict drawn from it")
+
     def ordered(self) -> list[GuaranteeVerdict]:
         rank = {name: index for index, name in enumerate(ORDER)}
         return sorted(self.guarantees.values(), key=lambda e: (rank.get(e.name, len(ORDER)), e.name))
@@ -145,6 +150,29 @@ class Verdicts:
         """The table as data (the HTML report and the JSON one): the same states and lines, the same order."""
         return {"backend": self.backend, "discovered": self.discovered, "harness": list(self.harness),
                 "guarantees": [entry.as_dict() for entry in self.ordered()]}  # fmt: skip
+
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+_UNDER_TEST = (_PACKAGE / "backend", _PACKAGE / "mutants")  # backends: their errors are theirs
+
+
+def harness_problem(error: BaseException | None) -> str | None:
+    """The harness's own import failed (this Airflow lacks a module xcomsim reached for), or None.
+
+    Told by where the failed import statement ran: in xcomsim's harness code (not in the reference backend
+    or a mutant, which are backends under test, and not in the user's backend). Any other error is the test's.
+    """
+    if not isinstance(error, ImportError):
+        return None
+    where, tb = None, error.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not name.startswith("<"):
+            where = Path(name).resolve()
+        tb = tb.tb_next
+    if where is None or not where.is_relative_to(_PACKAGE) or any(where.is_relative_to(p) for p in _UNDER_TEST):
+        return None
+    return f"{type(error).__name__}: {error} (at {where.relative_to(_PACKAGE.parent)})"
 
 
 # Failures that say the test itself could not run as designed (Hypothesis saw the data generation

@@ -16,7 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 from airflow.sdk.bases.xcom import BaseXCom
-from airflow.sdk.serde import deserialize, serialize
+
+from xcomsim.compat.names import deserialize, serialize  # airflow.sdk.serde from 3.2, airflow.serialization.serde in 3.1
 
 
 def _bucket() -> str:

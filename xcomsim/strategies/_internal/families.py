@@ -51,9 +51,9 @@ class Measurement:
 
 def allow_family_classes() -> None:
     """Let Airflow's serde rebuild the family's own classes (``Measurement``), where it can be told to."""
-    from airflow.sdk import serde
+    from xcomsim.compat.names import serialize
 
-    allow = getattr(serde, "allow_class", None)
+    allow = getattr(sys.modules[serialize.__module__], "allow_class", None)
     if allow is not None:
         allow(Measurement)
 
@@ -98,7 +98,7 @@ def type_samples() -> dict[str, Callable[[int], Any]]:
 
 @functools.lru_cache(maxsize=8)
 def _carried(names: tuple[str, ...]) -> frozenset[str]:
-    from airflow.sdk.serde import serialize
+    from xcomsim.compat.names import serialize
 
     carried = set()
     samples = type_samples()
@@ -118,6 +118,14 @@ def airflow_types() -> dict[str, Callable[[int], Any]]:
     samples = type_samples()
     carried = _carried(tuple(samples))
     return {name: make for name, make in samples.items() if name in carried}
+
+
+def uncarried_types() -> dict[str, Callable[[int], Any]]:
+    """The type families this Airflow's serde cannot carry (``bytes``, numpy arrays; DataFrames on Airflow 3.2
+    with pandas 3): a backend may carry one itself (DataFrames to parquet), and is then held to it."""
+    samples = type_samples()
+    carried = _carried(tuple(samples))
+    return {name: make for name, make in samples.items() if name not in carried}
 
 
 def typed_values() -> st.SearchStrategy[Any]:
