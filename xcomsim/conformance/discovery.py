@@ -29,6 +29,7 @@ from typing import Any
 
 from xcomsim.conformance.references import is_inline, local_files, refers_to
 from xcomsim.conformance.stores import store_sizes, watch_directory
+from xcomsim.conformance.verdict import harness_problem
 from xcomsim.strategies._internal.families import (PROBE_MAX, airflow_types, counted, nested, numbered, type_samples,
                                                    uncarried_types)
 
@@ -243,7 +244,7 @@ def _length(value: Any) -> int:
 def _holds(row: Any, value: Any) -> bool:
     """Whether the row evidently holds the value inline: the text itself, or Airflow's serialised form of it
     (whole, or of 16 characters or more inside an envelope). Anything else is judged by listing the stores."""
-    from airflow.sdk.serde import serialize
+    from xcomsim.compat.names import serialize
 
     if isinstance(value, str):
         return len(value) >= 16 and is_inline(row, value)
@@ -307,6 +308,8 @@ def discover(env: Any, backend_key: tuple[Any, ...] = (), where: str = "", probe
         try:
             _probe(prober, found)
         except Exception as exc:  # noqa: BLE001 - reported, and the offload tests say "not run" with it
+            if harness_problem(exc):
+                raise  # the kit's own import, not the backend's fault: a harness problem, never "not run" on it
             found.error = diagnose(exc, where)
         finally:
             _forget_rows(env, prober.handle)
