@@ -22,9 +22,8 @@ from xcomsim.strategies import (
 
 
 def test_every_type_family_airflow_carries_is_an_edge_and_the_ones_it_cannot_are_left_out():
-    from airflow.sdk.serde import deserialize, serialize
-
     from xcomsim.checks import same
+    from xcomsim.compat.names import deserialize, serialize
 
     types = airflow_types()
     assert {"tuple", "set", "frozenset", "datetime", "date", "timedelta", "Decimal", "UUID", "dataclass"} <= set(types)
