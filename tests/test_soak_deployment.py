@@ -172,3 +172,21 @@ def test_a_process_that_sets_its_title_keeps_its_mark(tmp_path: Path):
     finally:
         supervisor.stop_all(grace=2)
     assert marked(soak_id) == []
+
+
+def test_airflow_options_reach_the_deployment_and_a_malformed_one_is_named(capsys: pytest.CaptureFixture[str]):
+    """``--config section.key=value`` sets an Airflow option on the deployment it starts (values offloaded to
+    Redis instead of S3, a threshold): after the soak's own, so it wins."""
+    from xcomsim.cli import build_parser
+    from xcomsim.soak import run
+
+    args = build_parser().parse_args(["soak", "--config", "xcomsim.xcom_objectstorage_path=redis://c/values",
+                                      "--config", "xcomsim.xcom_objectstorage_threshold=4096"])  # fmt: skip
+    assert args.config == [("xcomsim.xcom_objectstorage_path", "redis://c/values"),
+                           ("xcomsim.xcom_objectstorage_threshold", "4096")]  # fmt: skip
+    deployment = run._deployment(run.Options(config=tuple(args.config)))
+    deployment.close()
+    assert deployment.settings.extra_config == dict(args.config)  # airflow_env() puts them after its own
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["soak", "--config", "threshold=4096"])
+    assert "'threshold=4096' is not SECTION.KEY=VALUE" in capsys.readouterr().err

@@ -179,6 +179,15 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _airflow_option(text: str) -> tuple[str, str]:
+    """``section.key=value`` -> ("section.key", "value"): an Airflow option as ``airflow.cfg`` names it."""
+    name, equals, value = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not equals or not dot or not section or not key or "." in key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SECTION.KEY=VALUE (e.g. xcomsim.xcom_objectstorage_threshold=4096)")
+    return f"{section}.{key}", value
+
+
 def _soak(args: argparse.Namespace) -> int:
     from xcomsim.soak import SoakError
     from xcomsim.soak import run as soak_run
@@ -195,7 +204,7 @@ def _soak(args: argparse.Namespace) -> int:
     options = soak_run.Options(minutes=args.minutes, backend=args.backend, workers=args.workers, seed=args.seed,
                                faults=faults, runs_in_flight=args.runs, airflow_url=args.airflow_url,
                                db_url=args.db, s3_endpoint=args.s3_endpoint, dags_folder=args.dags_folder,
-                               history_dir=args.history_dir, logs_to=args.logs)  # fmt: skip
+                               history_dir=args.history_dir, logs_to=args.logs, config=args.config)  # fmt: skip
     try:
         result = soak_run.soak(options)
     except SoakError as exc:
@@ -223,7 +232,7 @@ def _soak_compare(args: argparse.Namespace) -> int:
 
     try:
         result = throughput.compare([args.backend, args.compare], args.minutes, args.rounds, args.seed, args.runs,
-                                    lambda line: print(line, file=sys.stderr))  # fmt: skip
+                                    lambda line: print(line, file=sys.stderr), dict(args.config))  # fmt: skip
     except SoakError as exc:
         print(f"xcomsim soak: {exc}", file=sys.stderr)
         return 2
@@ -248,7 +257,7 @@ def _soak_mutants(args: argparse.Namespace, faults: frozenset[str]) -> int:
 
     backends = list(modelcheck.SOAKABLE) if args.mutants == "all" else [b for b in args.mutants.split(",") if b]
     options = soak_run.Options(minutes=args.minutes, workers=args.workers, seed=args.seed, faults=faults,
-                               runs_in_flight=args.runs, logs_to=args.logs)  # fmt: skip
+                               runs_in_flight=args.runs, logs_to=args.logs, config=args.config)  # fmt: skip
     try:
         found = modelcheck.model_check(backends, options, lambda line: print(line, file=sys.stderr))
     except SoakError as exc:
@@ -357,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--runs", type=_positive, default=6, help="DAG runs kept in flight (default 6)")
     soak.add_argument("--report", metavar="PATH.html", help="also write the HTML report (one lane per worker)")
     soak.add_argument("--json", metavar="PATH", help="also write verdicts, figures and the whole history as JSON")
+    soak.add_argument("--config", metavar="SECTION.KEY=VALUE", type=_airflow_option, action="append", default=[],
+                      help="an Airflow option for the deployment it starts, repeatable (e.g. "
+                           "xcomsim.xcom_objectstorage_path=redis://xcomsim_soak_redis/values: values offloaded to Redis)")
     soak.add_argument("--logs", metavar="DIR", help="copy the deployment's logs here before it is removed")
     soak.add_argument("--airflow-url", help="drive this existing deployment instead of starting one")
     soak.add_argument("--db", metavar="URL", help="with --airflow-url: its metadata DB (SQLAlchemy URL)")

@@ -122,7 +122,8 @@ def model_check(backends: list[str], options: run.Options, say: Callable[[str], 
 
         raise SoakError(f"not in the mutant catalogue: {', '.join(unknown)}")
     skew = run.skew_for(options)
-    deployment = LocalDeployment(Settings(backend=backends[0], workers=options.workers, skew_seconds=skew))
+    deployment = LocalDeployment(Settings(backend=backends[0], workers=options.workers, skew_seconds=skew,
+                                          extra_config=dict(options.config)))  # fmt: skip
     plan = workload.Plan.draw(options.seed, THRESHOLD, "kill" in options.faults)
     found: list[Detection] = []
     with signals_as_exit():

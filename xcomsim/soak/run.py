@@ -36,6 +36,7 @@ class Options:
     dags_folder: str | None = None
     history_dir: str | None = None
     logs_to: str | None = None  # the deployment's logs are copied here when it stops
+    config: tuple[tuple[str, str], ...] = ()  # ("section.key", value): Airflow options set on the local deployment
 
 
 @dataclass
@@ -74,7 +75,8 @@ def _deployment(options: Options) -> Deployment:
             raise SoakError(f"--airflow-url needs {', '.join(missing)} too")
         return ExternalDeployment(options.airflow_url, options.db_url, options.s3_endpoint, options.dags_folder,
                                   options.history_dir, options.backend)  # fmt: skip
-    return LocalDeployment(Settings(backend=options.backend, workers=options.workers, skew_seconds=skew_for(options)))
+    return LocalDeployment(Settings(backend=options.backend, workers=options.workers, skew_seconds=skew_for(options),
+                                    extra_config=dict(options.config)))  # fmt: skip
 
 
 def skew_for(options: Options) -> int:

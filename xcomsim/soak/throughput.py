@@ -15,7 +15,7 @@ import dataclasses
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from xcomsim.soak import history, workload
@@ -25,8 +25,9 @@ from xcomsim.soak.run import DRAIN_SECONDS, _readback
 
 
 def compare(backends: list[str], minutes: float, rounds: int, seed: int, runs_in_flight: int,
-            say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
-    deployment = LocalDeployment(Settings(backend=backends[0]))
+            say: Callable[[str], None], config: Mapping[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """``config``: Airflow options ("section.key" -> value) set on the deployment (say, where values are offloaded)."""
+    deployment = LocalDeployment(Settings(backend=backends[0], extra_config=dict(config or {})))
     plan = dataclasses.replace(workload.Plan.draw(seed, THRESHOLD, False), flaky_rate=0.0, repush=False)
     phases = [(r, b) for r in range(rounds) for b in (backends if r % 2 == 0 else backends[::-1])]
     with signals_as_exit():
