@@ -72,3 +72,30 @@ def fixed_mutant_bucket(xcomsim_simulation):
             if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
     yield
+
+
+@pytest.fixture
+def outage_during_first_push(monkeypatch):
+    """The first value upload fails and so does the guard's release after it (the S3 store down for a moment):
+    a guard with no row is left, as a try SIGKILLed between the two leaves it. Returns what failed, in order."""
+    from xcomsim.backend import XComStoreError
+    from xcomsim.backend.stores import S3ObjectStore
+
+    failed: list[str] = []
+    real_put, real_delete = S3ObjectStore.put, S3ObjectStore.delete
+
+    def put(self, name, data):
+        if name.startswith("values/") and "put" not in failed:
+            failed.append("put")
+            raise XComStoreError("S3 store unreachable during put_object (outage)")
+        return real_put(self, name, data)
+
+    def delete(self, name):
+        if name.startswith("guards/") and "delete" not in failed:
+            failed.append("delete")
+            raise XComStoreError("S3 store unreachable during delete_object (outage)")
+        return real_delete(self, name)
+
+    monkeypatch.setattr(S3ObjectStore, "put", put)
+    monkeypatch.setattr(S3ObjectStore, "delete", delete)
+    return failed

@@ -304,30 +304,6 @@ def test_a_lost_reply_after_the_row_committed_leaves_no_dangling_reference(run_d
 # ------------------------------------------------------------------ a guard without a row does not outlive its try
 # A later try takes over an earlier try's guard at once (its try number fences the earlier one off); a deleted run
 # triggered again under its run_id is another run.
-@pytest.fixture
-def outage_during_first_push(monkeypatch):
-    """The first value upload and the guard release after it both fail: the store is down for a moment."""
-    from xcomsim.backend import XComStoreError
-    from xcomsim.backend.stores import S3ObjectStore
-
-    failed: list[str] = []
-    real_put, real_delete = S3ObjectStore.put, S3ObjectStore.delete
-
-    def put(self, name, data):
-        if name.startswith("values/") and "put" not in failed:
-            failed.append("put")
-            raise XComStoreError("S3 store unreachable during put_object (outage)")
-        return real_put(self, name, data)
-
-    def delete(self, name):
-        if name.startswith("guards/") and "delete" not in failed:
-            failed.append("delete")
-            raise XComStoreError("S3 store unreachable during delete_object (outage)")
-        return real_delete(self, name)
-
-    monkeypatch.setattr(S3ObjectStore, "put", put)
-    monkeypatch.setattr(S3ObjectStore, "delete", delete)
-    return failed
 
 
 LEASE = OFFLOAD

@@ -187,30 +187,6 @@ def test_with_retry_replaces_a_try_in_flight_and_its_retry_never_share_an_object
 
 
 # ------------------------------------------------------------------ crash, then the retry after retry_delay
-@pytest.fixture
-def outage_during_first_push(monkeypatch):
-    """Try 1's upload and the guard release after it both fail: a guard without a row is left."""
-    from xcomsim.backend import XComStoreError
-    from xcomsim.backend.stores import S3ObjectStore
-
-    failed: list[str] = []
-    real_put, real_delete = S3ObjectStore.put, S3ObjectStore.delete
-
-    def put(self, name, data):
-        if name.startswith("values/") and "put" not in failed:
-            failed.append("put")
-            raise XComStoreError("S3 store unreachable during put_object (outage)")
-        return real_put(self, name, data)
-
-    def delete(self, name):
-        if name.startswith("guards/") and "delete" not in failed:
-            failed.append("delete")
-            raise XComStoreError("S3 store unreachable during delete_object (outage)")
-        return real_delete(self, name)
-
-    monkeypatch.setattr(S3ObjectStore, "put", put)
-    monkeypatch.setattr(S3ObjectStore, "delete", delete)
-    return failed
 
 
 def _push_report(ti, **_):

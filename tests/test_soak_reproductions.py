@@ -21,33 +21,6 @@ OFFLOAD = {"xcomsim.xcom_objectstorage_threshold": 1000}
 VALUE = "s" * 5000  # offloaded
 
 
-@pytest.fixture
-def first_upload_and_guard_release_fail(monkeypatch):
-    """The first value upload fails and so does the guard's release after it: a guard with no row, as a try
-    SIGKILLed between the two leaves it."""
-    from xcomsim.backend import XComStoreError
-    from xcomsim.backend.stores import S3ObjectStore
-
-    failed: list[str] = []
-    real_put, real_delete = S3ObjectStore.put, S3ObjectStore.delete
-
-    def put(self, name, data):
-        if name.startswith("values/") and "put" not in failed:
-            failed.append("put")
-            raise XComStoreError("S3 store unreachable during put_object (outage)")
-        return real_put(self, name, data)
-
-    def delete(self, name):
-        if name.startswith("guards/") and "delete" not in failed:
-            failed.append("delete")
-            raise XComStoreError("S3 store unreachable during delete_object (outage)")
-        return real_delete(self, name)
-
-    monkeypatch.setattr(S3ObjectStore, "put", put)
-    monkeypatch.setattr(S3ObjectStore, "delete", delete)
-    return failed
-
-
 def _push(ti, **_):
     ti.xcom_push(key="report", value=VALUE)
 
@@ -66,9 +39,9 @@ XComPolicy(pushes={"owner": ["report"]}).attach(mapped_stale_guard)
                  id="ExclusiveXCom"),
 ])  # fmt: skip
 def test_a_mapped_tasks_retry_takes_over_its_stale_guard_when_a_sibling_pushed_the_key(
-        run_dag, first_upload_and_guard_release_fail, old_rule):  # fmt: skip
+        run_dag, outage_during_first_push, old_rule):  # fmt: skip
     result = run_dag(mapped_stale_guard)
-    assert first_upload_and_guard_release_fail == ["put", "delete"]
+    assert outage_during_first_push == ["put", "delete"]
     if old_rule:  # the soak's anomaly: index 0 has no row, its sibling's row counts as one
         assert not result.succeeded
         assert "XComOverwriteError" in result.describe()

@@ -197,22 +197,28 @@ def _soak(args: argparse.Namespace) -> int:
     if unknown:
         print(f"xcomsim soak: unknown fault kind(s) {unknown}; use {','.join(soak_run.nemesis.KINDS)}", file=sys.stderr)
         return 2
-    if args.compare:
-        return _soak_compare(args)
-    if args.mutants:
-        return _soak_mutants(args, faults)
-    options = soak_run.Options(minutes=args.minutes, backend=args.backend, workers=args.workers, seed=args.seed,
-                               faults=faults, runs_in_flight=args.runs, airflow_url=args.airflow_url,
-                               db_url=args.db, s3_endpoint=args.s3_endpoint, dags_folder=args.dags_folder,
-                               history_dir=args.history_dir, logs_to=args.logs, config=args.config)  # fmt: skip
-    try:
-        result = soak_run.soak(options)
+    try:  # every soak command: bad input (SoakError) in one line, Ctrl-C after everything it started is stopped
+        if args.compare:
+            return _soak_compare(args)
+        if args.mutants:
+            return _soak_mutants(args, faults)
+        return _soak_one(args, faults)
     except SoakError as exc:
         print(f"xcomsim soak: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xcomsim soak: interrupted; everything it started is stopped", file=sys.stderr)
         return 130
+
+
+def _soak_one(args: argparse.Namespace, faults: frozenset[str]) -> int:
+    from xcomsim.soak import run as soak_run
+
+    options = soak_run.Options(minutes=args.minutes, backend=args.backend, workers=args.workers, seed=args.seed,
+                               faults=faults, runs_in_flight=args.runs, airflow_url=args.airflow_url,
+                               db_url=args.db, s3_endpoint=args.s3_endpoint, dags_folder=args.dags_folder,
+                               history_dir=args.history_dir, logs_to=args.logs, config=args.config)  # fmt: skip
+    result = soak_run.soak(options)
     print(soak_run.describe(result))
     if args.json:
         soak_run.write_json(result, args.json)
@@ -228,17 +234,10 @@ def _soak_compare(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from xcomsim.soak import SoakError, throughput
+    from xcomsim.soak import throughput
 
-    try:
-        result = throughput.compare([args.backend, args.compare], args.minutes, args.rounds, args.seed, args.runs,
-                                    lambda line: print(line, file=sys.stderr), dict(args.config))  # fmt: skip
-    except SoakError as exc:
-        print(f"xcomsim soak: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("xcomsim soak: interrupted; everything it started is stopped", file=sys.stderr)
-        return 130
+    result = throughput.compare([args.backend, args.compare], args.minutes, args.rounds, args.seed, args.runs,
+                                lambda line: print(line, file=sys.stderr), dict(args.config))  # fmt: skip
     print(throughput.table(result))
     print(f"{args.rounds} round(s) of {args.minutes:g} min each, alternating; medians. machine: {result['machine']}")
     if args.json:
@@ -252,20 +251,13 @@ def _soak_mutants(args: argparse.Namespace, faults: frozenset[str]) -> int:
     import json
     from pathlib import Path
 
-    from xcomsim.soak import SoakError, modelcheck
+    from xcomsim.soak import modelcheck
     from xcomsim.soak import run as soak_run
 
     backends = list(modelcheck.SOAKABLE) if args.mutants == "all" else [b for b in args.mutants.split(",") if b]
     options = soak_run.Options(minutes=args.minutes, workers=args.workers, seed=args.seed, faults=faults,
                                runs_in_flight=args.runs, logs_to=args.logs, config=args.config)  # fmt: skip
-    try:
-        found = modelcheck.model_check(backends, options, lambda line: print(line, file=sys.stderr))
-    except SoakError as exc:
-        print(f"xcomsim soak: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("xcomsim soak: interrupted; everything it started is stopped", file=sys.stderr)
-        return 130
+    found = modelcheck.model_check(backends, options, lambda line: print(line, file=sys.stderr))
     for detection in found:
         print(detection.verdicts)
     print(modelcheck.table(found))
