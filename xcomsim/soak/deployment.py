@@ -292,6 +292,13 @@ class LocalDeployment(Deployment):
             f"AIRFLOW_CONN_{REDIS_CONN.upper()}": self.redis.url(1),
             "AIRFLOW_CONN_REDIS_DEFAULT": self.redis.url(1),
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(s3_conn),
+            # Where a backend written with plain boto3 (``boto3.client("s3")``, as tutorials and the catalogue's
+            # S3 mutants write it) finds S3: the standard variables a real deployment sets; the mutants' bucket.
+            "AWS_ENDPOINT_URL_S3": self.s3.endpoint,
+            "AWS_ACCESS_KEY_ID": "soak",
+            "AWS_SECRET_ACCESS_KEY": "soak",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MUTANT_BUCKET": services.BUCKET,
             "XCOMSIM_SOAK_HISTORY": str(self.history_dir),
             "PYTHONUNBUFFERED": "1",
         }  # fmt: skip
