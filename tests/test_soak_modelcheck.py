@@ -79,3 +79,25 @@ def test_the_docs_list_every_mutant_the_soak_cannot_exercise_with_what_it_would_
     page = (Path(__file__).resolve().parent.parent / "docs" / "soak.md").read_text()
     for path, need in modelcheck.NOT_SOAKABLE.items():
         assert f"| `{path.removeprefix('xcomsim.mutants.')}` | {need} |" in page, path
+
+
+def _failed_push(pid: int, t: float, key: str, error_type: str) -> list[dict]:
+    base = {"op": "push", "pid": pid, "worker": "worker1", "dag_id": "d", "run_id": RUN, "task_id": "pushers",
+            "map_index": 0, "try_number": 1, "key": key, "mono": 0}  # fmt: skip
+    return [{**base, "phase": "begin", "t": t},
+            {**base, "phase": "error", "t": t + 0.1, "began": t, "error_type": error_type, "error": "no store"}]
+
+
+def test_a_mutant_whose_every_push_of_a_key_failed_was_not_exercised_rather_than_missed():
+    """MapIndexlessXCom in the first soak of it: plain boto3 found no S3 in the deployment, every offloaded push
+    failed, the collector still ran, and the table read "not caught" for a mutant the soak never exercised."""
+    result = _result(replaced=False)
+    result.history = history.build(_push(1, 1030.0) + _failed_push(2, 1031.0, "large", "NoCredentialsError")
+                                   + _failed_push(3, 1032.0, "large", "NoCredentialsError"))  # fmt: skip
+    missed = modelcheck.detect("xcomsim.mutants.families.MapIndexlessXCom", result)
+    assert not missed.caught
+    assert missed.unexercised == "every push of 'large' failed (2; NoCredentialsError: no store)"
+    assert "| not exercised: every push of 'large' failed" in modelcheck.table([missed])
+    refused = _result(replaced=False)  # refusals are the discipline at work: that key was exercised
+    refused.history = history.build(_push(1, 1030.0) + _failed_push(2, 1031.0, "large", "XComOverwriteError"))
+    assert modelcheck.detect("xcomsim.mutants.families.MapIndexlessXCom", refused).unexercised == ""

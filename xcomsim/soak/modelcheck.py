@@ -90,6 +90,7 @@ class Detection:
     runs_total: int
     verdicts: str
     kept: list[str] = dataclasses.field(default_factory=list)  # guarantees judged and kept
+    unexercised: str = ""  # why the phase exercised a key of the backend not at all (its every push failed)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -110,7 +111,26 @@ def detect(backend: str, result: run.Result) -> Detection:
         runs = sum(1 for e in result.runs.values() if e["triggered"] <= at)
     kept = [e.name for e in result.judged.verdicts.ordered() if e.verdict == KEPT]
     return Detection(backend, invariant, broken, caught, seconds, runs, len(result.runs), run.describe(result),
-                     kept)  # fmt: skip
+                     kept, "" if caught else unexercised(result))  # fmt: skip
+
+
+#: Errors by which a backend refuses a push on purpose: the discipline at work, not a push that could not run.
+REFUSALS = frozenset({"XComOverwriteError", "XComScopeError", "XComFencedError", "XComValueError"})
+
+
+def unexercised(result: run.Result) -> str:
+    """A key every push of which failed with an error that is no refusal (the backend could not reach its store,
+    say): the soak exercised nothing of the backend there, and "not caught" would claim more than it saw."""
+    by_key: dict[str, list[Any]] = {}
+    for o in result.history.of("push"):
+        if not o.fields.get("again"):  # a second push in a try is refused on purpose
+            by_key.setdefault(str(o.fields.get("key")), []).append(o)
+    for key, pushes in sorted(by_key.items()):
+        failed = [o for o in pushes if o.outcome == "error" and o.error_type not in REFUSALS]
+        if len(failed) == len(pushes):
+            first = failed[0]
+            return f"every push of {key!r} failed ({len(failed)}; {first.error_type}: {(first.error or '')[:100]})"
+    return ""
 
 
 def model_check(backends: list[str], options: run.Options, say: Callable[[str], None],
@@ -158,6 +178,8 @@ def table(found: list[Detection]) -> str:
         soak = ("yes" if d.caught else "no") if d.invariant else ("kept all" if not d.broken else "BROKEN")
         if not d.kept and not d.broken:  # nothing was judged: a harness problem, never a verdict
             soak = "not judged (empty history)"
+        elif d.unexercised:  # nothing of it was exercised there: no claim either way
+            soak = f"not exercised: {d.unexercised}"
         when = f"{d.seconds:.0f} s" if d.seconds is not None else "-"
         runs = f"{d.runs} of {d.runs_total}" if d.runs is not None else "-"
         lines.append(f"| `{name}` | {kit} | {soak} | {when} | {runs} | {', '.join(d.broken) or 'none'} |")
