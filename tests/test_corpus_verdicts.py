@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus import BUCKETS, EXPECTED, reported
+from corpus import EXPECTED, STORES_CONFTEST, reported
 from corpus.own_bucket import TeamS3XCom
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,16 +27,7 @@ def corpus_pytester(clean_pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", f"{ROOT}:{ROOT / 'tests'}")
     return clean_pytester
 
-CONFTEST = f'''
-import pytest
-
-@pytest.fixture(autouse=True)
-def corpus_stores(xcomsim_env, monkeypatch):
-    for bucket in {BUCKETS!r}:
-        xcomsim_env.s3.create_bucket(Bucket=bucket)
-    server = xcomsim_env.simulation.redis
-    monkeypatch.setenv("AIRFLOW_CONN_XCOM_CACHE", f"redis://{{server.host}}:{{server.port}}/3")
-
+CONFTEST = STORES_CONFTEST + '''
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
     from hypothesis import settings

@@ -29,18 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from corpus import BUCKETS, EXPECTED, reported  # noqa: E402
+from corpus import EXPECTED, STORES_CONFTEST, reported  # noqa: E402
 
-CONFTEST = f'''
-import pytest
-
-@pytest.fixture(autouse=True)
-def corpus_stores(xcomsim_env, monkeypatch):
-    for bucket in {BUCKETS!r}:
-        xcomsim_env.s3.create_bucket(Bucket=bucket)
-    server = xcomsim_env.simulation.redis
-    monkeypatch.setenv("AIRFLOW_CONN_XCOM_CACHE", f"redis://{{server.host}}:{{server.port}}/3")
-'''
 
 MODULE = '''
 import pytest
@@ -57,7 +47,7 @@ DURATION = re.compile(r"^([\d.]+)s (setup|call|teardown)\s+\S+::(\w+)$", re.M)
 def run_once(backend: str, profile: str) -> tuple[float, float, dict[str, float], str]:
     """One session on ``backend``: (wall seconds, 1-min load before it, seconds per part, verdict table)."""
     with tempfile.TemporaryDirectory(prefix="xcomsim-kit-time-") as folder:
-        Path(folder, "conftest.py").write_text(CONFTEST)
+        Path(folder, "conftest.py").write_text(STORES_CONFTEST)
         Path(folder, "test_kit.py").write_text(MODULE.format(backend=backend))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
         load = os.getloadavg()[0]

@@ -76,6 +76,17 @@ EXPECTED = {
 # What an operator provides for them: their buckets, and the Redis connection ``xcom_cache`` (DB 3).
 BUCKETS = ("team-xcom-store", "my-airflow-xcoms", "xcom-bare-keys", "all-xcoms", "char-count-xcom", "lookalike-xcom",
            "pickled-xcom", "tidy-xcom", "frames-xcom", "csv-xcom", "blob-xcom", "shared-names-xcom", "all-refs-xcom")
+# A conftest.py that provides them in a kit run's project folder (the corpus test, the kit-time benchmark).
+STORES_CONFTEST = f'''
+import pytest
+
+@pytest.fixture(autouse=True)
+def corpus_stores(xcomsim_env, monkeypatch):
+    for bucket in {BUCKETS!r}:
+        xcomsim_env.s3.create_bucket(Bucket=bucket)
+    server = xcomsim_env.simulation.redis
+    monkeypatch.setenv("AIRFLOW_CONN_XCOM_CACHE", f"redis://{{server.host}}:{{server.port}}/3")
+'''
 
 
 def reported(table: str, guarantee: str) -> str:

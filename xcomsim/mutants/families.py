@@ -42,6 +42,15 @@ def _data(value: Any) -> bytes:
     return json.dumps(serialize(value), separators=(",", ":")).encode()
 
 
+def _offloaded(value: Any, name: str) -> bool:
+    """Upload a value of 1000 bytes and more (its serde JSON) to ``name``: whether it was (else it stays inline)."""
+    data = _data(value)
+    if len(data) < 1000:
+        return False
+    _put(name, data)
+    return True
+
+
 class CountOffloadXCom(BaseXCom):
     """Lists and tuples of more than 50 items go to S3 as plain JSON: a long tuple comes back a list."""
 
@@ -121,12 +130,8 @@ class ReferenceDictXCom(BaseXCom):
 
     @staticmethod
     def serialize_value(value: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        data = _data(value)
-        if len(data) < 1000:
-            return serialize(value)
         name = f"mutant/refs/{uuid.uuid4().hex}"
-        _put(name, data)
-        return {"__xcom_ref": name}
+        return {"__xcom_ref": name} if _offloaded(value, name) else serialize(value)
 
     @staticmethod
     def deserialize_value(result: Any) -> Any:
@@ -141,12 +146,8 @@ class HundredKiloReaderXCom(BaseXCom):
 
     @staticmethod
     def serialize_value(value: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        data = _data(value)
-        if len(data) < 1000:
-            return serialize(value)
         name = f"mutant/ranged/{uuid.uuid4().hex}"
-        _put(name, data)
-        return f"s3://{_bucket()}/{name}"
+        return f"s3://{_bucket()}/{name}" if _offloaded(value, name) else serialize(value)
 
     @staticmethod
     def deserialize_value(result: Any) -> Any:
@@ -192,12 +193,8 @@ class MapIndexlessXCom(BaseXCom):
     def serialize_value(value: Any, *, key: str | None = None, task_id: str | None = None,
                         dag_id: str | None = None, run_id: str | None = None,
                         map_index: int | None = None, **kwargs: Any) -> Any:  # type: ignore[override]  # fmt: skip
-        data = _data(value)
-        if len(data) < 1000:
-            return serialize(value)
         name = f"mutant/named/{dag_id}/{run_id}/{task_id}/{key}.json"  # the bug: no map_index
-        _put(name, data)
-        return {"named": name}
+        return {"named": name} if _offloaded(value, name) else serialize(value)
 
     @staticmethod
     def deserialize_value(result: Any) -> Any:
