@@ -19,7 +19,7 @@ import pytest
 from airflow.sdk import DAG, task
 from xcomsim.backend import XComPolicy, stores
 from xcomsim.backend.config import load
-from xcomsim.backend.errors import XComPolicyError
+from xcomsim.backend.errors import XComPolicyError, XComStoreError
 from xcomsim.backend.gc import sweep
 
 OFFLOAD = {"xcomsim.xcom_objectstorage_threshold": 1000}
@@ -157,5 +157,27 @@ def test_a_task_process_forked_after_warm_inherits_the_stores_clients(monkeypatc
         os.waitpid(pid, 0)
         assert built == []
         assert stores.warm_clients(("s3://xcomsim_no_such_conn@bucket/x",)) == []  # unresolvable: left to the task
+    finally:
+        stores.clear_client_cache()
+
+
+def test_the_rehearsed_upload_sends_nothing_and_leaves_the_client_as_it_was(monkeypatch):
+    """warm's rehearsal goes through the whole request path but is answered in the process: the endpoint (a
+    closed port) is never reached, and afterwards an upload reaches it again (and fails there)."""
+    conn = {"conn_type": "aws", "login": "k", "password": "s", "extra": {"endpoint_url": "http://127.0.0.1:9"}}
+    monkeypatch.setenv("AIRFLOW_CONN_XCOMSIM_REHEARSE_TEST", json.dumps(conn))
+    path = "s3://xcomsim_rehearse_test@bucket/xcom"
+    stores.clear_client_cache()
+    rehearsed: list[str] = []
+    original = stores.S3ObjectStore.rehearse
+    monkeypatch.setattr(stores.S3ObjectStore, "rehearse", lambda self: (rehearsed.append(str(self.location)),
+                                                                        original(self))[1])  # fmt: skip
+    try:
+        assert stores.warm_clients((path,)) == [path] and rehearsed == ["s3://xcomsim_rehearse_test@bucket/xcom"]
+        store = stores.open_store(path)
+        events = store._client().meta.events
+        assert "xcomsim-rehearsal" not in events._emitter._unique_id_handlers, "the rehearsal is left registered"
+        with pytest.raises(XComStoreError, match="unreachable during put_object"):
+            store.put("after", b"x")
     finally:
         stores.clear_client_cache()

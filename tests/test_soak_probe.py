@@ -50,3 +50,32 @@ def test_the_row_write_of_a_planned_coordinate_is_never_sent(tmp_path: Path, mon
     events = [json.loads(line) for path in tmp_path.glob("*.jsonl") for line in path.read_text().splitlines()]
     assert [e["op"] for e in events] == ["row", "row", "row", "nemesis"]
     assert events[-1]["coordinate"] == "d/r/t/0/k"
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")  # Python 3.12+: fork in a threaded process
+def test_a_forked_task_process_is_profiled_on_its_cpu_clock_from_the_fork(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):  # fmt: skip
+    import os
+    import pstats
+
+    monkeypatch.setenv(probe.TASK_PROFILE, str(tmp_path))
+    probe.profile_forked_tasks()
+    pid = os.fork()
+    if pid == 0:  # the task process
+        try:
+            sum(i * i for i in range(200_000))  # CPU its profile must show
+            probe.task_profiled()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    stats = pstats.Stats(str(tmp_path / f"task-{pid}.prof"))
+    assert any(func[2] == "<genexpr>" for func in stats.stats), "the child's own work is not in its profile"
+    monkeypatch.delenv(probe.TASK_PROFILE)
+    pid = os.fork()  # the hook stays registered, but without the variable a fork is not profiled
+    if pid == 0:
+        try:
+            probe.task_profiled()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert not (tmp_path / f"task-{pid}.prof").exists()

@@ -128,6 +128,9 @@ class ObjectStore(abc.ABC):
         """The store's own clock, in epoch seconds (None: it has none to read)."""
         return None
 
+    def rehearse(self) -> None:
+        """Before a fork: run one upload through the client without sending it (nothing to do by default)."""
+
     @abc.abstractmethod
     def delete_if(self, name: str, token: str) -> bool:
         """Atomically delete ``name`` if it still has version ``token`` (as ``read`` or ``listing`` gave it)."""
@@ -163,6 +166,31 @@ class S3ObjectStore(ObjectStore):
 
     def put(self, name: str, data: bytes) -> None:
         self._call("put_object", name, Key=self._key(name), Body=data)
+
+    def rehearse(self) -> None:
+        """One ``PutObject`` through the client's whole request path (endpoint rules for this bucket,
+        serialisation, credentials, signing, parsing), answered in this process by a ``before-send`` handler:
+        nothing leaves it. What botocore caches on the way, a task process forked afterwards inherits: its
+        first upload cost 5.8 ms of CPU instead of 7.8 (a 2.8 KB value against moto's server, median of 25)."""
+        from botocore.awsrequest import AWSResponse
+
+        class _Empty:
+            def stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+                yield b""
+
+            def read(self, *args: Any, **kwargs: Any) -> bytes:
+                return b""
+
+        def answer(request: Any, **kwargs: Any) -> Any:
+            return AWSResponse(request.url, 200, {"ETag": '"rehearsal"'}, _Empty())
+
+        client = self._client()
+        event, unique = "before-send.s3.PutObject", "xcomsim-rehearsal"
+        client.meta.events.register_first(event, answer, unique_id=unique)
+        try:
+            self._call("put_object", "rehearsal", Key=self._key("rehearsal"), Body=b"x" * 2048)
+        finally:
+            client.meta.events.unregister(event, unique_id=unique)
 
     def get(self, name: str) -> bytes:
         found = self.read(name)
@@ -421,9 +449,10 @@ def warm() -> None:
 def warm_clients(paths: tuple[str, ...] | None = None) -> list[str]:
     """Build the clients of the configured stores (``paths``: default, the values' and the guards') before a fork,
     so a task process inherits them instead of building one (a hook, a session, a client: about 0.1 CPU-second
-    and a connection lookup through the supervisor per task). Only where this process resolves the connection
-    itself (an environment variable or a secrets backend); otherwise each task builds its own as before. A client
-    that made no request holds no socket, so every forked child opens its own. Returns the stores warmed."""
+    and a connection lookup through the supervisor per task), and rehearse an upload on each. Only where this
+    process resolves the connection itself (an environment variable or a secrets backend); otherwise each task
+    builds its own as before. A client that sent no request holds no socket, so every forked child opens its own.
+    Returns the stores warmed."""
     import logging
 
     from xcomsim.backend.config import load
@@ -443,6 +472,7 @@ def warm_clients(paths: tuple[str, ...] | None = None) -> list[str]:
             # resolvable here, or skipped: the AWS hook would quietly build a client without the connection
             BaseHook.get_connection(store.location.conn_id)
             store._client()
+            store.rehearse()
         except Exception as exc:  # noqa: BLE001 - warming is an optimisation: the task builds its client itself
             logging.getLogger(__name__).info("xcomsim: %s not warmed before the fork (%s)", path, exc)
             continue

@@ -269,9 +269,9 @@ class LocalDeployment(Deployment):
             "AIRFLOW__CELERY__BROKER_URL": self.redis.url(0),
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{db}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.settings.concurrency),
-            # Airflow's default Celery configuration, from a module that warms the reference backend's S3 client
+            # Airflow's default Celery configuration, from a module that warms the reference backend's stores
             # in the worker before it forks task processes (docs/soak.md: the deployment)
-            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "xcomsim.backend.warm.CELERY_CONFIG",
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "xcomsim.soak.worker.CELERY_CONFIG",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),

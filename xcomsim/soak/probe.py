@@ -80,6 +80,35 @@ def push_profiled() -> Iterator[None]:
         _profile.dump_stats(str(Path(folder) / f"push-{os.getpid()}.prof"))
 
 
+TASK_PROFILE = "XCOMSIM_PROFILE_TASKS"  # a folder: each task process is profiled from its fork to its last push
+_task_profile: Any = None
+
+
+def profile_forked_tasks() -> None:
+    """With ``$XCOMSIM_PROFILE_TASKS`` set, cProfile every process this one forks, from the fork on (a diagnosis
+    aid: what a task process spends beside its pushes, compared between backends); ``task_profiled`` dumps it."""
+    if os.environ.get(TASK_PROFILE):
+        os.register_at_fork(after_in_child=_start_task_profile)
+
+
+def _start_task_profile() -> None:
+    global _task_profile
+    if not os.environ.get(TASK_PROFILE):
+        return
+    import cProfile
+
+    _task_profile = cProfile.Profile(time.process_time)
+    _task_profile.enable()
+
+
+def task_profiled() -> None:
+    """Dump this task process's profile since its fork into ``$XCOMSIM_PROFILE_TASKS/task-<pid>.prof``."""
+    folder = os.environ.get(TASK_PROFILE)
+    if folder and _task_profile is not None:
+        _task_profile.disable()
+        _task_profile.dump_stats(str(Path(folder) / f"task-{os.getpid()}.prof"))
+
+
 def coordinate(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> str:
     return f"{dag_id}/{run_id}/{task_id}/{map_index}/{key}"
 
@@ -90,13 +119,14 @@ def operation(op: str, **fields: Any) -> Iterator[dict[str, Any]]:
     outcome: dict[str, Any] = {}
     began = time.time()
     record(op, phase="begin", **fields)
+    cpu = time.process_time()  # this operation's CPU in its process, the probe's own writes excluded
     try:
         yield outcome
     except BaseException as exc:
         record(op, phase="error", began=began, error_type=type(exc).__name__, error=str(exc)[:500],
                **fields, **outcome)  # fmt: skip
         raise
-    record(op, phase="ok", began=began, **fields, **outcome)
+    record(op, phase="ok", began=began, cpu=time.process_time() - cpu, **fields, **outcome)
 
 
 def task(context: Any) -> dict[str, Any]:

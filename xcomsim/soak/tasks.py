@@ -62,6 +62,7 @@ def push(context: dict[str, Any], plan: dict[str, Any], index: int) -> None:
         except Exception:  # noqa: BLE001 - recorded; the refusal is what is expected
             pass
     probe.record("task", phase="pushed", cpu=time.process_time())  # this process's CPU since its fork
+    probe.task_profiled()
     if first_try and chosen(plan, "flaky", ti.run_id, index) < plan["flaky_rate"]:
         probe.record("task", phase="fail-on-purpose")
         raise RuntimeError("failing on purpose after its pushes, so that the next try pushes again")

@@ -78,6 +78,7 @@ def _phase(deployment: LocalDeployment, plan: workload.Plan, soak_id: str, files
     cpu = [e["cpu"] for e in found.events if e["op"] == "task" and e.get("phase") == "pushed"]
     pulls = sorted(o.end - o.start for o in found.of("pull") if o.outcome == "ok" and o.end)
     pushes = sorted(o.end - o.start for o in found.of("push") if o.outcome == "ok" and o.end)
+    push_cpu = [(o.fields["cpu"], o.fields.get("key")) for o in found.of("push") if o.fields.get("cpu") is not None]
     return {
         "runs": len(runs), "runs_per_minute": round(len(runs) / (span / 60), 2) if span else None,
         "task_instances_per_second": round(len(tis) / ti_span, 2) if ti_span else None,
@@ -87,6 +88,8 @@ def _phase(deployment: LocalDeployment, plan: workload.Plan, soak_id: str, files
         "pull_ms_p50": _ms(pulls, 0.5), "pull_ms_p90": _ms(pulls, 0.9),
         "xcom_value_bytes_per_run": round(end_state["xcom_value_bytes"] / len(runs)) if runs else None,
         "failed_runs": sum(1 for e in runs if e["state"] == "failed"),
+        "push_cpu_ms_p50": {key: _ms(sorted(c for c, k in push_cpu if k == key), 0.5)  # what each push costs its process
+                            for key in sorted({k for _, k in push_cpu})},
     }  # fmt: skip
 
 
@@ -99,11 +102,15 @@ def _ms(values: list[float], q: float) -> float | None:
 
 
 def _median(phases: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = phases[0].keys() if phases else []
-    out = {}
+    """Each figure's median over the phases (a figure per key, such as each push's CPU, per key)."""
+    keys = dict.fromkeys(key for p in phases for key in p)
+    out: dict[str, Any] = {}
     for key in keys:
-        values = [p[key] for p in phases if p[key] is not None]
-        out[key] = round(statistics.median(values), 3) if values else None
+        values = [p[key] for p in phases if p.get(key) is not None]
+        if values and isinstance(values[0], dict):
+            out[key] = _median(values)
+        else:
+            out[key] = round(statistics.median(values), 3) if values else None
     return out
 
 
@@ -137,4 +144,15 @@ def table(result: dict[str, Any]) -> str:
         a, b = rows[names[0]], rows[names[1]]
         ratios = [f"{a[k] / b[k]:.2f}x" if a[k] and b[k] else "-" for k, _ in columns]
         lines.append(f"| ratio | " + " | ".join(ratios) + " |")
+    for name in names:  # where a pusher's CPU goes: each of its pushes, in the order pushed
+        costs = rows[name].get("push_cpu_ms_p50") or {}
+        if costs:
+            each = ", ".join(f"{key} {costs[key]}" for key in sorted(costs, key=_push_order))
+            lines.append(f"{name.rpartition('.')[2]}: CPU ms of a push (p50), by key: {each}")
     return "\n".join(lines)
+
+
+def _push_order(key: str) -> int:
+    from xcomsim.soak.tasks import PUSH_KEYS
+
+    return PUSH_KEYS.index(key) if key in PUSH_KEYS else len(PUSH_KEYS)
