@@ -195,3 +195,16 @@ def test_purge_removes_the_object_and_gc_finds_rows_deleted_without_purge(run_da
     assert len([o for o in _objects(xcomsim_env) if "/values/" in o]) == 1
     sweep(path, xcomsim_env.engine, grace_seconds=0, dry_run=False)  # what deleted rows leave, gc collects
     assert [o for o in _objects(xcomsim_env) if "/values/" in o] == []
+
+
+@pytest.mark.xcomsim(config={"xcomsim.xcom_objectstorage_threshold": 1000, "xcomsim.guard_path": "redis://redis_default/xcom",
+                             "xcomsim.guard_path_values_below": 65536})  # fmt: skip
+def test_reruns_of_a_value_kept_with_the_guards_leave_one_object_there_and_none_in_s3(run_dag, xcomsim_env):
+    """Each retry replaces the earlier try's object, which lives in Redis: purge finds it in that store."""
+    result = run_dag(reruns_dag)
+    assert result.succeeded, result.describe()
+    assert result.xcom("retried", "blob")["try"] == RERUNS
+    assert xcomsim_env.s3.list_objects_v2(Bucket=xcomsim_env.bucket).get("Contents", []) == []
+    assert len(list(xcomsim_env.redis.scan_iter("xcom/values/*"))) == 1
+    report = sweep("redis://redis_default/xcom", xcomsim_env.engine, grace_seconds=0)
+    assert report.orphan_values == [] and report.referenced == 1

@@ -181,3 +181,76 @@ def test_the_rehearsed_upload_sends_nothing_and_leaves_the_client_as_it_was(monk
             store.put("after", b"x")
     finally:
         stores.clear_client_cache()
+
+
+SMALL_VALUES_IN_REDIS = {**REDIS_GUARDS, "xcomsim.guard_path_values_below": 4000}
+
+with DAG("round_trips_tiers", start_date=datetime(2024, 1, 1), schedule=None) as tiers:
+
+    @task(do_xcom_push=False)
+    def tiered(ti=None):
+        ti.xcom_push(key="small", value="s" * 100)  # inline
+        ti.xcom_push(key="medium", value="m" * 2000)  # offloaded, below 4000 bytes: with the guards, in Redis
+        ti.xcom_push(key="large", value="l" * 5000)  # offloaded, 4000 bytes or more: in S3
+
+    @task(do_xcom_push=False)
+    def tier_reader(ti=None):
+        assert ti.xcom_pull(task_ids="tiered", key="medium") == "m" * 2000
+        assert ti.xcom_pull(task_ids="tiered", key="large") == "l" * 5000
+
+    tiered() >> tier_reader()
+
+XComPolicy(pushes={"tiered": ["small", "medium", "large"]},
+           pulls={"tier_reader": {"tiered": ["medium", "large"]}}).attach(tiers)  # fmt: skip
+
+
+@pytest.mark.xcomsim(config=SMALL_VALUES_IN_REDIS)
+def test_small_offloaded_values_live_with_the_guards_and_large_ones_in_s3(run_dag, requests, xcomsim_env):
+    from sqlalchemy import text
+
+    result = run_dag(tiers)
+    assert result.succeeded, result.describe()
+    s3_values = [o["Key"] for o in xcomsim_env.s3.list_objects_v2(Bucket=xcomsim_env.bucket).get("Contents", [])]
+    redis_values = list(xcomsim_env.redis.scan_iter("xcom/values/*"))
+    assert len(s3_values) == 1 and len(redis_values) == 1, (s3_values, redis_values)
+    assert xcomsim_env.redis.get(redis_values[0]) is not None
+    assert requests[("s3", "put_object", "value")] == 1 and requests[("redis", "set", "value")] == 1
+    # the Redis value's age for gc: its guard carries a stamp of Redis's clock (S3 keeps the large one's)
+    stamped = {g["key"]: "stamped_at" in g for g in map(json.loads, map(xcomsim_env.redis.get,
+                                                                      xcomsim_env.redis.scan_iter("xcom/guards/*")))}  # fmt: skip
+    assert stamped == {"small": False, "medium": True, "large": False}
+
+    with xcomsim_env.engine.begin() as conn:  # the run is deleted: both objects are orphans, each in its store
+        conn.execute(text("DELETE FROM xcom WHERE dag_id = 'round_trips_tiers'"))
+        conn.execute(text("DELETE FROM dag_run WHERE dag_id = 'round_trips_tiers'"))
+    config = load()
+    assert config.value_paths == (config.guard_path, config.path)  # the guards' store first: its values' ages
+    reports = [sweep(path, xcomsim_env.engine, dry_run=False, grace_seconds=0) for path in config.value_paths]
+    assert [len(r.orphan_values) for r in reports] == [1, 1], [r.describe() for r in reports]
+    assert list(xcomsim_env.redis.scan_iter("xcom/values/*")) == []
+
+
+@pytest.mark.xcomsim(config=SMALL_VALUES_IN_REDIS)
+def test_a_reference_into_neither_configured_store_is_refused(xcomsim_env):
+    from xcomsim.backend import codec
+    from xcomsim.backend.pull import fetch
+
+    name = codec.object_name("d", "r", "t", -1, "k", attempt=1)
+    xcomsim_env.redis.set("other/" + name, b"forged")
+    forged = codec.Reference("redis://redis_default/other", name, codec.digest(b"forged"), 6, "").to_uri()
+    with pytest.raises(XComStoreError, match="outside this backend's store"):
+        fetch(forged, None)
+
+
+def test_small_values_need_a_guard_path_and_a_whole_number(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH", "s3://aws_default@bucket/xcom")
+    monkeypatch.setenv("AIRFLOW__XCOMSIM__GUARD_PATH_VALUES_BELOW", "65536")
+    with pytest.raises(XComPolicyError, match=r"guard_path_values_below=65536 needs a guard_path"):
+        load()
+    monkeypatch.setenv("AIRFLOW__XCOMSIM__GUARD_PATH", "redis://redis_default/xcom")
+    monkeypatch.setenv("AIRFLOW__XCOMSIM__GUARD_PATH_VALUES_BELOW", "64k")
+    with pytest.raises(XComPolicyError, match=r"guard_path_values_below='64k' is not a whole number of bytes"):
+        load()
+    monkeypatch.setenv("AIRFLOW__XCOMSIM__GUARD_PATH_VALUES_BELOW", "-1")
+    with pytest.raises(XComPolicyError, match=r"guard_path_values_below=-1; use 0 or more"):
+        load()

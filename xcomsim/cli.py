@@ -21,10 +21,11 @@ def _gc(args: argparse.Namespace) -> int:
 
     url = ""
     try:
-        store = open_store(args.path or config.load().path)  # no store configured: say so before reading the DB
+        # every store values live in (small ones may be with the guards); none configured: say so before the DB
+        stores = [open_store(path) for path in ([args.path] if args.path else config.load().value_paths)]
         url = args.sql_alchemy_conn or _airflow_db_url()
         _check_metadata_db(url)
-        report = sweep(store, url, dry_run=args.dry_run)
+        reports = [sweep(store, url, dry_run=args.dry_run) for store in stores]
     except (ExclusiveXComError, _GcError) as exc:
         print(f"xcomsim gc: {exc}", file=sys.stderr)
         return 2
@@ -36,9 +37,10 @@ def _gc(args: argparse.Namespace) -> int:
         print(f"xcomsim gc: {one_line(exc)} (metadata DB {_masked(url)}, store {args.path or 'from config'})",
               file=sys.stderr)  # fmt: skip
         return 2
-    print(report.describe())
-    for name in report.orphan_values + report.stale_guards:
-        print(f"  {'would delete' if args.dry_run else 'deleted'} {report.store}/{name}")
+    for report in reports:
+        print(report.describe())
+        for name in report.orphan_values + report.stale_guards:
+            print(f"  {'would delete' if args.dry_run else 'deleted'} {report.store}/{name}")
     return 0
 
 

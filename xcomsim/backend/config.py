@@ -32,6 +32,9 @@ class BackendConfig:
     ``redis://CONN_ID/PREFIX``. ``threshold`` -1 keeps every value inline; 0 offloads all.
     ``guard_path``: a ``redis://`` store for the guards alone, values staying at ``path``:
     a push's three guard operations are then Redis round trips instead of S3 requests.
+    ``guard_path_values_below``: offloaded values smaller than this many bytes live at ``guard_path``
+    too (0: none do): a small value's upload is then a Redis ``SET``, not an S3 request, which
+    costs a fresh task process 6-10 ms of CPU (docs/soak.md: push by push).
     """
 
     path: str = ""
@@ -41,6 +44,7 @@ class BackendConfig:
     undeclared_dags: Undeclared = Undeclared.ALLOW
     retry_replaces: bool = False  # for DAGs without a policy; a policy's own setting wins
     gc_grace_seconds: float = DEFAULT_GC_GRACE  # xcomsim gc keeps unreferenced objects younger than this
+    guard_path_values_below: int = 0
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:
@@ -49,6 +53,13 @@ class BackendConfig:
             )
         if self.threshold < -1:
             raise XComPolicyError(f"[{SECTION}] xcom_objectstorage_threshold={self.threshold}; use -1 or more")
+        if self.guard_path_values_below < 0:
+            raise XComPolicyError(f"[{SECTION}] guard_path_values_below={self.guard_path_values_below}; use 0 or more")
+        if self.guard_path_values_below and not self.guard_path:
+            raise XComPolicyError(
+                f"[{SECTION}] guard_path_values_below={self.guard_path_values_below} needs a guard_path "
+                "(redis://CONN_ID/PREFIX) for the small values to live in"
+            )
 
     @property
     def guards(self) -> str:
@@ -57,6 +68,17 @@ class BackendConfig:
 
     def offloads(self, size: int) -> bool:
         return self.threshold >= 0 and size >= self.threshold
+
+    def value_path(self, size: int) -> str:
+        """Where a value of ``size`` bytes is offloaded to (when it is): the guards' store below
+        ``guard_path_values_below``, else ``path``."""
+        return self.guard_path if self.offloads(size) and size < self.guard_path_values_below else self.path
+
+    @property
+    def value_paths(self) -> tuple[str, ...]:
+        """Every store values may live in: what a row's reference may name, what gc sweeps. The guards' store
+        first: gc ages its values by their guards' stamps, and a sweep deletes stale guards after its values."""
+        return (self.guard_path, self.path) if self.guard_path_values_below else (self.path,)
 
 
 def load() -> BackendConfig:
@@ -87,7 +109,15 @@ def load() -> BackendConfig:
             f"[{SECTION}] guard_path={guard_path!r}; use redis://CONN_ID/PREFIX (or leave it unset: the guards "
             "then live with the values, at xcom_objectstorage_path)"
         )
+    raw_below = get("guard_path_values_below", "0")
+    try:
+        below = int(raw_below)
+    except ValueError:
+        raise XComPolicyError(
+            f"[{SECTION}] guard_path_values_below={raw_below!r} is not a whole number of bytes"
+        ) from None
     return BackendConfig(
+        guard_path_values_below=below,
         retry_replaces=retry == "true",
         path=get("xcom_objectstorage_path", ""),
         guard_path=guard_path,

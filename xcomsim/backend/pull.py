@@ -12,7 +12,7 @@ from typing import Any
 from xcomsim.backend import codec
 from xcomsim.backend.config import load
 from xcomsim.backend.errors import XComScopeError, XComStoreError
-from xcomsim.backend.stores import StoreLocation, open_store
+from xcomsim.backend.stores import ObjectStore, StoreLocation, open_store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +113,16 @@ class PullPath:
         return Source(dag_id, task_id, key)
 
 
+def value_store(ref: codec.Reference, paths: tuple[str, ...]) -> ObjectStore | None:
+    """The configured store a reference names (by bucket and prefix, however it is spelled), if any."""
+    place = StoreLocation.parse(ref.store_path)
+    for path in paths:
+        store = open_store(path)
+        if place.same_place(store.location):
+            return store
+    return None
+
+
 def fetch(uri: str, source: Source | None) -> bytes:
     """The bytes of the object a reference names, if it is the pulled source's own in the configured store.
 
@@ -120,11 +130,12 @@ def fetch(uri: str, source: Source | None) -> bytes:
     object of the configured store and prefix is accepted.
     """
     ref = codec.Reference.parse(uri)
-    store = open_store(load().path)
     where = uri.partition("?")[0]
-    if not StoreLocation.parse(ref.store_path).same_place(store.location):
+    store = value_store(ref, load().value_paths)
+    if store is None:
         raise XComStoreError(
-            f"XCom row holds reference {where}, outside this backend's store {store.location}: refused"
+            f"XCom row holds reference {where}, outside this backend's store {open_store(load().path).location}: "
+            "refused"
         )
     if source is None:
         owned = ref.name.startswith("values/")

@@ -12,7 +12,8 @@ from xcomsim.backend.config import load
 from xcomsim.backend.errors import XComStoreError
 from xcomsim.backend.guard import Guard, Holder, retry_replaces
 from xcomsim.backend.policy import AIRFLOW_INTERNAL_KEYS
-from xcomsim.backend.stores import StoreLocation, open_store
+from xcomsim.backend.pull import value_store
+from xcomsim.backend.stores import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +106,16 @@ class Purge:
         cls._check_coordinate(dag_id, run_id, task_id, key)
         index = cls._map_index(map_index, task_id, key)
         cls._check_pusher(dag_id, task_id, run_id, index, key, verb="purge")
-        store = open_store(load().path)
+        config = load()
+        store: ObjectStore | None = None
         try:
             named = codec.Reference.parse(xcom.value)
-            own = StoreLocation.parse(named.store_path).same_place(store.location) and codec.owned_by(
-                named.name, dag_id, run_id, task_id, index, key)  # fmt: skip
+            store = value_store(named, config.value_paths)
+            own = store is not None and codec.owned_by(named.name, dag_id, run_id, task_id, index, key)
         except XComStoreError:
             own = False
-        store.delete(named.name if own else codec.object_name(dag_id, run_id, task_id, index, key))
+        if own and store is not None:
+            store.delete(named.name)
+        else:
+            open_store(config.path).delete(codec.object_name(dag_id, run_id, task_id, index, key))
 

@@ -153,7 +153,7 @@ class PushPath:
             cls._check_push_scope(config, dag_id, task_id, key)
         check_key(key, task_id)
         encoded = codec.encode(value, key=key, task_id=task_id)
-        store = open_store(config.path)
+        store = open_store(config.path if bookkeeping else config.value_path(encoded.size))
         holder = Holder.of(caller)
         stored, upload = plan_value(store, config, encoded, dag_id, run_id, task_id, map_index, key,
                                     attempt=cls._object_attempt(holder), inline=bookkeeping)  # fmt: skip

@@ -120,12 +120,15 @@ def _gc(db_url: str, grace: float | None) -> dict[str, Any] | None:
         return None
     began = time.time()
     if sweeper is reference_sweeper:  # the backend's own sweep (a mutant may override it), with the grace asked
-        report = backend.sweep(config.load().path, db_url, dry_run=False, grace_seconds=grace)
+        # every store values live in (small ones may be with the guards)
+        reports = [backend.sweep(path, db_url, dry_run=False, grace_seconds=grace) for path in config.load().value_paths]
     else:
         engine = create_engine(db_url)
-        report = sweeper(SimpleNamespace(backend=backend, engine=engine))
+        reports = [sweeper(SimpleNamespace(backend=backend, engine=engine))]
         engine.dispose()
-    deleted = (list(report.orphan_values) + list(report.stale_guards)) if hasattr(report, "orphan_values") else list(report or [])
+    deleted = [name for report in reports
+               for name in ((list(report.orphan_values) + list(report.stale_guards))
+                            if hasattr(report, "orphan_values") else list(report or []))]  # fmt: skip
     return {"began": began, "ended": time.time(), "deleted": deleted}
 
 
