@@ -254,3 +254,23 @@ def test_small_values_need_a_guard_path_and_a_whole_number(monkeypatch):
     monkeypatch.setenv("AIRFLOW__XCOMSIM__GUARD_PATH_VALUES_BELOW", "-1")
     with pytest.raises(XComPolicyError, match=r"guard_path_values_below=-1; use 0 or more"):
         load()
+
+
+def test_the_redis_rehearsal_writes_nothing_and_leaves_no_connection_open(xcomsim_env, monkeypatch):
+    """warm's Redis rehearsal makes real requests that write nothing, then closes its connection: a task
+    forked afterwards must open its own, never share the worker's socket."""
+    path = "redis://redis_default/xcom_rehearsal"
+    stores.clear_client_cache()
+    try:
+        client = stores.open_store(path)._client()
+        sent: list[str] = []
+        original = client.execute_command
+        monkeypatch.setattr(client, "execute_command", lambda *args, **kw: (sent.append(args[0]), original(*args, **kw))[1])
+        before = set(xcomsim_env.redis.scan_iter("*"))
+        assert stores.warm_clients((path,)) == [path]
+        assert sent == ["GET", "EVAL"]
+        assert set(xcomsim_env.redis.scan_iter("*")) == before
+        pool = client.connection_pool
+        assert all(c._sock is None for c in pool._available_connections) and not pool._in_use_connections
+    finally:
+        stores.clear_client_cache()

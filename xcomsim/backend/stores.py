@@ -129,7 +129,7 @@ class ObjectStore(abc.ABC):
         return None
 
     def rehearse(self) -> None:
-        """Before a fork: run one upload through the client without sending it (nothing to do by default)."""
+        """Before a fork: run the client's request path once, so a forked child inherits what it sets up."""
 
     @abc.abstractmethod
     def delete_if(self, name: str, token: str) -> bool:
@@ -359,6 +359,18 @@ class RedisObjectStore(ObjectStore):
         for key in self._call("scan_iter", under, match=self._key(under) + "*"):
             yield key.decode()[strip:]
 
+    def rehearse(self) -> None:
+        """Before a fork: one real round trip that writes nothing (a ``GET`` of a key nobody writes, a read-only
+        script), then the connection closed, so a forked child opens its own. redis-py sets much up on its first
+        commands in a process; a child forked afterwards inherits it: its first guard's three requests cost
+        2.9 ms of CPU instead of 6.1 (median of 25 forks against redis-server)."""
+        client = self._client()
+        try:
+            self._call("get", "rehearsal", self._key("rehearsal"))
+            self._call("eval", "rehearsal", "return 0", 1, self._key("rehearsal"))
+        finally:
+            client.connection_pool.disconnect()
+
     def now(self) -> float | None:
         seconds, micros = self._call("time", "TIME")
         return seconds + micros / 1e6
@@ -472,10 +484,13 @@ def warm_clients(paths: tuple[str, ...] | None = None) -> list[str]:
             # resolvable here, or skipped: the AWS hook would quietly build a client without the connection
             BaseHook.get_connection(store.location.conn_id)
             store._client()
-            store.rehearse()
         except Exception as exc:  # noqa: BLE001 - warming is an optimisation: the task builds its client itself
             logging.getLogger(__name__).info("xcomsim: %s not warmed before the fork (%s)", path, exc)
             continue
+        try:
+            store.rehearse()
+        except Exception as exc:  # noqa: BLE001 - the client is built; only its first request stays dearer
+            logging.getLogger(__name__).info("xcomsim: %s warmed without its rehearsal (%s)", path, exc)
         warmed.append(path)
     return warmed
 
