@@ -56,28 +56,29 @@ def record(op: str, **fields: Any) -> None:
 
 
 PROFILE = "XCOMSIM_PROFILE_PUSHES"  # a folder: each task process's pushes are profiled there, one file a process
-_profile: Any = None
+_pushes_profiled = 0
 
 
 @contextmanager
 def push_profiled() -> Iterator[None]:
-    """cProfile every push of this process into ``$XCOMSIM_PROFILE_PUSHES/push-<pid>.prof`` (a diagnosis aid:
-    what a push costs a fresh task process, its first included); does nothing when unset."""
-    global _profile
+    """cProfile each push of this process, on its CPU clock, into ``$XCOMSIM_PROFILE_PUSHES/push-<pid>-<n>.prof``
+    (``n``: 1 for the process's first push; a diagnosis aid: what a push costs a fresh task process, and what
+    its first costs more); does nothing when unset."""
+    global _pushes_profiled
     folder = os.environ.get(PROFILE)
     if not folder:
         yield
         return
     import cProfile
 
-    if _profile is None:
-        _profile = cProfile.Profile()
-    _profile.enable()
+    _pushes_profiled += 1
+    profile = cProfile.Profile(time.process_time)
+    profile.enable()
     try:
         yield
     finally:
-        _profile.disable()
-        _profile.dump_stats(str(Path(folder) / f"push-{os.getpid()}.prof"))
+        profile.disable()
+        profile.dump_stats(str(Path(folder) / f"push-{os.getpid()}-{_pushes_profiled}.prof"))
 
 
 TASK_PROFILE = "XCOMSIM_PROFILE_TASKS"  # a folder: each task process is profiled from its fork to its last push
