@@ -176,7 +176,7 @@ def test_the_rehearsed_upload_sends_nothing_and_leaves_the_client_as_it_was(monk
         assert stores.warm_clients((path,)) == [path] and rehearsed == ["s3://xcomsim_rehearse_test@bucket/xcom"]
         store = stores.open_store(path)
         events = store._client().meta.events
-        assert "xcomsim-rehearsal" not in events._emitter._unique_id_handlers, "the rehearsal is left registered"
+        assert not [h for h in events._emitter._unique_id_handlers if "xcomsim-rehearsal" in h], "left registered"
         with pytest.raises(XComStoreError, match="unreachable during put_object"):
             store.put("after", b"x")
     finally:
@@ -242,9 +242,13 @@ def test_a_reference_into_neither_configured_store_is_refused(xcomsim_env):
         fetch(forged, None)
 
 
-def test_small_values_need_a_guard_path_and_a_whole_number(monkeypatch):
+def test_small_values_need_a_guard_path_a_whole_number_and_a_threshold_under_it(monkeypatch):
     monkeypatch.setenv("AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_PATH", "s3://aws_default@bucket/xcom")
     monkeypatch.setenv("AIRFLOW__XCOMSIM__GUARD_PATH_VALUES_BELOW", "65536")
+    with pytest.raises(XComPolicyError, match=r"guard_path_values_below=65536 would keep no value with the guards: "
+                                              r"only values of xcom_objectstorage_threshold=1048576 bytes"):  # fmt: skip
+        load()  # the default threshold: 1 MiB
+    monkeypatch.setenv("AIRFLOW__XCOMSIM__XCOM_OBJECTSTORAGE_THRESHOLD", "1024")
     with pytest.raises(XComPolicyError, match=r"guard_path_values_below=65536 needs a guard_path"):
         load()
     monkeypatch.setenv("AIRFLOW__XCOMSIM__GUARD_PATH", "redis://redis_default/xcom")
@@ -256,21 +260,48 @@ def test_small_values_need_a_guard_path_and_a_whole_number(monkeypatch):
         load()
 
 
-def test_the_redis_rehearsal_writes_nothing_and_leaves_no_connection_open(xcomsim_env, monkeypatch):
-    """warm's Redis rehearsal makes real requests that write nothing, then closes its connection: a task
-    forked afterwards must open its own, never share the worker's socket."""
-    path = "redis://redis_default/xcom_rehearsal"
-    stores.clear_client_cache()
-    try:
-        client = stores.open_store(path)._client()
-        sent: list[str] = []
-        original = client.execute_command
-        monkeypatch.setattr(client, "execute_command", lambda *args, **kw: (sent.append(args[0]), original(*args, **kw))[1])
-        before = set(xcomsim_env.redis.scan_iter("*"))
-        assert stores.warm_clients((path,)) == [path]
-        assert sent == ["GET", "EVAL"]
-        assert set(xcomsim_env.redis.scan_iter("*")) == before
-        pool = client.connection_pool
-        assert all(c._sock is None for c in pool._available_connections) and not pool._in_use_connections
-    finally:
-        stores.clear_client_cache()
+
+with DAG("round_trips_tier_retry", start_date=datetime(2024, 1, 1), schedule=None) as tier_retry:
+
+    @task(do_xcom_push=False, retries=1)
+    def grows(ti=None):
+        """Try 1 pushes a value small enough for Redis and fails; try 2 pushes one for S3."""
+        ti.xcom_push(key="v", value="m" * (2000 if ti.try_number == 1 else 5000))
+        if ti.try_number == 1:
+            raise RuntimeError("fail after the push")
+
+    grows()
+
+XComPolicy(pushes={"grows": ["v"]}).attach(tier_retry)
+
+
+@pytest.mark.xcomsim(config=SMALL_VALUES_IN_REDIS)
+def test_a_retry_whose_value_moves_to_s3_deletes_the_earlier_object_in_redis(run_dag, xcomsim_env):
+    result = run_dag(tier_retry)
+    assert result.succeeded, result.describe()
+    assert result.xcom("grows", "v") == "m" * 5000
+    assert list(xcomsim_env.redis.scan_iter("xcom/values/*")) == []  # try 1's object, deleted in its own store
+    s3 = [o["Key"] for o in xcomsim_env.s3.list_objects_v2(Bucket=xcomsim_env.bucket).get("Contents", [])]
+    assert len([k for k in s3 if "/values/" in k]) == 1
+    (guard,) = [json.loads(xcomsim_env.redis.get(k)) for k in xcomsim_env.redis.scan_iter("xcom/guards/*")]
+    assert "stamped_at" in guard  # try 1's stamp stays: had its delete failed, gc could still age its object
+
+
+@pytest.mark.xcomsim(config=SMALL_VALUES_IN_REDIS)
+def test_gc_keeps_a_guard_while_its_young_redis_value_is_kept(run_dag, xcomsim_env):
+    """A run deleted right after its push: its Redis value is too young to go, so its guard (the value's only
+    age) must stay too, whichever store is swept; once old enough both go."""
+    from sqlalchemy import text
+
+    assert run_dag(tiers).succeeded
+    with xcomsim_env.engine.begin() as conn:
+        conn.execute(text("DELETE FROM xcom WHERE dag_id = 'round_trips_tiers'"))
+        conn.execute(text("DELETE FROM dag_run WHERE dag_id = 'round_trips_tiers'"))
+    config = load()
+    young = [sweep(path, xcomsim_env.engine, dry_run=False) for path in (config.path, config.guard_path)]
+    assert [r.orphan_values for r in young] == [[], []]  # an hour's grace: nothing is old enough
+    kept = [json.loads(xcomsim_env.redis.get(k))["key"] for k in xcomsim_env.redis.scan_iter("xcom/guards/*")]
+    assert kept == ["medium"]  # the Redis value's guard stays; the others may go (S3 keeps its values' ages)
+    old = [sweep(path, xcomsim_env.engine, dry_run=False, grace_seconds=0) for path in config.value_paths]
+    assert sum(len(r.orphan_values) for r in old) == 2
+    assert list(xcomsim_env.redis.scan_iter("xcom/*")) == []

@@ -309,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
         "gc", help="delete offloaded XCom objects no xcom row references (and guards of deleted runs)"
     )
     gc.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
-    gc.add_argument("--path", help="object store, e.g. s3://aws_default@bucket/xcom (default: [xcomsim] config)")
+    gc.add_argument("--path", help="one object store, e.g. s3://aws_default@bucket/xcom (default: every store "
+                    "[xcomsim] keeps values in: xcom_objectstorage_path, and guard_path when guard_path_values_below "
+                    "is set)")
     gc.add_argument("--sql-alchemy-conn", help="metadata DB URL (default: Airflow's [database] sql_alchemy_conn)")
     gc.add_argument("--config", action="append", type=_config_entry, metavar="SECTION.OPTION=VALUE",
                     help="Airflow config for this command, repeatable, e.g. xcomsim.xcom_objectstorage_path=s3://...")  # fmt: skip

@@ -55,6 +55,12 @@ class BackendConfig:
             raise XComPolicyError(f"[{SECTION}] xcom_objectstorage_threshold={self.threshold}; use -1 or more")
         if self.guard_path_values_below < 0:
             raise XComPolicyError(f"[{SECTION}] guard_path_values_below={self.guard_path_values_below}; use 0 or more")
+        if self.guard_path_values_below and (self.threshold < 0 or self.guard_path_values_below <= self.threshold):
+            raise XComPolicyError(
+                f"[{SECTION}] guard_path_values_below={self.guard_path_values_below} would keep no value with the "
+                f"guards: only values of xcom_objectstorage_threshold={self.threshold} bytes or more are offloaded; "
+                "lower the threshold or raise guard_path_values_below"
+            )
         if self.guard_path_values_below and not self.guard_path:
             raise XComPolicyError(
                 f"[{SECTION}] guard_path_values_below={self.guard_path_values_below} needs a guard_path "
@@ -78,7 +84,13 @@ class BackendConfig:
     def value_paths(self) -> tuple[str, ...]:
         """Every store values may live in: what a row's reference may name, what gc sweeps. The guards' store
         first: gc ages its values by their guards' stamps, and a sweep deletes stale guards after its values."""
-        return (self.guard_path, self.path) if self.guard_path_values_below else (self.path,)
+        if not self.guard_path_values_below:
+            return (self.path,)
+        from xcomsim.backend.stores import StoreLocation
+
+        if self.path and StoreLocation.parse(self.path).same_place(StoreLocation.parse(self.guard_path)):
+            return (self.guard_path,)  # one store: swept once
+        return (self.guard_path, self.path)
 
 
 def load() -> BackendConfig:

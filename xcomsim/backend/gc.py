@@ -123,7 +123,12 @@ def sweep(store: ObjectStore | str, engine: Engine | str, *, dry_run: bool = Tru
             age = None if stamped is None else server_now - float(stamped)
         (report.orphan_values if age is not None and age >= grace else report.young).append(name)
     runs = _live_runs(engine)
-    report.stale_guards = sorted(n for n, (g, _) in guards.items() if (g.get("dag_id"), g.get("run_id")) not in runs)
+    # A guard stays while a value of it is kept: in a store that keeps no times, that value's only age is the
+    # guard's stamp (values kept young here, and those in the guards' store when it holds values too)
+    kept = set(report.young) | _values_with_guards(guard_store, store, config)
+    report.stale_guards = sorted(n for n, (g, _) in guards.items()
+                                 if (g.get("dag_id"), g.get("run_id")) not in runs and n not in
+                                 {_guard_of(v) for v in kept})  # fmt: skip
     if dry_run:
         return report
     # Right before each delete, everything is judged again against live state, and the delete is conditional
@@ -144,6 +149,13 @@ def sweep(store: ObjectStore | str, engine: Engine | str, *, dry_run: bool = Tru
             deleted_guards.append(name)
     report.orphan_values, report.stale_guards = deleted_values, deleted_guards
     return report
+
+
+def _values_with_guards(guard_store: ObjectStore, store: ObjectStore, config: Any) -> set[str]:
+    """The values the guards' store holds beside them (``guard_path_values_below``), when another store is swept."""
+    if guard_store is store or not config.guard_path_values_below or guard_store.keeps_times:
+        return set()
+    return {name for name in guard_store.names("values/") if codec.own_scheme(name)}
 
 
 def _guard_of(value_name: str) -> str:

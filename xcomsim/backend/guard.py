@@ -118,12 +118,18 @@ class Guard:
                 continue  # forgotten in between: create again
             earlier = json.loads(existing[0])
             decision = self._decide(earlier, holder, digest, replaces, row_exists)
+            # an earlier object in a store that keeps no times is aged by its guard's stamp: the stamp stays,
+            # so a retry whose value is stored elsewhere (or inline) leaves no object gc cannot age
+            kept = {} if stamp or "stamped_at" not in earlier else {"stamped_at": earlier["stamped_at"]}
             if decision == SAME:  # this try now holds the key, with the earlier try's stored value
-                body = self._body(holder, "writing", digest=digest, object=earlier.get("object"),
-                                  stored=earlier.get("stored"))  # fmt: skip
-            token = self.store.swap(self.name, existing[1], body)
+                aged = {"stamped_at": earlier["stamped_at"]} if "stamped_at" in earlier else stamp  # its object's
+                taking = self._body(holder, "writing", digest=digest, object=earlier.get("object"),
+                                    stored=earlier.get("stored"), **aged)  # fmt: skip
+            else:
+                taking = self._body(holder, "pushing", digest=digest, object=obj, stored=recorded, **stamp, **kept)
+            token = self.store.swap(self.name, existing[1], taking)
             if token is not None:
-                self._previous, self._mine, self._held = existing, (body, token), True
+                self._previous, self._mine, self._held = existing, (taking, token), True
                 return decision, earlier
         raise XComStoreError(f"guard {self.name}: {_SWAP_ATTEMPTS} takeovers raced this one; try again")
 

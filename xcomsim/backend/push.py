@@ -174,6 +174,7 @@ class PushPath:
                 stored = earlier.get("stored", stored) if earlier else stored
                 return stored, push, (None if message is None else message(stored, map_index))
             push.replaced = (earlier or {}).get("object")
+            push.replaced_store = _object_store(earlier, config, store)
         try:
             if upload is not None:
                 store.put(*upload)
@@ -217,6 +218,7 @@ class Pending:
         self.guarded = True
         self.already_stored = False
         self.replaced: str | None = None  # the object of the earlier try whose value this push replaces
+        self.replaced_store: ObjectStore = store  # where that object is (a retry may store elsewhere)
 
     def __call__(self) -> None:
         """Undo: this push's own object, and the guard while it is still this push's."""
@@ -242,7 +244,7 @@ class Pending:
         if holder is None:
             if self.replaced and self.replaced != self.object:
                 try:  # the earlier try's object: no row names it any more
-                    self.store.delete(self.replaced)
+                    self.replaced_store.delete(self.replaced)
                 except XComStoreError as exc:
                     log.warning("XCom %r: the replaced object %s is left for xcomsim gc: %s", message.key,
                                 self.replaced, exc)  # fmt: skip
@@ -276,6 +278,22 @@ class Pending:
                 return done
             holder = again
         return "the row could not be settled: the guard kept changing"
+
+
+def _object_store(earlier: dict[str, Any] | None, config: BackendConfig, default: ObjectStore) -> ObjectStore:
+    """The store an earlier try's object is in: the one its recorded reference names, which need not be this
+    push's (values under ``guard_path_values_below`` live with the guards, larger ones at ``path``)."""
+    from xcomsim.backend.pull import value_store
+
+    stored = (earlier or {}).get("stored")
+    if codec.is_reference(stored):
+        try:
+            found = value_store(codec.Reference.parse(stored), config.value_paths)
+        except XComStoreError:
+            found = None
+        if found is not None:
+            return found
+    return default
 
 
 def plan_value(store: ObjectStore, config: BackendConfig, encoded: codec.Encoded, dag_id: str, run_id: str,

@@ -81,10 +81,14 @@ def declared_sweeper(backend: type) -> Sweeper | None:
 
 
 def reference_sweeper(env: Any) -> Any:
-    """``xcomsim gc`` on the reference backend's store, deleting: the backend's own ``sweep`` (mutants override it)."""
+    """``xcomsim gc`` on the reference backend's stores, deleting: the backend's own ``sweep`` (mutants override
+    it), on each store values live in (the guards' store first, as ``xcomsim gc`` does)."""
     from xcomsim.backend.config import load
 
-    return env.backend.sweep(load().path, env.engine, dry_run=False)
+    reports = [env.backend.sweep(path, env.engine, dry_run=False) for path in load().value_paths]
+    if len(reports) == 1:
+        return reports[0]
+    return [name for report in reports for name in list(report.orphan_values) + list(report.stale_guards)]
 
 
 def readback(env: Any, dag_id: str, run_id: str) -> tuple[dict[str, Any], dict[str, str]]:

@@ -86,21 +86,32 @@ def _claims(backend: type) -> dict[str, Any]:
 
 
 def _objects() -> dict[str, int]:
-    """Every object under the backend's S3 prefix, named ``s3://bucket/key`` like the kit names them."""
-    from airflow.sdk.configuration import conf
-
+    """Every object of the backend's value stores, named like the kit names them: ``s3://bucket/key`` (the whole
+    S3 prefix), and ``redis:key`` (``redis/N:key`` for DB N) for the values a Redis store holds."""
+    from xcomsim.backend import config
+    from xcomsim.backend.errors import ExclusiveXComError
     from xcomsim.backend.stores import StoreLocation, open_store
 
-    path = conf.get("xcomsim", "xcom_objectstorage_path", fallback="")
-    if not path.startswith("s3://"):
+    try:
+        paths = config.load().value_paths
+    except ExclusiveXComError:
         return {}
-    location = StoreLocation.parse(path)
-    store = open_store(path)
-    client = store._client()  # noqa: SLF001 - the store's own client, to list sizes as S3 has them
     found = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.prefix):
-        for obj in page.get("Contents", []):
-            found[f"s3://{location.bucket}/{obj['Key']}"] = obj["Size"]
+    for path in paths:
+        if path.startswith("s3://"):
+            location = StoreLocation.parse(path)
+            client = open_store(path)._client()  # noqa: SLF001 - the store's own client, to list sizes as S3 has them
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    found[f"s3://{location.bucket}/{obj['Key']}"] = obj["Size"]
+        elif path.startswith("redis://"):
+            store = open_store(path)
+            client = store._client()  # noqa: SLF001
+            db = int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
+            prefix = "redis:" if db == 0 else f"redis/{db}:"
+            for key in client.scan_iter(match=store._key("values/") + "*"):  # noqa: SLF001
+                found[prefix + key.decode()] = int(client.strlen(key))
     return found
 
 
