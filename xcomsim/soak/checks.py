@@ -226,7 +226,7 @@ def judge(history: History, end_state: dict[str, Any], plan: dict[str, Any], cla
     # stores, at the end (after gc)
     objects = end_state.get("objects", {})
     raw_rows = [{"key": _row_coordinate(r), "value": r["value"], "task_id": r["task_id"]} for r in end_state["rows"]]
-    bucket = next(iter(objects), "s3://none/").split("/")[2] if objects else "none"
+    bucket = next((name.split("/")[2] for name in objects if name.startswith("s3://")), "none")  # Redis values too
     offload_obs = []
     if claims.offload_threshold is not None:
         for coordinate, ops in pushes.items():
