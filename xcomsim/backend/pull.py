@@ -131,10 +131,11 @@ def fetch(uri: str, source: Source | None) -> bytes:
     """
     ref = codec.Reference.parse(uri)
     where = uri.partition("?")[0]
-    store = value_store(ref, load().value_paths)
+    config = load()
+    store = value_store(ref, config.value_paths)
     if store is None:
         raise XComStoreError(
-            f"XCom row holds reference {where}, outside this backend's store {open_store(load().path).location}: "
+            f"XCom row holds reference {where}, outside this backend's store {open_store(config.path).location}: "
             "refused"
         )
     if source is None:

@@ -39,6 +39,11 @@ class Purge:
         return sweep(store, engine, dry_run=dry_run, grace_seconds=grace_seconds)
 
     @classmethod
+    def sweep_all(cls, engine: Any, *, dry_run: bool = True, grace_seconds: float | None = None) -> list[Any]:
+        """``sweep`` on every store values live in (``[xcomsim] value_paths``: the guards' store first)."""
+        return [cls.sweep(path, engine, dry_run=dry_run, grace_seconds=grace_seconds) for path in load().value_paths]
+
+    @classmethod
     def delete(cls, key: str, task_id: str, dag_id: str, run_id: str, map_index: int | None = None) -> None:
         """Delete a row and its object, unless push-once protects it.
 

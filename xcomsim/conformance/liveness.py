@@ -83,12 +83,15 @@ def declared_sweeper(backend: type) -> Sweeper | None:
 def reference_sweeper(env: Any) -> Any:
     """``xcomsim gc`` on the reference backend's stores, deleting: the backend's own ``sweep`` (mutants override
     it), on each store values live in (the guards' store first, as ``xcomsim gc`` does)."""
-    from xcomsim.backend.config import load
+    reports = env.backend.sweep_all(env.engine, dry_run=False)
+    return reports[0] if len(reports) == 1 else [name for report in reports for name in deleted_names(report)]
 
-    reports = [env.backend.sweep(path, env.engine, dry_run=False) for path in load().value_paths]
-    if len(reports) == 1:
-        return reports[0]
-    return [name for report in reports for name in list(report.orphan_values) + list(report.stale_guards)]
+
+def deleted_names(report: Any) -> list[str]:
+    """What a sweeper deleted: a ``SweepReport``'s orphans and guards, or the names it returned."""
+    if hasattr(report, "orphan_values"):
+        return list(report.orphan_values) + list(report.stale_guards)
+    return list(report or [])
 
 
 def readback(env: Any, dag_id: str, run_id: str) -> tuple[dict[str, Any], dict[str, str]]:

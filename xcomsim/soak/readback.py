@@ -122,8 +122,7 @@ def _gc(db_url: str, grace: float | None) -> dict[str, Any] | None:
     from airflow.sdk.execution_time.xcom import resolve_xcom_backend
     from sqlalchemy import create_engine
 
-    from xcomsim.backend import config
-    from xcomsim.conformance.liveness import declared_sweeper, reference_sweeper
+    from xcomsim.conformance.liveness import declared_sweeper, deleted_names, reference_sweeper
 
     backend = resolve_xcom_backend()
     sweeper = declared_sweeper(backend)
@@ -131,15 +130,12 @@ def _gc(db_url: str, grace: float | None) -> dict[str, Any] | None:
         return None
     began = time.time()
     if sweeper is reference_sweeper:  # the backend's own sweep (a mutant may override it), with the grace asked
-        # every store values live in (small ones may be with the guards)
-        reports = [backend.sweep(path, db_url, dry_run=False, grace_seconds=grace) for path in config.load().value_paths]
+        reports = backend.sweep_all(db_url, dry_run=False, grace_seconds=grace)
     else:
         engine = create_engine(db_url)
         reports = [sweeper(SimpleNamespace(backend=backend, engine=engine))]
         engine.dispose()
-    deleted = [name for report in reports
-               for name in ((list(report.orphan_values) + list(report.stale_guards))
-                            if hasattr(report, "orphan_values") else list(report or []))]  # fmt: skip
+    deleted = [name for report in reports for name in deleted_names(report)]
     return {"began": began, "ended": time.time(), "deleted": deleted}
 
 
